@@ -1,0 +1,1 @@
+"""kerasseg's on-device runtime: numpy, OpenCV and a TFLite interpreter, never TensorFlow."""

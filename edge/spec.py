@@ -1,0 +1,168 @@
+"""The one spec that travels with every kerasseg artifact.
+
+It says what a device needs to use a segmentation model: input size, the
+normalisation the model applies to raw RGB pixels, class names, colours, the
+ignore label, and what the output holds. It is plain Python (no TensorFlow),
+so the edge runtime reads it with nothing from the training side;
+``kerasseg.spec`` re-exports it for the training side.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Sequence
+
+SPEC_FILENAME = "spec.json"
+OUTPUT_KINDS = ("logits", "probabilities", "class_ids")
+RESIZE_MODES = ("stretch", "letterbox")
+CHANNEL_ORDERS = ("rgb", "bgr")
+
+
+class SpecError(ValueError):
+    """A spec that is missing, malformed or inconsistent."""
+
+
+def default_colors(num_classes: int) -> tuple[tuple[int, int, int], ...]:
+    """PASCAL VOC's bit-interleaved palette, RGB, for ``num_classes`` classes."""
+    colors = []
+    for index in range(num_classes):
+        r = g = b = 0
+        c = index
+        for shift in range(7, -1, -1):
+            r |= ((c >> 0) & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        colors.append((r, g, b))
+    return tuple(colors)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """What a segmentation model expects and produces.
+
+    ``mean`` and ``std`` are per RGB channel in pixel units (0..255): the model
+    computes ``(pixel - mean) / std`` inside its graph, after reversing the
+    channels when ``channel_order`` is ``"bgr"``. The device always feeds raw
+    RGB; these fields are recorded so that a reader knows what happens inside.
+    ``input_size`` is ``(height, width)``.
+    """
+
+    labels: tuple[str, ...]
+    input_size: tuple[int, int]
+    colors: tuple[tuple[int, int, int], ...] = ()
+    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    channel_order: str = "rgb"
+    ignore_label: int = 255
+    output_kind: str = "logits"
+    resize_mode: str = "stretch"
+
+    def __post_init__(self):
+        object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
+        object.__setattr__(self, "input_size", tuple(int(x) for x in self.input_size))
+        colors = self.colors or default_colors(len(self.labels))
+        object.__setattr__(self, "colors", tuple(tuple(int(v) for v in c) for c in colors))
+        object.__setattr__(self, "mean", tuple(float(x) for x in self.mean))
+        object.__setattr__(self, "std", tuple(float(x) for x in self.std))
+        self.validate()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def validate(self) -> None:
+        if len(self.labels) < 2:
+            raise SpecError(f"spec labels: need at least 2 classes, got {len(self.labels)}: {list(self.labels)}")
+        if len(set(self.labels)) != len(self.labels):
+            raise SpecError(f"spec labels: names must be unique, got {list(self.labels)}")
+        if len(self.input_size) != 2 or min(self.input_size) < 1:
+            raise SpecError(f"spec input_size: expected (height, width) of positive ints, got {self.input_size}")
+        if len(self.colors) != len(self.labels):
+            raise SpecError(
+                f"spec colors: expected one colour per label ({len(self.labels)}), got {len(self.colors)}")
+        for color in self.colors:
+            if len(color) != 3 or not all(0 <= v <= 255 for v in color):
+                raise SpecError(f"spec colors: each colour must be 3 values in 0..255, got {color}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise SpecError(f"spec mean/std: expected 3 values each, got mean={self.mean} std={self.std}")
+        if any(s <= 0 for s in self.std):
+            raise SpecError(f"spec std: values must be positive, got {self.std}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise SpecError(f"spec channel_order: expected one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
+        if self.output_kind not in OUTPUT_KINDS:
+            raise SpecError(f"spec output_kind: expected one of {OUTPUT_KINDS}, got {self.output_kind!r}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise SpecError(f"spec resize_mode: expected one of {RESIZE_MODES}, got {self.resize_mode!r}")
+        if 0 <= self.ignore_label < len(self.labels):
+            raise SpecError(
+                f"spec ignore_label: {self.ignore_label} collides with a class id (0..{len(self.labels) - 1})")
+
+    def replace(self, **changes) -> "Spec":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["labels"] = list(self.labels)
+        data["input_size"] = list(self.input_size)
+        data["colors"] = [list(c) for c in self.colors]
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str = "spec") -> "Spec":
+        if not isinstance(data, dict):
+            raise SpecError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(f"{source}: unknown keys {unknown}; known keys are {sorted(known)}")
+        missing = [k for k in ("labels", "input_size") if k not in data]
+        if missing:
+            raise SpecError(f"{source}: missing required keys {missing}")
+        try:
+            return cls(**data)
+        except SpecError as err:
+            raise SpecError(f"{source}: {err}") from None
+        except (TypeError, ValueError) as err:
+            raise SpecError(f"{source}: {err}") from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str = "spec") -> "Spec":
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise SpecError(f"{source}: not valid JSON ({err})") from None
+        return cls.from_dict(data, source=source)
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the spec as JSON; a directory gets ``spec.json`` inside it."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, SPEC_FILENAME)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(self.to_json() + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Spec":
+        """Read a spec JSON file, or ``spec.json`` inside a directory."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, SPEC_FILENAME)
+        if not os.path.exists(path):
+            raise SpecError(f"no spec at {path}")
+        with open(path, "rb") as f:
+            return cls.from_json(f.read(), source=path)
+
+
+def make_spec(*, labels: Sequence[str], input_size: Sequence[int], **fields) -> Spec:
+    """Keyword-only constructor, for symmetry with the builders."""
+    return Spec(labels=tuple(labels), input_size=tuple(input_size), **fields)
