@@ -1,0 +1,128 @@
+"""Keras model -> ``.tflite`` bytes for each :class:`Mode`, and checks on the result.
+
+Every artifact takes raw RGB pixels as uint8 at a fixed size, batch 1: the
+model's own normalisation layer runs inside the graph. Float modes cast the
+uint8 input to float32 first; full-integer modes quantize everything to int8
+with a uint8 input of scale 1 and zero point 0, so a device feeds pixels as
+they are. The output is the per-pixel class scores ("logits"): an ARG_MAX would
+be the one op an Edge TPU cannot run, so leaving it to the device keeps the
+whole graph on the accelerator.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from kerasseg.backend import tf
+from kerasseg.export.modes import Mode
+
+OUTPUT_KIND = "logits"
+# Tensor types allowed inside a full-integer graph (int32 for biases and shapes).
+INTEGER_TYPES = ("INT8", "UINT8", "INT32", "INT16", "INT64", "BOOL")
+
+
+def _check_input_size(input_size) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in input_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_size: expected (height, width), got {input_size!r}") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"input_size: expected positive (height, width), got {input_size!r}")
+    return height, width
+
+
+def serving_function(model, *, input_size, input_dtype=tf.uint8):
+    """A concrete function running ``model`` on one image of static shape (1, H, W, 3)."""
+    height, width = _check_input_size(input_size)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], input_dtype, name="image")])
+    def serve(image):
+        logits = model(tf.cast(image, tf.float32), training=False)
+        return {"logits": logits}
+
+    try:
+        return serve.get_concrete_function()
+    except (ValueError, tf.errors.InvalidArgumentError) as err:
+        raise ValueError(
+            f"input_size: the model cannot take a {height}x{width} input ({str(err).splitlines()[0]})") from None
+
+
+def calibration_images(batches: Iterable, *, steps: int) -> Iterator[np.ndarray]:
+    """Yield ``steps`` single images (1, H, W, 3) float32 from a pipeline of (image, mask) batches.
+
+    The first image gets one pixel at 0 and one at 255 so that the calibrated
+    input range is exactly [0, 255]: the uint8 input then has scale 1 and zero
+    point 0 and the device feeds raw pixels.
+    """
+    if steps < 1:
+        raise ValueError(f"calibration_steps: must be at least 1, got {steps}")
+    produced = 0
+    for batch in batches:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        for image in np.asarray(images, dtype=np.float32):
+            image = np.array(image[None], dtype=np.float32)
+            if produced == 0:
+                image[0, 0, 0, :] = 0.0
+                image[0, 0, -1, :] = 255.0
+            yield image
+            produced += 1
+            if produced >= steps:
+                return
+    if produced == 0:
+        raise ValueError("calibration data: the training pipeline yielded no image")
+
+
+def convert(model, *, mode: Mode, input_size, calibration: Callable[[], Iterable[np.ndarray]] | None = None) -> bytes:
+    """Convert ``model`` (input float RGB [0, 255], output logits) to TFLite bytes.
+
+    ``calibration`` is a callable returning an iterable of (1, H, W, 3) float32
+    images; full-integer modes need it. For ``Mode.QAT`` pass the
+    quantization-aware model: its fake-quant ranges are used, and calibration
+    only fills in ranges the training did not record.
+    """
+    mode = Mode.parse(mode)
+    if mode.full_integer:
+        if calibration is None:
+            raise ValueError(f"calibration: mode {mode.value} needs representative training images, got None")
+        function = serving_function(model, input_size=input_size, input_dtype=tf.float32)
+    else:
+        function = serving_function(model, input_size=input_size, input_dtype=tf.uint8)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    if mode is Mode.FLOAT16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode is Mode.DYNAMIC_RANGE:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode.full_integer:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image] for image in calibration())
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.int8
+    return bytes(converter.convert())
+
+
+def tensor_type_name(tensor_type: int) -> str:
+    """"INT8", "FLOAT32", ... for a schema TensorType value."""
+    from tensorflow.lite.tools import flatbuffer_utils
+    return str(flatbuffer_utils.type_to_name(tensor_type))
+
+
+def float_ops(content: bytes) -> list[dict]:
+    """Ops of the main subgraph that read or write a floating-point tensor.
+
+    A full-integer model has none: not even a QUANTIZE/DEQUANTIZE pair at its ends.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    graph = model.subgraphs[0]
+    found = []
+    for index, op in enumerate(graph.operators):
+        name = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+        tensors = [t for t in list(op.inputs) + list(op.outputs) if t >= 0]
+        types = sorted({tensor_type_name(graph.tensors[t].type) for t in tensors})
+        floats = [t for t in types if t not in INTEGER_TYPES]
+        if floats:
+            found.append({"index": index, "op": name, "types": floats})
+    return found
