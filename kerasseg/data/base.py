@@ -1,0 +1,122 @@
+"""What every dataset source provides, and the errors it raises.
+
+A source yields examples as uint8 RGB images ``(H, W, 3)`` and uint8 masks
+``(H, W)`` holding class ids ``0..num_classes-1`` or ``ignore_label`` (255).
+``examples(split)`` gives them as a ``tf.data.Dataset`` of dicts
+``{"image", "mask", "name"}`` for the input pipeline; ``iter_examples(split)``
+gives the same examples as numpy for checks and statistics.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Iterator
+
+import numpy as np
+
+SPLITS = ("train", "val")
+IGNORE_LABEL = 255
+
+
+class DatasetError(ValueError):
+    """A dataset that is missing, malformed or holds a bad file (the message names it)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One decoded example: ``name`` identifies it (a file path or an index)."""
+
+    name: str
+    image: np.ndarray  # uint8 (H, W, 3) RGB
+    mask: np.ndarray  # uint8 (H, W) class ids, 255 = ignore
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+    return split
+
+
+class DatasetSource:
+    """Base class: subclasses set ``name``, ``labels``, ``colors`` and implement the three methods.
+
+    ``colors`` is a tuple of RGB triples, or None for the default (VOC) palette.
+    With ``skip_bad_files`` the file-based sources drop an example that fails to
+    load and record its file in ``bad_files`` instead of raising.
+    """
+
+    name: str = ""
+    labels: tuple[str, ...] = ()
+    colors: tuple[tuple[int, int, int], ...] | None = None
+    ignore_label: int = IGNORE_LABEL
+
+    def __init__(self, *, skip_bad_files: bool = False):
+        self.skip_bad_files = bool(skip_bad_files)
+        self.bad_files: list[str] = []
+        self._bad_lock = threading.Lock()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def num_examples(self, split: str) -> int | None:
+        """How many examples ``split`` holds, or None when unknown without reading it all."""
+        raise NotImplementedError
+
+    def examples(self, split: str, *, shuffle_seed: int | None = None):
+        """``tf.data.Dataset`` of ``{"image": uint8 (H,W,3), "mask": uint8 (H,W), "name": string}``.
+
+        With ``shuffle_seed`` the order changes every iteration, deterministically
+        for the seed (shuffled before decoding where the source allows it).
+        """
+        raise NotImplementedError
+
+    def iter_examples(self, split: str) -> Iterator[Example]:
+        """The same examples as numpy, in a fixed order; bad files raise :class:`DatasetError`."""
+        raise NotImplementedError
+
+    def _record_bad_file(self, message: str) -> None:
+        with self._bad_lock:
+            self.bad_files.append(message)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}: {self.num_classes} classes>"
+
+
+def validate_example(name: str, image: np.ndarray, mask: np.ndarray, num_classes: int,
+                     ignore_label: int = IGNORE_LABEL) -> None:
+    """Raise :class:`DatasetError` naming ``name`` if the pair is unusable."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise DatasetError(f"{name}: image must be (height, width, 3), got shape {image.shape}")
+    if mask.ndim != 2:
+        raise DatasetError(f"{name}: mask must be (height, width), got shape {mask.shape}")
+    if image.shape[:2] != mask.shape:
+        raise DatasetError(
+            f"{name}: mask size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from image size "
+            f"{image.shape[1]}x{image.shape[0]}")
+    values = np.unique(mask)
+    bad = values[(values >= num_classes) & (values != ignore_label)]
+    if bad.size:
+        raise DatasetError(
+            f"{name}: mask holds label values {bad.tolist()} outside 0..{num_classes - 1} "
+            f"(and {ignore_label} = ignore)")
+
+
+def parse_options(query: str, *, allowed: dict[str, type], where: str) -> dict:
+    """Parse ``key=value&key=value`` into typed options, rejecting unknown keys."""
+    options = {}
+    if not query:
+        return options
+    for item in query.split("&"):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{where}: option {item!r} must look like key=value")
+        if key not in allowed:
+            raise ValueError(f"{where}: unknown option {key!r}; valid options are {sorted(allowed)}")
+        try:
+            options[key] = allowed[key](value)
+        except ValueError:
+            raise ValueError(f"{where}: option {key}={value!r} must be {allowed[key].__name__}") from None
+    return options

@@ -1,0 +1,152 @@
+"""The built-in procedural dataset: shapes over textured, noisy backgrounds.
+
+Nothing is downloaded. Each image is drawn with OpenCV from a random generator
+seeded by ``(seed, split, index)``, so a seed always gives the same images and
+the train and val splits never share one. The class of a shape is its
+geometry: colours are random and independent of the class. Shapes overlap (the
+later one occludes the earlier), vary in scale and rotation, may leave the
+frame, and sit on a background of colour noise, stripes and clutter lines,
+with pixel noise over everything.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from kerasseg.backend import tf
+from kerasseg.data.base import Example, DatasetSource, check_split
+
+SHAPE_LABELS = ("background", "circle", "square", "triangle", "cross")
+_SPLIT_CODES = {"train": 0, "val": 1}
+
+
+def render_example(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one (image uint8 (H,W,3) RGB, mask uint8 (H,W)) pair from ``rng``."""
+    yy, xx = _grid(height, width)
+    image = _background(rng, xx, yy)
+    mask = np.zeros((height, width), np.uint8)
+    side = min(height, width)
+    background_mean = image.reshape(-1, 3).mean(axis=0)
+    for _ in range(int(rng.integers(1, 5))):
+        label = int(rng.integers(1, len(SHAPE_LABELS)))
+        center = (rng.uniform(0.05, 0.95) * width, rng.uniform(0.05, 0.95) * height)
+        radius = rng.uniform(0.10, 0.26) * side
+        angle = rng.uniform(0, 2 * math.pi)
+        color = _contrasting_color(rng, background_mean)
+        shape_mask = np.zeros((height, width), np.uint8)
+        _draw_shape(shape_mask, label, center, radius, angle)
+        inside = shape_mask.astype(bool)
+        # A flat colour with a gentle linear gradient across the frame.
+        direction = rng.uniform(-1, 1, size=2).astype(np.float32)
+        ramp = xx[inside] * (direction[0] / width) + yy[inside] * (direction[1] / height)
+        image[inside] = color + ramp[:, None] * rng.uniform(0, 40, size=3).astype(np.float32)
+        mask[inside] = label
+    image += rng.standard_normal(size=image.shape, dtype=np.float32) * np.float32(rng.uniform(4.0, 14.0))
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    return image, mask
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(height, width) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    return yy, xx
+
+
+def _background(rng, xx, yy) -> np.ndarray:
+    """Low-frequency colour noise plus stripes plus clutter lines, float32 (H,W,3)."""
+    height, width = xx.shape
+    grid = rng.uniform(0, 255, size=(int(rng.integers(2, 6)), int(rng.integers(2, 6)), 3)).astype(np.float32)
+    image = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
+    theta = rng.uniform(0, math.pi)
+    period = rng.uniform(4.0, 24.0)
+    stripes = np.sin((xx * math.cos(theta) + yy * math.sin(theta)) * (2 * math.pi / period))
+    image += stripes[..., None] * rng.uniform(0, 40, size=3).astype(np.float32)
+    for _ in range(int(rng.integers(0, 4))):
+        p1 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        p2 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        cv2.line(image, p1, p2, tuple(float(v) for v in rng.uniform(0, 255, 3)), int(rng.integers(1, 3)))
+    return np.clip(image, 0, 255, out=image)
+
+
+def _contrasting_color(rng, background_mean) -> np.ndarray:
+    for _ in range(20):
+        color = rng.uniform(0, 255, size=3)
+        if np.abs(color - background_mean).sum() > 120:
+            break
+    return color.astype(np.float32)
+
+
+def _draw_shape(canvas, label, center, radius, angle) -> None:
+    name = SHAPE_LABELS[label]
+    if name == "circle":
+        cv2.circle(canvas, (int(round(center[0])), int(round(center[1]))), int(round(radius * 0.9)), 1, -1)
+        return
+    if name == "square":
+        points = [(radius * 0.85 * math.sqrt(2), math.pi / 4 + k * math.pi / 2) for k in range(4)]
+    elif name == "triangle":
+        points = [(radius * 1.15, k * 2 * math.pi / 3) for k in range(3)]
+    else:  # cross: a plus sign whose arms are 0.7 radius wide
+        half, arm = radius * 0.35, radius * 1.1
+        corners = [(half, arm), (half, half), (arm, half), (arm, -half), (half, -half), (half, -arm),
+                   (-half, -arm), (-half, -half), (-arm, -half), (-arm, half), (-half, half), (-half, arm)]
+        points = [(math.hypot(x, y), math.atan2(y, x)) for x, y in corners]
+    polygon = np.array([[center[0] + r * math.cos(a + angle), center[1] + r * math.sin(a + angle)]
+                        for r, a in points])
+    cv2.fillPoly(canvas, [np.round(polygon * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+
+
+class SyntheticSource(DatasetSource):
+    """``synthetic``: procedural shapes, generated on first use and kept in memory.
+
+    ``num_train``/``num_val`` images of ``size`` (height, width) pixels; the
+    images depend only on ``seed``.
+    """
+
+    def __init__(self, *, num_train: int = 1000, num_val: int = 200, size: tuple[int, int] = (128, 128),
+                 seed: int = 0):
+        super().__init__()
+        if num_train < 1 or num_val < 1:
+            raise ValueError(f"synthetic: train and val need at least 1 image, got train={num_train} val={num_val}")
+        if min(size) < 16:
+            raise ValueError(f"synthetic: size must be at least 16 pixels a side, got {size}")
+        self.name = "synthetic"
+        self.labels = SHAPE_LABELS
+        self.colors = None
+        self.seed = int(seed)
+        self.size = (int(size[0]), int(size[1]))
+        self._counts = {"train": int(num_train), "val": int(num_val)}
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def num_examples(self, split: str) -> int:
+        return self._counts[check_split(split)]
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """All images (N,H,W,3) and masks (N,H,W) of ``split`` as uint8 arrays."""
+        check_split(split)
+        if split not in self._cache:
+            height, width = self.size
+            count = self._counts[split]
+            images = np.empty((count, height, width, 3), np.uint8)
+            masks = np.empty((count, height, width), np.uint8)
+            for index in range(count):
+                rng = np.random.default_rng([self.seed, _SPLIT_CODES[split], index])
+                images[index], masks[index] = render_example(rng, height, width)
+            self._cache[split] = (images, masks)
+        return self._cache[split]
+
+    def examples(self, split: str, *, shuffle_seed: int | None = None):
+        images, masks = self.arrays(split)
+        names = [f"synthetic/{split}/{i:05d}" for i in range(len(images))]
+        ds = tf.data.Dataset.from_tensor_slices({"image": images, "mask": masks, "name": names})
+        if shuffle_seed is not None:
+            ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
+        return ds
+
+    def iter_examples(self, split: str) -> Iterator[Example]:
+        images, masks = self.arrays(split)
+        for index in range(len(images)):
+            yield Example(f"synthetic/{split}/{index:05d}", images[index], masks[index])
