@@ -1,0 +1,182 @@
+"""The model registry and ``build_model``: one validated entry point for every architecture."""
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Callable
+
+from kerasseg.backend import keras
+from kerasseg.models.backbones import BACKBONES, MOBILENETV2_ALPHAS
+from kerasseg.models.deeplab import deeplab_head
+from kerasseg.models.fcn import FCN_VARIANTS, fcn_head
+from kerasseg.models.layers import CUSTOM_OBJECTS, Normalize
+from kerasseg.models.weights import download_imagenet_weights, load_weights_by_name
+
+# Options each backbone adds to its arch's options, with defaults.
+BACKBONE_OPTIONS = {"mobilenetv2": {"alpha": 1.0}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Arch:
+    """A registered architecture: its head, backbones and keyword options (name -> default)."""
+
+    name: str
+    head: Callable  # head(image, features, *, num_classes, output_stride, **options) -> logits tensor
+    backbones: tuple[str, ...]
+    output_strides: tuple[int, ...]
+    default_output_stride: int
+    options: dict
+    paper: str
+    description: str
+
+
+def _fcn(arch):
+    def head(image, features, *, num_classes, output_stride, dropout, edgetpu_friendly):
+        del output_stride, edgetpu_friendly  # FCN is fixed at stride 32 and has no resize to change
+        return fcn_head(image, features, arch=arch, num_classes=num_classes, dropout=dropout)
+    return Arch(arch, head, ("vgg16",), (32,), 32, {"dropout": 0.5, "edgetpu_friendly": False},
+                "https://arxiv.org/abs/1411.4038",
+                f"FCN with {'/'.join(map(str, FCN_VARIANTS[arch]))}x learned-from-bilinear upsampling")
+
+
+MODELS: dict[str, Arch] = {arch: _fcn(arch) for arch in FCN_VARIANTS}
+MODELS["deeplabv3plus"] = Arch(
+    "deeplabv3plus", deeplab_head, ("mobilenetv2", "xception65", "resnet50", "resnet101"), (8, 16, 32), 16,
+    {"aspp": True, "decoder": True, "dropout": 0.1, "edgetpu_friendly": False},
+    "https://arxiv.org/abs/1802.02611",
+    "DeepLabv3+ (decoder=False: DeepLabv3; aspp=False, decoder=False: the DeepLab MobileNetV2 head)")
+
+OPTION_DOCS = {
+    "alpha": f"MobileNetV2 width multiplier, one of {MOBILENETV2_ALPHAS}",
+    "aspp": "True: ASPP with 1x1, three atrous separable 3x3 and image pooling; False: 1x1 and image pooling only",
+    "decoder": "True: DeepLabv3+ decoder on stride-4 features; False: DeepLabv3 (classifier at the output stride)",
+    "dropout": "dropout rate in [0, 1): after fc6 and fc7 (FCN), after the ASPP projection (DeepLab)",
+    "edgetpu_friendly": "True: every resize uses half_pixel_centers=False (what the Edge TPU compiler maps); "
+                        "dilations are equal in x and y in every model. FCN has no resize, so nothing changes there",
+}
+
+
+def list_models() -> list[str]:
+    """Registered arch names."""
+    return sorted(MODELS)
+
+
+def _choice(parameter, value, choices):
+    if value not in choices:
+        raise ValueError(f"{parameter}: got {value!r}; valid choices are {list(choices)}")
+    return value
+
+
+def _check_option(name, value):
+    if name in ("aspp", "decoder", "edgetpu_friendly"):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: expected True or False, got {value!r}")
+    elif name == "dropout":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+            raise ValueError(f"dropout: expected a rate in [0, 1), got {value!r}")
+        value = float(value)
+    elif name == "alpha":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) not in MOBILENETV2_ALPHAS:
+            raise ValueError(f"alpha: got {value!r}; valid choices are {list(MOBILENETV2_ALPHAS)}")
+        value = float(value)
+    return value
+
+
+def model_config(*, arch, num_classes, backbone=None, output_stride=None, **options) -> dict:
+    """Validate the arguments of ``build_model`` and fill in defaults.
+
+    The result holds everything that decides the layer structure (not the input
+    shape, not the initial weights); it is JSON-serialisable and
+    ``build_model(**model_config(...), input_shape=...)`` rebuilds the same layers.
+    """
+    entry = MODELS[_choice("arch", arch, list_models())]
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+        raise ValueError(f"num_classes: expected an integer >= 2, got {num_classes!r}")
+    backbone = entry.backbones[0] if backbone is None else backbone
+    _choice(f"backbone (for arch {arch!r})", backbone, entry.backbones)
+    output_stride = entry.default_output_stride if output_stride is None else output_stride
+    _choice(f"output_stride (for arch {arch!r})", output_stride, entry.output_strides)
+    defaults = {**entry.options, **BACKBONE_OPTIONS.get(backbone, {})}
+    for name in options:
+        if name not in defaults:
+            raise ValueError(f"option {name!r} does not apply to arch {arch!r} with backbone {backbone!r}; "
+                             f"its options are {sorted(defaults)}")
+    resolved = {name: _check_option(name, options.get(name, default)) for name, default in defaults.items()}
+    return dict(arch=arch, num_classes=int(num_classes), backbone=backbone, output_stride=int(output_stride),
+                **resolved)
+
+
+def min_input_size(*, arch, output_stride=None) -> int:
+    """The smallest height or width an arch accepts: one pixel at its coarsest stride."""
+    entry = MODELS[_choice("arch", arch, list_models())]
+    return max(entry.output_strides) if output_stride is None else int(output_stride)
+
+
+def _check_input_shape(input_shape, minimum):
+    shape = tuple(input_shape)
+    if len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f"input_shape: expected (height, width, 3) with None for a dynamic side, got {input_shape!r}")
+    for side, value in zip(("height", "width"), shape[:2]):
+        if value is not None and (not isinstance(value, numbers.Integral) or value < minimum):
+            raise ValueError(f"input_shape: {side} {value!r} is too small; this model needs at least {minimum} "
+                             f"pixels (or None), got {input_shape!r}")
+    return shape
+
+
+def preprocessing_for(*, arch, backbone=None) -> dict:
+    """The normalisation inside the model: ``dict(mean=(r, g, b), std=(r, g, b), channel_order=...)``.
+
+    Pixel units. The model computes ``(pixel - mean) / std`` per RGB channel, then
+    reverses the channels when ``channel_order == "bgr"`` (keras.applications "caffe" mode).
+    """
+    entry = MODELS[_choice("arch", arch, list_models())]
+    backbone = entry.backbones[0] if backbone is None else backbone
+    spec = BACKBONES[_choice(f"backbone (for arch {arch!r})", backbone, entry.backbones)]
+    return dict(mean=spec.mean, std=spec.std, channel_order=spec.channel_order)
+
+
+def build_model(*, arch, num_classes, backbone=None, output_stride=None, input_shape=(None, None, 3),
+                backbone_weights=None, **options):
+    """Build a segmentation model: input "image" (RGB, 0..255), output "logits" (B, H, W, num_classes), float32.
+
+    ``arch``: one of ``list_models()``. ``backbone``: default is the arch's first.
+    ``output_stride``: 8, 16 (default) or 32 for DeepLab; FCN is fixed at 32.
+    ``backbone_weights``: None (random), "imagenet" (keras.applications file, downloaded once)
+    or a path to an HDF5 weights file whose layer names match the backbone's.
+    ``options``: see ``OPTION_DOCS``; an option the arch does not have raises ValueError.
+    The layers (and the order of ``get_weights()``) do not depend on ``input_shape``.
+    """
+    config = model_config(arch=arch, num_classes=num_classes, backbone=backbone, output_stride=output_stride,
+                          **options)
+    shape = _check_input_shape(input_shape, min_input_size(arch=arch, output_stride=config["output_stride"]))
+    if backbone_weights is not None and not isinstance(backbone_weights, str):
+        raise ValueError(f"backbone_weights: expected None, 'imagenet' or a file path, got {backbone_weights!r}")
+    entry, spec = MODELS[config["arch"]], BACKBONES[config["backbone"]]
+    backbone_options = {k: config[k] for k in BACKBONE_OPTIONS.get(config["backbone"], {})}
+    head_options = {k: config[k] for k in entry.options}
+
+    image = keras.Input(shape=shape, name="image")
+    x = Normalize(mean=spec.mean, std=spec.std, channel_order=spec.channel_order, name="normalize")(image)
+    features = spec.build(x, output_stride=config["output_stride"], **backbone_options)
+    logits = entry.head(image, features, num_classes=config["num_classes"], output_stride=config["output_stride"],
+                        **head_options)
+    model = keras.Model(image, logits, name=f"{config['arch']}_{config['backbone']}")
+
+    if backbone_weights is not None:
+        backbone_layers = keras.Model(image, features).layers
+        names = [layer.name for layer in backbone_layers if layer.weights]
+        path = backbone_weights
+        if backbone_weights == "imagenet":
+            path = download_imagenet_weights(config["backbone"], alpha=backbone_options.get("alpha"))
+        load_weights_by_name(model, path, layer_names=names)
+    return model
+
+
+def custom_objects() -> dict:
+    """The custom layers and initializer, for ``keras.models.load_model``."""
+    return dict(CUSTOM_OBJECTS)
+
+
+def load_model(path):
+    """Load a ``.keras`` (or SavedModel/h5) kerasseg model without its optimizer state."""
+    return keras.models.load_model(path, custom_objects=custom_objects(), compile=False)

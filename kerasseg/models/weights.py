@@ -1,0 +1,69 @@
+"""Backbone weights: keras.applications ImageNet files, or any HDF5 weights file, loaded by layer name."""
+from __future__ import annotations
+
+import os
+
+import h5py
+
+from kerasseg.backend import keras
+
+_KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+def imagenet_weights_url(backbone: str, *, alpha: float | None = None) -> tuple[str, str, str | None]:
+    """``(file_name, url, md5)`` of keras.applications' no-top ImageNet weights for ``backbone``."""
+    if backbone == "mobilenetv2":
+        name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_224_no_top.h5"
+        return name, _KERAS_APPS + "mobilenet_v2/" + name, None
+    if backbone == "vgg16":
+        name = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+        return name, _KERAS_APPS + "vgg16/" + name, "6d6bbae143d832006294945121d1f1fc"
+    if backbone in ("resnet50", "resnet101"):
+        md5 = {"resnet50": "4d473c1dd8becc155b73f8504c6f6626", "resnet101": "88cf7a10940856eca736dc7b7e228a21"}
+        name = f"{backbone}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+        return name, _KERAS_APPS + "resnet/" + name, md5[backbone]
+    raise ValueError(f"backbone_weights='imagenet': keras.applications has no ImageNet weights for backbone "
+                     f"{backbone!r} (available for mobilenetv2, vgg16, resnet50, resnet101); "
+                     f"pass a path to an HDF5 weights file instead")
+
+
+def download_imagenet_weights(backbone: str, *, alpha: float | None = None) -> str:
+    """Fetch (or reuse from ~/.keras/models) the ImageNet weights file; a clear error when offline."""
+    name, url, md5 = imagenet_weights_url(backbone, alpha=alpha)
+    try:
+        return keras.utils.get_file(name, url, cache_subdir="models", file_hash=md5)
+    except Exception as err:  # get_file wraps network failures in a bare Exception
+        raise RuntimeError(
+            f"backbone_weights='imagenet': could not download {url} ({err}). Without network access, "
+            f"copy {name} into ~/.keras/models/ or pass backbone_weights=<path to the .h5 file>") from None
+
+
+def hdf5_layer_names(path: str) -> set[str]:
+    """Layer names in a Keras HDF5 file written by ``save_weights`` or ``save`` (h5 format)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"backbone_weights: no file at {path!r}")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"backbone_weights: {path!r} is not an HDF5 weights file; save one with "
+                         f"model.save_weights('weights.h5')")
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        names = group.attrs.get("layer_names")
+        if names is None:
+            raise ValueError(f"backbone_weights: {path!r} has no Keras layer_names attribute")
+        return {n.decode("utf8") if isinstance(n, bytes) else str(n) for n in names}
+
+
+def load_weights_by_name(model, path: str, *, layer_names: list[str]) -> None:
+    """Load ``layer_names`` of ``model`` from the HDF5 file ``path``; every one must be in the file.
+
+    Other layers of the model keep their values; extra layers in the file are ignored.
+    """
+    available = hdf5_layer_names(path)
+    missing = [n for n in layer_names if n not in available]
+    if missing:
+        raise ValueError(f"backbone_weights: {path!r} lacks {len(missing)} of the backbone's "
+                         f"{len(layer_names)} layers, e.g. {missing[:5]}")
+    try:
+        model.load_weights(path, by_name=True)
+    except ValueError as err:
+        raise ValueError(f"backbone_weights: {path!r} does not fit the backbone: {err}") from None
