@@ -19,7 +19,14 @@ IGNORE_LABEL = 255
 
 
 class DatasetError(ValueError):
-    """A dataset that is missing, malformed or holds a bad file (the message names it)."""
+    """A dataset that is missing, malformed or holds a bad file (the message names it).
+
+    ``kind`` says what went wrong: "missing", "decode", "size", "labels" or "layout".
+    """
+
+    def __init__(self, message: str, *, kind: str = "layout"):
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +82,16 @@ class DatasetSource:
         """The same examples as numpy, in a fixed order; bad files raise :class:`DatasetError`."""
         raise NotImplementedError
 
+    def iter_checked(self, split: str) -> Iterator[Example | DatasetError]:
+        """Like ``iter_examples`` but yields a bad example's error instead of raising it.
+
+        Sources that can go on past a bad file (the file-based ones) do; others stop after the first error.
+        """
+        try:
+            yield from self.iter_examples(split)
+        except DatasetError as err:
+            yield err
+
     def _record_bad_file(self, message: str) -> None:
         with self._bad_lock:
             self.bad_files.append(message)
@@ -93,13 +110,13 @@ def validate_example(name: str, image: np.ndarray, mask: np.ndarray, num_classes
     if image.shape[:2] != mask.shape:
         raise DatasetError(
             f"{name}: mask size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from image size "
-            f"{image.shape[1]}x{image.shape[0]}")
+            f"{image.shape[1]}x{image.shape[0]}", kind="size")
     values = np.unique(mask)
     bad = values[(values >= num_classes) & (values != ignore_label)]
     if bad.size:
         raise DatasetError(
             f"{name}: mask holds label values {bad.tolist()} outside 0..{num_classes - 1} "
-            f"(and {ignore_label} = ignore)")
+            f"(and {ignore_label} = ignore)", kind="labels")
 
 
 def parse_options(query: str, *, allowed: dict[str, type], where: str) -> dict:
