@@ -1,0 +1,433 @@
+"""The camera loop: capture, inference and rendering in three threads.
+
+capture thread ──newest frame──▶ inference thread ──newest result──▶ caller's thread
+(read, reconnect)               (preprocess, invoke, postprocess)   (render, sinks, keys, stats)
+
+Each hand-over is a one-item slot. For a live source (camera, stream) a new
+item replaces an unread one, so stale frames are dropped rather than queued;
+for a file every frame is processed (the producer waits for the slot). The
+caller's thread renders frame N while the interpreter runs frame N+1 and the
+capture thread reads frame N+2.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import threading
+import time
+
+import cv2
+import numpy as np
+
+from edge import visualize
+from edge.sources import SourceError
+
+log = logging.getLogger(__name__)
+
+REASONS = ("end_of_stream", "max_frames", "quit", "signal", "source_lost")
+_CLOSED = object()
+
+
+class DisplayError(RuntimeError):
+    """OpenCV cannot open a window here."""
+
+
+class Slot:
+    """A one-item hand-over between two threads; ``put(block=False)`` replaces an unread item."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item = None
+        self._full = False
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, item, *, block: bool) -> bool:
+        with self._cond:
+            if block:
+                self._cond.wait_for(lambda: not self._full or self._closed)
+            if self._closed:
+                return False
+            if self._full:
+                self.dropped += 1
+            self._item, self._full = item, True
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float | None = None):
+        """The item, ``_CLOSED`` once closed and drained, or None on timeout."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._full or self._closed, timeout):
+                return None
+            if self._full:
+                item, self._item, self._full = self._item, None, False
+                self._cond.notify_all()
+                return item
+            return _CLOSED
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class Stats:
+    """Per-stage latency and FPS over one-second windows, and totals over the run."""
+
+    def __init__(self, *, clock=time.perf_counter):
+        self.clock = clock
+        self.started = clock()
+        self.frames = 0
+        self._window_start = self.started
+        self._window_frames = 0
+        self._window: dict[str, list[float]] = {}
+        self._total: dict[str, list[float]] = {}
+        self.current: dict = {"fps": 0.0, "stages_ms": {}}
+
+    def add(self, stage: str, seconds: float) -> None:
+        for table in (self._window, self._total):
+            entry = table.setdefault(stage, [0.0, 0])
+            entry[0] += seconds
+            entry[1] += 1
+
+    def frame_done(self) -> None:
+        self.frames += 1
+        self._window_frames += 1
+
+    def roll(self, *, force: bool = False, extra: dict | None = None) -> dict | None:
+        """Close the window once a second has passed (or when ``force``); returns the window's stats."""
+        now = self.clock()
+        elapsed = now - self._window_start
+        if elapsed < 1.0 and not force:
+            return None
+        fps = self._window_frames / elapsed if elapsed > 0 else 0.0
+        stages = {k: 1000.0 * s / n for k, (s, n) in self._window.items() if n}
+        self.current = {"time": round(time.time(), 3), "frames": self.frames, "fps": round(fps, 2),
+                        "stages_ms": {k: round(v, 2) for k, v in stages.items()}, **(extra or {})}
+        self._window_start, self._window_frames, self._window = now, 0, {}
+        return self.current
+
+    def summary(self) -> dict:
+        elapsed = self.clock() - self.started
+        return {"frames": self.frames, "elapsed_s": round(elapsed, 3),
+                "fps": round(self.frames / elapsed, 2) if elapsed > 0 else 0.0,
+                "stages_ms": {k: round(1000.0 * s / n, 2) for k, (s, n) in self._total.items() if n}}
+
+
+@dataclasses.dataclass
+class LoopResult:
+    frames: int
+    reason: str  # one of REASONS
+    stats: dict  # the run's summary, as written last to --stats-json
+
+
+@dataclasses.dataclass
+class _Item:
+    frame: np.ndarray
+    timings: dict
+    class_map: np.ndarray | None = None
+
+
+class Recorder:
+    """Writes rendered frames to a video file; opened at the first frame, closed (and playable) by ``close()``."""
+
+    FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+    def __init__(self, path: str, *, fps: float):
+        ext = os.path.splitext(path)[1].lower()
+        if ext not in self.FOURCC:
+            raise ValueError(f"record: unsupported extension {ext!r} in {path!r}; use one of {sorted(self.FOURCC)}")
+        self.path, self.fps, self._fourcc = path, fps, self.FOURCC[ext]
+        self._writer = None
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._writer is None:
+            h, w = frame.shape[:2]
+            writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self._fourcc), self.fps, (w, h))
+            if not writer.isOpened():
+                raise OSError(f"record: OpenCV cannot write {self.path!r} with codec {self._fourcc}")
+            self._writer = writer
+        self._writer.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+class Window:
+    """An OpenCV window; ``poll()`` returns the key pressed, if any."""
+
+    def __init__(self, title: str):
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error as err:
+            raise DisplayError(
+                f"display: OpenCV cannot open a window here ({str(err).strip().splitlines()[-1]}); "
+                f"run with --no-display (and --serve HOST:PORT to watch in a browser), or install "
+                f"opencv-python instead of opencv-python-headless") from None
+
+    def show(self, frame: np.ndarray) -> None:
+        cv2.imshow(self.title, frame)
+
+    def poll(self, wait_ms: int = 1) -> int:
+        return cv2.waitKey(wait_ms) & 0xFF
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.title)
+
+
+KEY_QUIT = (ord("q"), 27)
+KEY_PAUSE = ord(" ")
+KEY_SNAPSHOT = ord("s")
+
+
+class Loop:
+    """Runs a :class:`~edge.segmenter.Segmenter` on a source and feeds the sinks. Use :meth:`run`."""
+
+    def __init__(self, segmenter, source, *, alpha: float = 0.5, max_frames: int | None = None,
+                 window: Window | None = None, recorder: Recorder | None = None, server=None,
+                 stats_json: str | None = None, reconnect_seconds: float = 10.0, snapshot_dir: str = ".",
+                 show_stats: bool = True, on_stats=None):
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha: expected a value in [0, 1], got {alpha}")
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames: expected a positive integer, got {max_frames}")
+        if reconnect_seconds < 0:
+            raise ValueError(f"reconnect_seconds: expected >= 0, got {reconnect_seconds}")
+        self.segmenter, self.source = segmenter, source
+        self.alpha, self.max_frames = alpha, max_frames
+        self.window, self.recorder, self.server = window, recorder, server
+        self.stats_json, self.reconnect_seconds = stats_json, reconnect_seconds
+        self.snapshot_dir, self.show_stats, self.on_stats = snapshot_dir, show_stats, on_stats
+        self.stop_event = threading.Event()
+        self.stats = Stats()
+        self._frames_slot, self._results_slot = Slot(), Slot()
+        self._error: BaseException | None = None
+        self._source_lost = False
+        self._stop_reason: str | None = None
+        self.paused = False
+        self.snapshots: list[str] = []
+        self.reconnects = 0
+
+    # -- control ------------------------------------------------------------------------------------
+
+    def stop(self, reason: str = "quit") -> None:
+        """Ask the loop to finish; safe from any thread and from a signal handler."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self.stop_event.set()
+        self._frames_slot.close()
+        self._results_slot.close()
+
+    # -- threads ------------------------------------------------------------------------------------
+
+    def _reconnect(self):
+        """Reopen a live source with exponential backoff for up to ``reconnect_seconds``; a frame or None."""
+        deadline = time.monotonic() + self.reconnect_seconds
+        delay = 0.1
+        while not self.stop_event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            log.warning("%s: no frame; reconnecting (%.1f s left)", self.source.name, left)
+            self.source.close()
+            try:
+                self.source.open()
+                frame = self.source.read()
+            except SourceError as err:
+                log.warning("%s", err)
+                frame = None
+            if frame is not None:
+                self.reconnects += 1
+                log.info("%s: reconnected", self.source.name)
+                return frame
+            self.stop_event.wait(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 2.0)
+        return None
+
+    def _capture(self) -> None:
+        try:
+            live = self.source.live
+            while not self.stop_event.is_set():
+                start = time.perf_counter()
+                frame = self.source.read()
+                took = time.perf_counter() - start
+                if frame is None and live:
+                    frame = self._reconnect()
+                    if frame is None:
+                        if not self.stop_event.is_set():
+                            log.error("%s: lost; gave up after %.1f s of reconnecting", self.source.name,
+                                      self.reconnect_seconds)
+                            self._source_lost = True
+                        break
+                    took = 0.0
+                if frame is None:
+                    break
+                if not self._frames_slot.put(_Item(frame, {"capture": took}), block=not live):
+                    break
+        except BaseException as err:  # handed to the caller's thread, which re-raises it
+            self._error = err
+        finally:
+            self._frames_slot.close()
+
+    def _infer(self) -> None:
+        seg = self.segmenter
+        try:
+            while True:
+                item = self._frames_slot.get()
+                if item is _CLOSED or item is None:
+                    break
+                t0 = time.perf_counter()
+                tensor, geometry = seg.preprocess(item.frame)
+                t1 = time.perf_counter()
+                raw = seg.invoke(tensor)
+                t2 = time.perf_counter()
+                item.class_map = seg.postprocess(raw, geometry)
+                t3 = time.perf_counter()
+                item.timings.update(preprocess=t1 - t0, invoke=t2 - t1, postprocess=t3 - t2)
+                if not self._results_slot.put(item, block=not self.source.live):
+                    break
+        except BaseException as err:
+            self._error = err
+        finally:
+            self._results_slot.close()
+
+    # -- the caller's thread ------------------------------------------------------------------------
+
+    def _render(self, item: _Item) -> np.ndarray:
+        spec = self.segmenter.spec
+        current = self.stats.current
+        return visualize.render(
+            item.frame, item.class_map, labels=spec.labels, colors=spec.colors, alpha=self.alpha,
+            ignore_label=spec.ignore_label, fps=current["fps"] if self.show_stats else None,
+            stages_ms=current["stages_ms"])
+
+    def _handle_key(self, key: int, image: np.ndarray | None) -> None:
+        if key in KEY_QUIT:
+            self.stop("quit")
+        elif key == KEY_PAUSE:
+            self.paused = not self.paused
+            log.info("paused" if self.paused else "resumed")
+        elif key == KEY_SNAPSHOT and image is not None:
+            self.snapshot(image)
+
+    def snapshot(self, image: np.ndarray) -> str:
+        os.makedirs(self.snapshot_dir, exist_ok=True)
+        path = os.path.join(self.snapshot_dir, time.strftime("snapshot-%Y%m%d-%H%M%S") +
+                            f"-{len(self.snapshots):03d}.png")
+        if not cv2.imwrite(path, image):
+            raise OSError(f"snapshot: cannot write {path!r}")
+        self.snapshots.append(path)
+        log.info("saved %s", path)
+        return path
+
+    def _write_stats(self, record: dict) -> None:
+        if self.server is not None:
+            self.server.set_stats(record)
+        if self.on_stats is not None:
+            self.on_stats(record)
+        if self.stats_json:
+            with open(self.stats_json, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _roll_stats(self) -> None:
+        record = self.stats.roll(extra={"dropped": self._frames_slot.dropped + self._results_slot.dropped})
+        if record is None:
+            return
+        stages = " ".join(f"{k} {record['stages_ms'][k]:.1f}" for k in visualize.STAGES if k in record["stages_ms"])
+        log.info("%d frames, %.1f FPS, ms: %s, dropped %d", record["frames"], record["fps"], stages,
+                 record["dropped"])
+        self._write_stats(record)
+
+    def _main(self) -> None:
+        last_image = None
+        while not self.stop_event.is_set():
+            if self.paused:
+                if self.window is not None:
+                    self._handle_key(self.window.poll(30), last_image)
+                else:
+                    self.stop_event.wait(0.03)
+                continue
+            item = self._results_slot.get(timeout=0.05)
+            if item is _CLOSED:
+                break
+            if item is None:
+                if self.window is not None:
+                    self._handle_key(self.window.poll(1), last_image)
+                self._roll_stats()
+                continue
+            start = time.perf_counter()
+            image = self._render(item)
+            rendered = time.perf_counter()
+            if self.recorder is not None:
+                self.recorder.write(image)
+            if self.server is not None:
+                self.server.publish(image)
+            if self.window is not None:
+                self.window.show(image)
+            item.timings["render"] = rendered - start
+            item.timings["sink"] = time.perf_counter() - rendered
+            for stage, seconds in item.timings.items():
+                self.stats.add(stage, seconds)
+            self.stats.frame_done()
+            last_image = image
+            if self.window is not None:
+                self._handle_key(self.window.poll(1), image)
+            self._roll_stats()
+            if self.max_frames is not None and self.stats.frames >= self.max_frames:
+                self.stop("max_frames")
+
+    def run(self, *, handle_signals: bool = True) -> LoopResult:
+        """Run until the stream ends, ``max_frames``, q/Esc, Ctrl-C/SIGTERM or a lost source.
+
+        Always closes the recording and the threads; re-raises an error from a
+        worker thread after cleaning up.
+        """
+        first = self.source.read()
+        if first is None:
+            raise SourceError(f"{self.source.name}: opened, but produced no frame")
+        self._frames_slot.put(_Item(first, {"capture": 0.0}), block=False)
+        previous = self._install_signals() if handle_signals else {}
+        threads = [threading.Thread(target=self._capture, name="capture", daemon=True),
+                   threading.Thread(target=self._infer, name="inference", daemon=True)]
+        for thread in threads:
+            thread.start()
+        try:
+            self._main()
+        finally:
+            self.stop(self._stop_reason or "end_of_stream")
+            for thread in threads:
+                thread.join(timeout=5.0)
+            if self.recorder is not None:
+                self.recorder.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            reason = "source_lost" if self._source_lost and self._stop_reason == "end_of_stream" else self._stop_reason
+            summary = {"final": True, "reason": reason, "reconnects": self.reconnects,
+                       "dropped": self._frames_slot.dropped + self._results_slot.dropped,
+                       "snapshots": list(self.snapshots), **self.stats.summary()}
+            if self.recorder is not None:
+                summary["recorded_frames"] = self.recorder.frames
+            self._write_stats(summary)
+        if self._error is not None:
+            raise self._error
+        return LoopResult(frames=self.stats.frames, reason=reason, stats=summary)
+
+    def _install_signals(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, lambda signum, frame: self.stop("signal"))
+        return previous
+
+
+__all__ = ["DisplayError", "Loop", "LoopResult", "REASONS", "Recorder", "Slot", "Stats", "Window"]

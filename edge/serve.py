@@ -1,0 +1,210 @@
+"""A live preview in the browser: an MJPEG stream of the overlay and the current stats.
+
+``GET /`` is a small page, ``/stream.mjpg`` the stream (multipart/x-mixed-replace),
+``/frame.jpg`` the latest frame and ``/stats.json`` the latest stats. Each
+client has its own handler thread; a client that goes away only ends its own
+thread, never the camera loop. Frames are JPEG-encoded once, on demand, by
+whichever client asks first.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BOUNDARY = "kerassegframe"
+DEFAULT_HOST = "127.0.0.1"
+JPEG_QUALITY = 80
+_DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>kerasseg live</title>
+<style>
+body {{ margin: 0; background: #111; color: #eee; font: 14px system-ui, sans-serif; }}
+main {{ display: flex; flex-wrap: wrap; gap: 12px; padding: 12px; }}
+img {{ max-width: 100%; background: #000; }}
+pre {{ margin: 0; min-width: 16em; }}
+</style></head>
+<body><main>
+<img id="stream" src="/stream.mjpg" alt="live segmentation">
+<pre id="stats">waiting for stats</pre>
+</main>
+<script>
+async function poll() {{
+  try {{
+    const r = await fetch("/stats.json", {{cache: "no-store"}});
+    document.getElementById("stats").textContent = JSON.stringify(await r.json(), null, 1);
+  }} catch (e) {{ document.getElementById("stats").textContent = "disconnected"; }}
+}}
+setInterval(poll, {interval_ms}); poll();
+</script>
+</body></html>
+"""
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """"PORT" or "HOST:PORT" -> (host, port); the host defaults to 127.0.0.1."""
+    host, sep, port = str(text).rpartition(":")
+    host = host.strip("[]") if sep else DEFAULT_HOST
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"serve: expected PORT or HOST:PORT, got {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"serve: port must be 0..65535, got {number}")
+    return host or DEFAULT_HOST, number
+
+
+class PreviewServer:
+    """Serve the latest overlay frame and stats over HTTP from a background thread."""
+
+    def __init__(self, host: str = DEFAULT_HOST, port: int = 8080, *, stats_interval_ms: int = 1000):
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._seq = 0
+        self._jpeg: tuple[int, bytes] | None = None
+        self._stats: dict = {}
+        self._closed = False
+        self.clients = 0
+        self.disconnects = 0
+        page = PAGE.format(interval_ms=int(stats_interval_ms)).encode("utf-8")
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt, *args):  # keep the per-request lines out of the stats log
+                log.debug("preview %s: " + fmt, self.address_string(), *args)
+
+            def do_GET(self):
+                path = self.path.split("?", 1)[0]
+                try:
+                    if path in ("/", "/index.html"):
+                        self._send(page, "text/html; charset=utf-8")
+                    elif path == "/stats.json":
+                        self._send(json.dumps(server.stats()).encode("utf-8"), "application/json")
+                    elif path == "/frame.jpg":
+                        seq, jpeg = server.wait_jpeg(0, timeout=5.0)
+                        if jpeg is None:
+                            self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet")
+                        else:
+                            self._send(jpeg, "image/jpeg")
+                    elif path == "/stream.mjpg":
+                        self._stream()
+                    else:
+                        self.send_error(HTTPStatus.NOT_FOUND, f"no such page {path}; try /")
+                except _DISCONNECTS:
+                    server._disconnected()
+
+            def _send(self, body: bytes, content_type: str):
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _stream(self):
+                self.close_connection = True
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                with server._cond:
+                    server.clients += 1
+                try:
+                    seq = 0
+                    while True:
+                        seq, jpeg = server.wait_jpeg(seq, timeout=1.0)
+                        if server.closed:
+                            return
+                        if jpeg is None:
+                            continue
+                        self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                         f"Content-Length: {len(jpeg)}\r\n\r\n".encode("ascii"))
+                        self.wfile.write(jpeg)
+                        self.wfile.write(b"\r\n")
+                        self.wfile.flush()
+                finally:
+                    with server._cond:
+                        server.clients -= 1
+
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as err:
+            raise OSError(f"serve: cannot listen on {host}:{port} ({err.strerror or err})") from None
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="preview-http", daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._httpd.server_address[:2]
+        return host, port
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{host}:{port}/"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def publish(self, frame: np.ndarray, stats: dict | None = None) -> None:
+        """Make ``frame`` (BGR) the latest; the stream picks it up. Does not copy: pass a frame you no longer change."""
+        with self._cond:
+            self._frame = frame
+            self._seq += 1
+            if stats is not None:
+                self._stats = stats
+            self._cond.notify_all()
+
+    def set_stats(self, stats: dict) -> None:
+        with self._cond:
+            self._stats = dict(stats)
+
+    def stats(self) -> dict:
+        with self._cond:
+            return dict(self._stats)
+
+    def wait_jpeg(self, after: int, *, timeout: float) -> tuple[int, bytes | None]:
+        """The first frame newer than sequence number ``after``, JPEG-encoded, or (after, None) on timeout."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._seq > after or self._closed, timeout):
+                return after, None
+            if self._closed or self._frame is None:
+                return after, None
+            seq, frame = self._seq, self._frame
+            if self._jpeg is not None and self._jpeg[0] == seq:
+                return seq, self._jpeg[1]
+        ok, buffer = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        jpeg = buffer.tobytes() if ok else None
+        with self._cond:
+            if jpeg is not None and (self._jpeg is None or self._jpeg[0] < seq):
+                self._jpeg = (seq, jpeg)
+        return seq, jpeg
+
+    def _disconnected(self) -> None:
+        with self._cond:
+            self.disconnects += 1
+        log.info("preview: a browser disconnected; the loop goes on")
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=2.0)
+
+
+__all__ = ["BOUNDARY", "DEFAULT_HOST", "PreviewServer", "parse_address"]

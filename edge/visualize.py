@@ -1,0 +1,151 @@
+"""Drawing: colourise a class map, blend it over the frame, a legend, the stats.
+
+Every function here is pure: it returns a new BGR image and leaves its inputs
+untouched. Colours arrive as RGB (as the spec stores them) and are drawn in
+BGR (as OpenCV stores frames).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import cv2
+import numpy as np
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+TEXT_COLOR = (255, 255, 255)
+PANEL_ALPHA = 0.6  # darkening behind text
+STAGES = ("capture", "preprocess", "invoke", "postprocess", "render")
+
+
+def palette_bgr(colors: Sequence[Sequence[int]], size: int = 256) -> np.ndarray:
+    """An (size, 3) uint8 BGR table; ids without a colour map to black."""
+    table = np.zeros((max(size, len(colors)), 3), np.uint8)
+    if len(colors):
+        table[:len(colors)] = np.asarray(colors, np.uint8)[:, ::-1]
+    return table
+
+
+def colorize(class_map: np.ndarray, colors: Sequence[Sequence[int]], *, ignore_label: int | None = None) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) BGR colours; the ignore label and unknown ids are black."""
+    if class_map.ndim != 2:
+        raise ValueError(f"class_map: expected (H, W) ids, got shape {class_map.shape}")
+    table = palette_bgr(colors, 256 if class_map.dtype == np.uint8 else int(class_map.max(initial=0)) + 1)
+    if ignore_label is not None and 0 <= ignore_label < len(table):
+        table[ignore_label] = 0
+    return table[np.clip(class_map, 0, len(table) - 1)]
+
+
+def overlay(frame: np.ndarray, class_map: np.ndarray, colors: Sequence[Sequence[int]], *, alpha: float = 0.5,
+            ignore_label: int | None = None) -> np.ndarray:
+    """Blend class colours over ``frame``: ``(1 - alpha) * frame + alpha * colour``; ignored pixels stay as they are."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha: expected a value in [0, 1], got {alpha}")
+    if class_map.shape != frame.shape[:2]:
+        raise ValueError(f"class_map shape {class_map.shape} does not match frame {frame.shape[:2]}")
+    colored = colorize(class_map, colors, ignore_label=ignore_label)
+    blended = cv2.addWeighted(frame, 1.0 - alpha, colored, alpha, 0.0)
+    if ignore_label is not None:
+        ignored = class_map == ignore_label
+        if ignored.any():
+            blended[ignored] = frame[ignored]
+    return blended
+
+
+def classes_present(class_map: np.ndarray, num_classes: int, *, ignore_label: int | None = None) -> list[int]:
+    """Sorted ids in ``0..num_classes-1`` that occur in the map, the ignore label excluded."""
+    if class_map.dtype == np.uint8:
+        counts = np.bincount(class_map.ravel(), minlength=256)
+        present = np.flatnonzero(counts[:num_classes])
+    else:
+        present = np.unique(class_map)
+        present = present[(present >= 0) & (present < num_classes)]
+    return [int(i) for i in present if i != ignore_label]
+
+
+def _font_scale(image: np.ndarray) -> float:
+    return 0.4 if image.shape[1] < 480 else 0.5
+
+
+def _darken(image: np.ndarray, top: int, left: int, bottom: int, right: int) -> None:
+    h, w = image.shape[:2]
+    top, left, bottom, right = max(0, top), max(0, left), min(h, bottom), min(w, right)
+    if bottom > top and right > left:
+        region = image[top:bottom, left:right]
+        image[top:bottom, left:right] = (region * (1.0 - PANEL_ALPHA)).astype(np.uint8)
+
+
+def legend_layout(image_shape: tuple[int, ...], labels: Sequence[str], classes: Sequence[int],
+                  *, scale: float | None = None) -> list[tuple[int, tuple[int, int, int, int], tuple[int, int]]]:
+    """Where the legend puts each class: (class id, swatch (top, left, bottom, right), text origin (x, y)).
+
+    The legend sits at the top-right corner, one row per class.
+    """
+    h, w = image_shape[:2]
+    scale = scale or (0.4 if w < 480 else 0.5)
+    (_, text_h), _ = cv2.getTextSize("Ag", FONT, scale, 1)
+    row = text_h + 8
+    swatch = text_h + 2
+    widest = max((cv2.getTextSize(labels[c], FONT, scale, 1)[0][0] for c in classes), default=0)
+    left = max(0, w - (swatch + 6 + widest + 8))
+    rows = []
+    for i, class_id in enumerate(classes):
+        top = 4 + i * row
+        rows.append((class_id, (top, left + 4, top + swatch, left + 4 + swatch), (left + 4 + swatch + 6, top + text_h)))
+    return rows
+
+
+def draw_legend(image: np.ndarray, classes: Sequence[int], labels: Sequence[str],
+                colors: Sequence[Sequence[int]]) -> np.ndarray:
+    """A copy of ``image`` with a legend of ``classes`` (swatch + name) at the top-right."""
+    out = image.copy()
+    rows = legend_layout(out.shape, labels, classes, scale=_font_scale(out))
+    if not rows:
+        return out
+    table = palette_bgr(colors)
+    first_top = rows[0][1][0]
+    last_bottom = rows[-1][1][2]
+    left = rows[0][1][1] - 4
+    _darken(out, first_top - 4, left, last_bottom + 4, out.shape[1])
+    for class_id, (top, x0, bottom, x1), origin in rows:
+        color = tuple(int(v) for v in table[class_id])
+        cv2.rectangle(out, (x0, top), (x1 - 1, bottom - 1), color, thickness=-1)
+        cv2.putText(out, labels[class_id], origin, FONT, _font_scale(out), TEXT_COLOR, 1, cv2.LINE_AA)
+    return out
+
+
+def stats_lines(*, fps: float, stages_ms: Mapping[str, float]) -> list[str]:
+    """The text the stats panel shows: FPS, then one line per stage in pipeline order."""
+    lines = [f"FPS {fps:.1f}"]
+    for stage in STAGES:
+        if stage in stages_ms:
+            lines.append(f"{stage} {stages_ms[stage]:.1f} ms")
+    return lines
+
+
+def draw_stats(image: np.ndarray, *, fps: float, stages_ms: Mapping[str, float]) -> np.ndarray:
+    """A copy of ``image`` with FPS and per-stage latency at the top-left."""
+    out = image.copy()
+    scale = _font_scale(out)
+    lines = stats_lines(fps=fps, stages_ms=stages_ms)
+    (_, text_h), _ = cv2.getTextSize("Ag", FONT, scale, 1)
+    row = text_h + 6
+    width = max(cv2.getTextSize(line, FONT, scale, 1)[0][0] for line in lines)
+    _darken(out, 0, 0, 8 + row * len(lines), width + 12)
+    for i, line in enumerate(lines):
+        cv2.putText(out, line, (6, 4 + text_h + i * row), FONT, scale, TEXT_COLOR, 1, cv2.LINE_AA)
+    return out
+
+
+def render(frame: np.ndarray, class_map: np.ndarray, *, labels: Sequence[str], colors: Sequence[Sequence[int]],
+           alpha: float, ignore_label: int | None, fps: float | None = None,
+           stages_ms: Mapping[str, float] | None = None) -> np.ndarray:
+    """Overlay, legend of the classes present and, when ``fps`` is given, the stats panel."""
+    out = overlay(frame, class_map, colors, alpha=alpha, ignore_label=ignore_label)
+    out = draw_legend(out, classes_present(class_map, len(labels), ignore_label=ignore_label), labels, colors)
+    if fps is not None:
+        out = draw_stats(out, fps=fps, stages_ms=stages_ms or {})
+    return out
+
+
+__all__ = ["STAGES", "classes_present", "colorize", "draw_legend", "draw_stats", "legend_layout", "overlay",
+           "palette_bgr", "render", "stats_lines"]

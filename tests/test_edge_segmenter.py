@@ -1,0 +1,183 @@
+import logging
+import os
+
+import numpy as np
+import pytest
+
+from edge.interpreter import (EdgeTPUError, ModelError, RuntimeNotFound, load_interpreter, resolve_runtime)
+from edge import interpreter as interpreter_module
+from edge.metadata import FlatbufferError
+from edge.segmenter import (Segmenter, SpecMismatch, dequantize, derived_normalisation, input_lut,
+                            letterbox_geometry)
+from edge_helpers import H, LABELS, W, expected_stripes, spec_for_tiny, stripes_frame, tiny_models  # noqa: F401
+
+
+def segmenter(path, **kw):
+    return Segmenter.from_file(path, **kw)
+
+
+def test_runtime_preference_and_override(monkeypatch):
+    assert resolve_runtime() == "ai_edge_litert"
+    with pytest.raises(RuntimeNotFound, match="pip install tflite-runtime"):
+        resolve_runtime("tflite_runtime")
+    with pytest.raises(ValueError, match="expected one of"):
+        resolve_runtime("onnx")
+    real = interpreter_module._import_runtime
+
+    def without_litert(name):
+        if name in ("ai_edge_litert", "tflite_runtime"):
+            raise ImportError(name)
+        return real(name)
+
+    monkeypatch.setattr(interpreter_module, "_import_runtime", without_litert)
+    assert resolve_runtime() == "tensorflow"  # the last resort, only when nothing else imports
+
+
+@pytest.mark.parametrize("name", ["float32", "uint8", "int8", "spec_embedded"])
+def test_scores_models_segment_the_stripes(tiny_models, name):
+    # Spec-less float models assume [-1, 1]; these take raw pixels, so say so with mean/std.
+    kw = dict(mean=(0, 0, 0), std=(1, 1, 1)) if name == "float32" else {}
+    seg = segmenter(getattr(tiny_models, name), **kw)
+    class_map = seg.segment(stripes_frame(48, 64))
+    assert class_map.shape == (48, 64)
+    np.testing.assert_array_equal(class_map, expected_stripes(48, 64))
+
+
+@pytest.mark.parametrize("name", ["uint8", "int8"])
+def test_dequantization_uses_the_interpreters_parameters(tiny_models, name):
+    seg = segmenter(getattr(tiny_models, name))
+    detail = seg.interpreter.get_output_details()[0]
+    scale, zero_point = detail["quantization"]
+    assert scale > 0 and seg.output_quantization == (scale, zero_point)
+    frame = stripes_frame(H, W)
+    tensor, _ = seg.preprocess(frame)
+    # Input: raw pixel p quantized with the input tensor's own parameters.
+    in_scale, in_zero = seg.interpreter.get_input_details()[0]["quantization"]
+    rgb = frame[..., ::-1].astype(np.float64)
+    expected_q = np.clip(np.rint(rgb / in_scale + in_zero), *(-128, 127) if name == "int8" else (0, 255))
+    np.testing.assert_array_equal(tensor[0].astype(np.int32), expected_q.astype(np.int32))
+    raw = seg.invoke(tensor)
+    assert raw.dtype == np.dtype(name)
+    scores = seg.scores(raw)[0]
+    # Channel c is colour c / 255: 1.0 where the stripe is that colour, else 0.
+    truth = np.eye(3, dtype=np.float32)[expected_stripes(H, W)]
+    np.testing.assert_allclose(scores, truth, atol=2 * scale)
+    if name == "int8":  # ignoring the zero point (-128 here) would be off by far more than the tolerance
+        assert zero_point != 0
+        assert np.abs(raw[0].astype(np.float32) * scale - truth).max() > 10 * scale
+
+
+def test_dequantize_formula():
+    q = np.array([-128, 0, 127], np.int8)
+    np.testing.assert_allclose(dequantize(q, (0.5, -128)), [0.0, 64.0, 127.5])
+    np.testing.assert_allclose(dequantize(np.array([3], np.uint8), (0.25, 1)), [0.5])
+    floats = np.array([0.1, -2.0], np.float32)
+    np.testing.assert_array_equal(dequantize(floats, (0.0, 0)), floats)
+
+
+def test_input_range_derived_from_quantization():
+    # int8 with scale 2/255, zero point 0 represents about [-1, 1]: pixel p feeds p - 128.
+    mean, std = derived_normalisation(dtype=np.int8, quantization=(2 / 255, 0))
+    lut = input_lut(dtype=np.int8, quantization=(2 / 255, 0), mean=mean, std=std)
+    np.testing.assert_array_equal(lut[0, :, 0].astype(int), np.arange(256) - 128)
+    # uint8 over [0, 1] (scale 1/255, zero point 0): raw pixels, no table at all.
+    mean, std = derived_normalisation(dtype=np.uint8, quantization=(1 / 255, 0))
+    assert input_lut(dtype=np.uint8, quantization=(1 / 255, 0), mean=mean, std=std) is None
+    # float: explicit mean/std become (p - mean) / std.
+    lut = input_lut(dtype=np.float32, quantization=(0.0, 0), mean=(127.5,) * 3, std=(127.5,) * 3)
+    np.testing.assert_allclose(lut[0, [0, 255], 1], [-1.0, 1.0])
+
+
+def test_probability_and_class_id_outputs(tiny_models):
+    raw_pixels = dict(mean=(0, 0, 0), std=(1, 1, 1))
+    seg = segmenter(tiny_models.probability, labels=("other", "red"), **raw_pixels)
+    assert seg.kind == "probability" and seg.labels == ("other", "red")
+    np.testing.assert_array_equal(seg.segment(stripes_frame()), (expected_stripes() == 0).astype(np.uint8))
+    seg = segmenter(tiny_models.class_ids, labels=LABELS, **raw_pixels)
+    assert seg.kind == "class_ids" and seg.spec.num_classes == 3
+    np.testing.assert_array_equal(seg.segment(stripes_frame()), expected_stripes())
+
+
+def test_spec_less_model_is_derived_from_tensors(tiny_models, caplog):
+    seg = segmenter(tiny_models.uint8)
+    assert seg.spec_source.startswith("none")
+    assert seg.labels == ("class 0", "class 1", "class 2") and seg.spec.input_size == (H, W)
+    with caplog.at_level(logging.WARNING):
+        seg = segmenter(tiny_models.float32)
+    assert "--mean/--std" in caplog.text  # a guess is never silent
+    assert seg.mean == (127.5,) * 3
+    seg = segmenter(tiny_models.uint8, labels=("r", "g", "b"))
+    assert seg.labels == ("r", "g", "b")
+    with pytest.raises(ValueError, match="3 classes, got 2 labels"):
+        segmenter(tiny_models.uint8, labels=("r", "g"))
+
+
+def test_spec_beside_the_model_is_read(tiny_models, tmp_path):
+    model = tmp_path / "tiny.tflite"
+    model.write_bytes(open(tiny_models.float32, "rb").read())
+    spec_for_tiny(labels=("a", "b", "c")).save(tmp_path / "tiny.spec.json")
+    seg = segmenter(str(model))
+    assert seg.labels == ("a", "b", "c") and seg.spec_source.endswith("tiny.spec.json")
+    assert seg.mean is None  # our models normalise inside the graph
+
+
+@pytest.mark.parametrize("changes,needle", [
+    (dict(input_size=(W, H)), "input_size: spec says [32, 24], model input is [24, 32]"),
+    (dict(labels=("a", "b", "c", "d")), "spec has 4 labels, model outputs 3 channels"),
+    (dict(output_kind="class_ids"), "output_kind: spec says 'class_ids'"),
+])
+def test_spec_contradicting_the_tensors_is_refused(tiny_models, tmp_path, changes, needle):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(open(tiny_models.uint8, "rb").read())
+    spec_for_tiny(**changes).save(tmp_path / "m.spec.json")
+    with pytest.raises(SpecMismatch, match="contradicts the model") as info:
+        segmenter(str(model))
+    assert needle in str(info.value)
+
+
+def test_non_segmentation_and_corrupt_models(tiny_models, tmp_path):
+    with pytest.raises(ModelError, match=r"not a segmentation model: its output is \(1, 10\) float32"):
+        segmenter(tiny_models.classifier)
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"this is not a model at all")
+    with pytest.raises(FlatbufferError, match="not a TFLite flatbuffer.*found b' is '"):
+        segmenter(str(junk))
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(open(tiny_models.uint8, "rb").read()[:200])
+    with pytest.raises((FlatbufferError, ModelError), match="truncated|cannot load"):
+        segmenter(str(truncated))
+    with pytest.raises(ModelError, match="no such file"):
+        load_interpreter(str(tmp_path / "missing.tflite"))
+
+
+def test_edgetpu_missing_says_which_and_how(tiny_models, caplog):
+    with pytest.raises(EdgeTPUError) as info:
+        load_interpreter(tiny_models.uint8, edgetpu=True)
+    text = str(info.value)
+    assert "libedgetpu.so.1" in text and "not installed" in text and "libedgetpu1-std" in text
+    assert "--fallback-cpu" in text
+    with caplog.at_level(logging.WARNING):
+        loaded = load_interpreter(tiny_models.uint8, edgetpu=True, fallback_cpu=True, threads=1)
+    assert loaded.delegate is None and "running on the CPU" in caplog.text
+    assert "on CPU, threads 1" in loaded.describe()
+
+
+def test_letterbox_keeps_aspect_and_crops_padding(tiny_models, tmp_path):
+    geometry = letterbox_geometry((48, 128), (H, W), "letterbox")
+    assert geometry.box == (6, 0, 12, 32)  # scale 1/4: 12 rows of content, centred
+    model = tmp_path / "lb.tflite"
+    model.write_bytes(open(tiny_models.uint8, "rb").read())
+    spec_for_tiny(resize_mode="letterbox").save(tmp_path / "lb.spec.json")
+    seg = segmenter(str(model))
+    frame = stripes_frame(48, 128)
+    tensor, _ = seg.preprocess(frame)
+    assert (tensor[0, :6] == tensor[0, 0, 0]).all()  # padding rows are uniform
+    # Black padding would segment as class 0 ("red"); cropping it keeps the map exact.
+    np.testing.assert_array_equal(seg.segment(frame), expected_stripes(48, 128))
+
+
+def test_frame_validation(tiny_models):
+    seg = segmenter(tiny_models.uint8)
+    with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) uint8 BGR image, got \(4, 4\)"):
+        seg.preprocess(np.zeros((4, 4), np.uint8))
+    assert os.path.basename(seg.model_path) == "uint8.tflite"
