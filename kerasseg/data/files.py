@@ -301,20 +301,22 @@ class FolderSource(FileSource):
 
 
 def _keep_existing(source: FileSource, split: str, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Drop (and record) pairs with a missing file when skipping bad files, else raise naming the first."""
-    kept = []
+    """Drop (and record) pairs with a missing file when skipping bad files, else raise naming them."""
+    kept, missing = [], []
     for image_path, mask_path in pairs:
-        missing = [p for p in (image_path, mask_path) if not os.path.isfile(p)]
-        if not missing:
+        absent = [p for p in (image_path, mask_path) if not os.path.isfile(p)]
+        if not absent:
             kept.append((image_path, mask_path))
             continue
-        kind = "image" if missing[0] == image_path else "mask"
-        message = f"{kind} {missing[0]}: file not found (listed in split {split!r} of {source.name})"
-        if not source.skip_bad_files:
-            raise DatasetError(message, kind="missing")
+        kind = "image" if absent[0] == image_path else "mask"
+        missing.append(f"{kind} {absent[0]}: file not found (listed in split {split!r} of {source.name})")
+    if missing and not source.skip_bad_files:
+        more = f" (and {len(missing) - 1} more missing file(s))" if len(missing) > 1 else ""
+        raise DatasetError(missing[0] + more, kind="missing")
+    for message in missing:
         source._record_bad_file(message)
     if not kept:
-        raise DatasetError(f"{source.name}: split {split!r} is empty")
+        raise DatasetError(f"{source.name}: split {split!r} is empty", kind="layout")
     return kept
 
 
