@@ -1,0 +1,268 @@
+"""The Edge TPU: run ``edgetpu_compiler`` when it is installed, and an op-by-op report either way.
+
+The report reads the ``.tflite`` flatbuffer and checks every op of the main
+graph against Coral's published table of operations the Edge TPU supports
+("TensorFlow models on the Edge TPU", coral.ai/docs/edgetpu/models-intro) and
+its general requirements: 8-bit tensors, static shapes, batch 1 (at most the
+three innermost dimensions larger than 1). The compiler cuts the graph at the
+first op it cannot map: that op and everything after it run on the CPU, so an
+op counts as *mapped* only when it and every op before it are supported.
+Coral's table says some ops (resizes, large reshapes) may still stay on the
+CPU depending on their sizes; the report marks those as supported with a note.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+from tensorflow.lite.tools import flatbuffer_utils
+
+from kerasseg.export.tflite import tensor_type_name
+
+COMPILER = "edgetpu_compiler"
+EIGHT_BIT = ("INT8", "UINT8")
+# Non-activation inputs (biases, shapes, sizes, axes) may be int32.
+INDEX_TYPES = ("INT32",)
+
+# Coral's op table, by TFLite builtin name: the constraint each op carries (None: none listed).
+SUPPORTED = {
+    "ADD": None, "AVERAGE_POOL_2D": "no fused activation", "CONCATENATION": "no fused activation",
+    "CONV_2D": "same dilation in x and y", "DEPTHWISE_CONV_2D": "same dilation in x and y",
+    "EXPAND_DIMS": None, "FULLY_CONNECTED": "default weights format", "L2_NORMALIZATION": None,
+    "LOGISTIC": None, "LSTM": "unidirectional", "MAXIMUM": None, "MAX_POOL_2D": "no fused activation",
+    "MEAN": "no reduction over the batch; a channel reduction needs a multiple of 4 channels", "MINIMUM": None,
+    "MUL": None, "PACK": "not along the batch", "PAD": "not along the batch", "PRELU": "1-D alpha",
+    "QUANTIZE": None, "REDUCE_MAX": "not over the batch", "REDUCE_MIN": "not over the batch", "RELU": None,
+    "RELU6": None, "RELU_N1_TO_1": None, "RESHAPE": "may stay on the CPU for large tensors",
+    "RESIZE_BILINEAR": "no half-pixel centres; may stay on the CPU depending on sizes",
+    "RESIZE_NEAREST_NEIGHBOR": "no half-pixel centres; may stay on the CPU depending on sizes",
+    "RSQRT": None, "SLICE": None, "SOFTMAX": "1-D input of at most 16,000 elements", "SPACE_TO_DEPTH": None,
+    "SPLIT": None, "SQUARED_DIFFERENCE": None, "SQUEEZE": None, "STRIDED_SLICE": None, "SUB": None, "SUM": None,
+    "TANH": None, "TRANSPOSE": None, "TRANSPOSE_CONV": None,
+}
+FUSED_ACTIVATION_NONE = 0
+
+
+@dataclasses.dataclass
+class OpCheck:
+    index: int
+    op: str
+    output_shape: list
+    macs: int
+    supported: bool
+    reason: str = ""
+    note: str = ""
+    mapped: bool = False
+
+
+@dataclasses.dataclass
+class EdgeTPUReport:
+    """Op-by-op Edge TPU compatibility of one ``.tflite`` file, with the compiler's verdict when it ran."""
+
+    model: str
+    ops: list
+    compiler: dict
+
+    @property
+    def first_unsupported(self) -> OpCheck | None:
+        return next((op for op in self.ops if not op.supported), None)
+
+    @property
+    def mapped_op_share(self) -> float:
+        return sum(op.mapped for op in self.ops) / max(len(self.ops), 1)
+
+    @property
+    def mapped_mac_share(self) -> float:
+        total = sum(op.macs for op in self.ops)
+        return sum(op.macs for op in self.ops if op.mapped) / total if total else 0.0
+
+    def to_dict(self) -> dict:
+        first = self.first_unsupported
+        return {
+            "model": self.model,
+            "num_ops": len(self.ops),
+            "mapped_ops": sum(op.mapped for op in self.ops),
+            "mapped_op_share": self.mapped_op_share,
+            "total_macs": int(sum(op.macs for op in self.ops)),
+            "mapped_mac_share": self.mapped_mac_share,
+            "first_unsupported": None if first is None else dataclasses.asdict(first),
+            "compiler": self.compiler,
+            "ops": [dataclasses.asdict(op) for op in self.ops],
+        }
+
+    def save(self, path: str | os.PathLike) -> str:
+        path = os.fspath(path)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+        return path
+
+    def format(self) -> str:
+        lines = [f"Edge TPU report for {self.model}"]
+        if self.compiler.get("available"):
+            lines.append(f"{COMPILER}: ran (exit {self.compiler.get('returncode')}); "
+                         f"{self.compiler.get('ops_on_tpu')} ops on the Edge TPU, "
+                         f"{self.compiler.get('ops_on_cpu')} on the CPU")
+        else:
+            lines.append(f"{COMPILER}: NOT FOUND on PATH; this report comes from Coral's published op table "
+                         f"and constraints, not from the compiler")
+        lines.append(f"{'#':>3s} {'op':24s} {'output':18s} {'MACs':>12s}  status")
+        for op in self.ops:
+            status = "edge tpu" if op.mapped else ("cpu (after the split)" if op.supported else "CPU: " + op.reason)
+            note = f"  [{op.note}]" if op.note and op.mapped else ""
+            shape = "x".join(str(v) for v in op.output_shape)
+            lines.append(f"{op.index:3d} {op.op:24.24s} {shape:18.18s} {op.macs:12,d}  {status}{note}")
+        first = self.first_unsupported
+        lines.append(f"ops that would map: {sum(op.mapped for op in self.ops)}/{len(self.ops)} "
+                     f"({100 * self.mapped_op_share:.1f}%); multiply-adds that would map: "
+                     f"{100 * self.mapped_mac_share:.1f}%")
+        lines.append("every op is on the supported list" if first is None else
+                     f"first unsupported op: #{first.index} {first.op} ({first.reason}); the graph splits there")
+        return "\n".join(lines)
+
+
+def _shape(graph, tensor_index) -> list:
+    return [int(v) for v in graph.tensors[tensor_index].shape] if tensor_index >= 0 else []
+
+
+def _macs(name: str, graph, op) -> int:
+    inputs, outputs = list(op.inputs), list(op.outputs)
+    out = _shape(graph, outputs[0]) if outputs else []
+    if name == "CONV_2D":
+        _, kh, kw, cin = _shape(graph, inputs[1])
+        return int(np.prod(out)) * kh * kw * cin
+    if name == "DEPTHWISE_CONV_2D":
+        _, kh, kw, _ = _shape(graph, inputs[1])
+        return int(np.prod(out)) * kh * kw
+    if name == "TRANSPOSE_CONV":
+        cout, kh, kw, _ = _shape(graph, inputs[1])
+        return int(np.prod(_shape(graph, inputs[2]))) * kh * kw * cout
+    if name == "FULLY_CONNECTED":
+        units, depth = _shape(graph, inputs[1])
+        return int(np.prod(out)) * depth
+    return 0
+
+
+def _check(name: str, graph, op, constants: dict) -> tuple[str, str]:
+    """(reason it cannot map or "", note) for one op."""
+    if name not in SUPPORTED:
+        return f"{name} is not in Coral's table of supported operations", ""
+    tensors = [t for t in list(op.inputs) + list(op.outputs) if t >= 0]
+    for position, t in enumerate(tensors):
+        tensor = graph.tensors[t]
+        label = tensor.name.decode("utf-8", "replace") if isinstance(tensor.name, bytes) else str(tensor.name)
+        kind = tensor_type_name(tensor.type)
+        is_activation = t in list(op.outputs) or position == 0
+        if kind not in EIGHT_BIT and (is_activation or kind not in INDEX_TYPES):
+            return f"tensor {label!r} is {kind}; the Edge TPU runs 8-bit tensors only", ""
+        signature = tensor.shapeSignature if tensor.shapeSignature is not None else tensor.shape
+        if signature is not None and any(int(v) < 0 for v in signature):
+            return f"tensor {label!r} has a dynamic shape {list(signature)}", ""
+        shape = [int(v) for v in tensor.shape] if tensor.shape is not None else []
+        if t not in constants and len(shape) > 3 and any(v > 1 for v in shape[:-3]):
+            return f"tensor {label!r} has shape {shape}: only the 3 innermost dimensions may exceed 1", ""
+    options = op.builtinOptions
+    note = SUPPORTED[name] or ""
+    if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        if options.dilationHFactor != options.dilationWFactor:
+            return f"dilation {options.dilationHFactor}x{options.dilationWFactor} differs in y and x", ""
+        note = ""
+    if name in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION"):
+        if options is not None and options.fusedActivationFunction != FUSED_ACTIVATION_NONE:
+            return "has a fused activation", ""
+        note = ""
+    if name in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
+        if options is not None and options.halfPixelCenters:
+            return "uses half-pixel centres", ""
+        note = "may stay on the CPU depending on input/output sizes"
+    if name in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"):
+        axes = constants.get(op.inputs[1])
+        rank = len(_shape(graph, op.inputs[0]))
+        axes = [] if axes is None else [int(a) % rank for a in np.ravel(axes)]
+        if 0 in axes:
+            return "reduces over the batch dimension", ""
+        if name == "MEAN" and rank - 1 in axes and _shape(graph, op.inputs[0])[-1] % 4:
+            return "reduces over channels that are not a multiple of 4", ""
+        note = ""
+    if name == "SOFTMAX":
+        shape = _shape(graph, op.inputs[0])
+        if sum(v > 1 for v in shape) > 1 or int(np.prod(shape)) > 16000:
+            return f"input {shape} is not 1-D with at most 16,000 elements", ""
+        note = ""
+    return "", note
+
+
+def analyze(content: bytes, *, name: str = "model.tflite") -> EdgeTPUReport:
+    """Check every op of the main graph of ``content`` against the Edge TPU's op table."""
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    graph = model.subgraphs[0]
+    constants = {}  # constant tensors by index (weights; int32 axes and sizes decoded)
+    for index, tensor in enumerate(graph.tensors):
+        data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
+        if data is not None:
+            constants[index] = (np.frombuffer(bytes(np.asarray(data, np.uint8)), dtype=np.int32)
+                                if tensor_type_name(tensor.type) == "INT32" else None)
+    checks, split = [], False
+    for index, op in enumerate(graph.operators):
+        op_name = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+        reason, note = _check(op_name, graph, op, constants)
+        split = split or bool(reason)
+        out = _shape(graph, op.outputs[0]) if len(op.outputs) else []
+        checks.append(OpCheck(index=index, op=op_name, output_shape=out, macs=_macs(op_name, graph, op),
+                              supported=not reason, reason=reason, note=note, mapped=not split))
+    return EdgeTPUReport(model=name, ops=checks, compiler={"available": False})
+
+
+def compiler_path() -> str | None:
+    return shutil.which(COMPILER)
+
+
+_TABLE_ROW = re.compile(r"^(?P<op>[A-Z][A-Z0-9_]+)\s+(?P<count>\d+)\s+(?P<status>\S.*)$")
+
+
+def parse_compiler_log(log: str) -> dict:
+    """The op table and totals from ``edgetpu_compiler -s`` output."""
+    rows = []
+    for line in log.splitlines():
+        match = _TABLE_ROW.match(line.strip())
+        if match:
+            rows.append({"op": match["op"], "count": int(match["count"]), "status": match["status"].strip()})
+    result = {"ops": rows}
+    for key, pattern in (("ops_on_tpu", r"operations that will run on Edge TPU:\s*(\d+)"),
+                         ("ops_on_cpu", r"operations that will run on CPU:\s*(\d+)")):
+        match = re.search(pattern, log)
+        result[key] = int(match.group(1)) if match else None
+    return result
+
+
+def compile_model(tflite_path: str, *, out_dir: str, overwrite: bool = False) -> dict:
+    """Run ``edgetpu_compiler`` on ``tflite_path`` into ``out_dir``; returns what its log says.
+
+    Without the compiler on PATH returns ``{"available": False, "message": ...}``.
+    """
+    path = compiler_path()
+    if path is None:
+        return {"available": False,
+                "message": f"{COMPILER} is not on PATH (it runs on x86-64 Debian/Ubuntu; see the README's Edge TPU "
+                           f"section); the op report below is from Coral's op table, not the compiler"}
+    target = os.path.join(out_dir, os.path.splitext(os.path.basename(tflite_path))[0] + "_edgetpu.tflite")
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        proc = subprocess.run([path, "-s", "-o", tmp, tflite_path], capture_output=True, text=True, check=False)
+        log = proc.stdout + proc.stderr
+        produced = os.path.join(tmp, os.path.basename(target))
+        if proc.returncode == 0 and os.path.exists(produced):
+            os.replace(produced, target)
+    result = {"available": True, "returncode": proc.returncode, "log": log,
+              "output": target if proc.returncode == 0 else None}
+    result.update(parse_compiler_log(log))
+    return result

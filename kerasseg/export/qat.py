@@ -1,0 +1,202 @@
+"""Quantization-aware fine-tuning with tensorflow-model-optimization.
+
+tfmot's default 8-bit scheme knows the standard convolution, pooling,
+concatenation and add layers, and folds batch normalisation into the
+convolution before it. Segmentation models also normalise pixels, resize
+feature maps to a reference tensor and crop; tfmot has no configuration for
+those and refuses the model. ``QUANTIZE_CONFIGS`` below gives each such layer
+one: layers that compute new values (normalise, resize, rescale) get their
+output quantized, exactly as TFLite will run them in int8; layers that only
+move values (crops, reshapes) pass their already quantized input through. Any
+other layer tfmot cannot handle is an error naming it: nothing is left float
+silently.
+
+The model's input is quantized with a fixed [0, 255] range, so the converted
+model's uint8 input has scale 1 and zero point 0 and a device feeds raw pixels.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import tensorflow_model_optimization as tfmot
+
+from kerasseg.backend import keras, tf
+
+_quantizers = tfmot.quantization.keras.quantizers
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
+    default_8bit_quantize_registry as _registry_module)
+
+QAT_LEARNING_RATE = 3e-5  # DeepLab's fine-tuning rate for quantization-aware training
+
+
+class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    """Quantize a weightless layer's output to 8 bits with a moving-average range."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [_quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+    def get_config(self):
+        return {}
+
+
+class PassThroughQuantizeConfig(OutputQuantizeConfig):
+    """A layer that only moves values (crop, reshape): its int8 input is its int8 output."""
+
+    def get_output_quantizers(self, layer):
+        return []
+
+
+class FixedRangeQuantizer(_quantizers.Quantizer):
+    """Fake-quantize to 8 bits over a fixed range (the model input's [0, 255])."""
+
+    def __init__(self, minimum: float = 0.0, maximum: float = 255.0):
+        self.minimum = float(minimum)
+        self.maximum = float(maximum)
+
+    def build(self, tensor_shape, name, layer):
+        return {}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        return tf.quantization.fake_quant_with_min_max_args(inputs, min=self.minimum, max=self.maximum, num_bits=8)
+
+    def get_config(self):
+        return {"minimum": self.minimum, "maximum": self.maximum}
+
+    def __eq__(self, other):
+        return isinstance(other, FixedRangeQuantizer) and self.get_config() == other.get_config()
+
+    def __ne__(self, other):
+        return not self == other
+
+
+# Layers tfmot has no configuration for, by class name: what QAT does with each.
+OUTPUT_QUANTIZED = (
+    "Rescaling",          # keras preprocessing; TFLite runs it as MUL + ADD in int8
+    "Normalization",      # keras preprocessing
+    "Resizing",           # keras preprocessing resize
+    "Normalize",          # kerasseg.models.layers: (pixel - mean) / std inside the graph
+    "PixelNormalization",
+    "ResizeLike",         # kerasseg.models.layers: resize to a reference tensor's size
+    "ResizeToReference",
+    "ResizeTo",
+    "ImagePooling",
+)
+PASS_THROUGH = (
+    "CropLike",           # kerasseg.models.layers: crop to a reference tensor's size
+    "CropToReference",
+    "Crop",
+    "Identity",
+)
+
+
+def quantize_config_for(layer):
+    """Our QuantizeConfig for a layer tfmot does not know, or None."""
+    name = type(layer).__name__
+    if name in OUTPUT_QUANTIZED:
+        return OutputQuantizeConfig()
+    if name in PASS_THROUGH:
+        return PassThroughQuantizeConfig()
+    return None
+
+
+def scope():
+    """The custom objects tfmot needs to rebuild and load a quantization-aware model."""
+    objects = {"OutputQuantizeConfig": OutputQuantizeConfig, "PassThroughQuantizeConfig": PassThroughQuantizeConfig,
+               "FixedRangeQuantizer": FixedRangeQuantizer}
+    with contextlib.suppress(ImportError):
+        from kerasseg.models import custom_objects
+        objects.update(custom_objects())
+    return tfmot.quantization.keras.quantize_scope(objects)
+
+
+def coverage(model) -> dict:
+    """How QAT treats each layer of ``model``: ``{"tfmot": [...], "output": [...], "pass_through": [...],
+    "unsupported": [...]}`` (layer names). ``unsupported`` must be empty for QAT to run."""
+    registry = _registry_module.Default8BitQuantizeRegistry()
+    groups = {"tfmot": [], "output": [], "pass_through": [], "unsupported": []}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        config = quantize_config_for(layer)
+        if isinstance(config, PassThroughQuantizeConfig):
+            groups["pass_through"].append(layer.name)
+        elif config is not None:
+            groups["output"].append(layer.name)
+        elif registry.supports(layer) or _folded_batch_norm(model, layer):
+            groups["tfmot"].append(layer.name)
+        else:
+            groups["unsupported"].append(f"{layer.name} ({type(layer).__name__})")
+    return groups
+
+
+def _folded_batch_norm(model, layer) -> bool:
+    """A BatchNormalization right after a convolution: tfmot folds it into that convolution."""
+    if not isinstance(layer, keras.layers.BatchNormalization):
+        return False
+    inbound = layer._inbound_nodes[0].inbound_layers if layer._inbound_nodes else None
+    return isinstance(inbound, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
+
+
+def quantize_aware(model):
+    """A quantization-aware copy of ``model`` (weights copied) covering every layer; see the module doc."""
+    groups = coverage(model)
+    if groups["unsupported"]:
+        raise ValueError(
+            f"model {model.name!r}: quantization-aware training has no configuration for layers "
+            f"{groups['unsupported']}; add a QuantizeConfig in kerasseg/export/qat.py or rebuild them from "
+            f"supported layers")
+    annotate = tfmot.quantization.keras.quantize_annotate_layer
+
+    def clone(layer):
+        config = quantize_config_for(layer)
+        copy = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, keras.layers.InputLayer):
+            return copy
+        return annotate(copy, quantize_config=config) if config is not None else annotate(copy)
+
+    with scope():
+        annotated = keras.models.clone_model(model, clone_function=clone)
+        annotated.set_weights(model.get_weights())
+        quantized = tfmot.quantization.keras.quantize_apply(annotated)
+    _fix_input_range(quantized)
+    return quantized
+
+
+def _fix_input_range(model) -> None:
+    """Pin the input quantizer's range to [0, 255]: raw pixels map to uint8 with scale 1, zero point 0."""
+    input_quantizers = [layer for layer in model.layers
+                        if type(layer).__name__ == "QuantizeLayer"
+                        and isinstance(layer._inbound_nodes[0].inbound_layers, keras.layers.InputLayer)]
+    if not input_quantizers:
+        raise ValueError(f"model {model.name!r}: tfmot added no quantizer after the input")
+    for layer in input_quantizers:
+        for weight in layer.weights:
+            if weight.name.endswith("_min:0") or weight.name.endswith("min:0"):
+                weight.assign(0.0)
+            elif weight.name.endswith("_max:0") or weight.name.endswith("max:0"):
+                weight.assign(255.0)
+
+
+def fine_tune(model, batches, *, steps: int, learning_rate: float = QAT_LEARNING_RATE, ignore_label: int = 255):
+    """Train the quantization-aware ``model`` for ``steps`` batches of (image, mask); returns the final loss."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"qat_steps: expected a positive int, got {steps!r}")
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_label)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+    history = model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
+    losses = history.history.get("loss")
+    if not losses:
+        raise ValueError("qat: the training pipeline yielded no batch")
+    return float(losses[-1])

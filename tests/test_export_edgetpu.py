@@ -1,0 +1,105 @@
+"""The Edge TPU op report, from the .tflite flatbuffer and from a compiler log."""
+import pytest
+from export_helpers import synthetic_batches, tiny_model
+
+from kerasseg.backend import keras, layers
+from kerasseg.export import edgetpu, tflite
+from kerasseg.export.modes import Mode
+
+SIZE = 32
+
+
+def _int8(model, batches):
+    return tflite.convert(model, mode=Mode.INT8, input_size=(SIZE, SIZE),
+                          calibration=lambda: tflite.calibration_images(batches, steps=4))
+
+
+@pytest.fixture(scope="module")
+def batches():
+    return synthetic_batches(count=4, size=SIZE)
+
+
+def test_half_pixel_resize_is_flagged_and_splits_the_graph(batches):
+    report = edgetpu.analyze(_int8(tiny_model(), batches))
+    first = report.first_unsupported
+    assert first is not None and first.op == "RESIZE_BILINEAR" and "half-pixel" in first.reason
+    ops = [op.op for op in report.ops]
+    assert ops[0] == "QUANTIZE" and "CONV_2D" in ops
+    assert all(op.mapped for op in report.ops[: first.index])
+    assert not any(op.mapped for op in report.ops[first.index:])  # everything after the split is on the CPU
+    assert 0 < report.mapped_op_share < 1 and 0 < report.mapped_mac_share < 1
+    text = report.format()
+    assert "NOT FOUND" in text and "RESIZE_BILINEAR" in text
+
+
+def test_unequal_dilation_is_flagged_with_its_multiply_adds(batches):
+    image = keras.Input((None, None, 3), name="image")
+    x = layers.Conv2D(4, 3, padding="same", dilation_rate=(2, 1))(image)
+    x = layers.Conv2D(3, 1, name="logits")(x)
+    report = edgetpu.analyze(_int8(keras.Model(image, x), batches))
+    conv = [op for op in report.ops if op.op == "CONV_2D"][0]
+    assert not conv.supported and "dilation 2x1" in conv.reason
+    assert conv.macs == SIZE * SIZE * 4 * 3 * 3 * 3
+
+
+def test_float_model_is_not_edge_tpu_ready(batches):
+    report = edgetpu.analyze(tflite.convert(tiny_model(), mode=Mode.FLOAT32, input_size=(SIZE, SIZE)))
+    assert report.mapped_op_share == 0.0
+    assert report.first_unsupported.index == 0
+
+
+def test_edgetpu_friendly_model_maps_every_op(batches):
+    image = keras.Input((None, None, 3), name="image")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0)(image)
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", dilation_rate=2)(x)
+    x = layers.Conv2D(3, 1)(x)
+    x = layers.Resizing(SIZE, SIZE)(x)  # TF2 resize: half-pixel centres, flagged
+    report = edgetpu.analyze(_int8(keras.Model(image, x), batches))
+    assert [op.op for op in report.ops if not op.supported] == ["RESIZE_BILINEAR"]
+    assert report.mapped_mac_share == 1.0  # the split comes after every convolution
+
+
+COMPILER_LOG = """Edge TPU Compiler version 16.0.384591198
+Input: model.tflite
+Output: model_edgetpu.tflite
+
+Operator                       Count      Status
+
+QUANTIZE                       1          Mapped to Edge TPU
+CONV_2D                        12         Mapped to Edge TPU
+RESIZE_BILINEAR                1          Operation is otherwise supported, but not mapped due to some unspecified limitation
+ARG_MAX                        1          Operation not supported
+Number of operations that will run on Edge TPU: 13
+Number of operations that will run on CPU: 2
+"""
+
+
+def test_compiler_log_is_parsed():
+    parsed = edgetpu.parse_compiler_log(COMPILER_LOG)
+    assert parsed["ops_on_tpu"] == 13 and parsed["ops_on_cpu"] == 2
+    assert {"op": "ARG_MAX", "count": 1, "status": "Operation not supported"} in parsed["ops"]
+    assert [row["op"] for row in parsed["ops"]] == ["QUANTIZE", "CONV_2D", "RESIZE_BILINEAR", "ARG_MAX"]
+
+
+def test_missing_compiler_is_reported_not_hidden(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = edgetpu.compile_model(str(tmp_path / "m.tflite"), out_dir=str(tmp_path))
+    assert result["available"] is False and "not on PATH" in result["message"]
+
+
+def test_a_fake_compiler_on_path_is_run_and_its_log_parsed(tmp_path, monkeypatch):
+    fake = tmp_path / "edgetpu_compiler"
+    log = tmp_path / "log.txt"
+    log.write_text(COMPILER_LOG)
+    # Mimics the real CLI: -s -o OUTDIR MODEL writes OUTDIR/<name>_edgetpu.tflite and prints its table.
+    fake.write_text('#!/bin/sh\ncp "$4" "$3/$(basename "$4" .tflite)_edgetpu.tflite"\ncat ' + str(log) + "\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"model bytes")
+    result = edgetpu.compile_model(str(model), out_dir=str(tmp_path))
+    assert result["available"] and result["returncode"] == 0 and result["ops_on_cpu"] == 2
+    assert (tmp_path / "m_edgetpu.tflite").read_bytes() == b"model bytes"
+    with pytest.raises(FileExistsError, match="overwrite"):
+        edgetpu.compile_model(str(model), out_dir=str(tmp_path))
