@@ -13,35 +13,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-
-class ConfusionCounts:
-    """A (true, predicted) pixel count matrix; labels outside 0..C-1 are ignored."""
-
-    def __init__(self, num_classes: int):
-        self.num_classes = int(num_classes)
-        self.matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
-
-    def update(self, labels, preds) -> None:
-        labels = np.asarray(labels).reshape(-1).astype(np.int64)
-        preds = np.asarray(preds).reshape(-1).astype(np.int64)
-        keep = (labels >= 0) & (labels < self.num_classes)
-        index = labels[keep] * self.num_classes + preds[keep]
-        self.matrix += np.bincount(index, minlength=self.num_classes ** 2).reshape(self.matrix.shape)
-
-    def iou(self) -> np.ndarray:
-        """Per-class IoU; NaN for a class absent from both labels and predictions."""
-        tp = np.diag(self.matrix).astype(np.float64)
-        union = self.matrix.sum(0) + self.matrix.sum(1) - tp
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
-
-    def miou(self) -> float:
-        iou = self.iou()
-        return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")
-
-    def pixel_accuracy(self) -> float:
-        total = self.matrix.sum()
-        return float(np.trace(self.matrix) / total) if total else float("nan")
+from kerasseg.training.metrics import ConfusionMatrix
 
 
 class TFLiteSegmenter:
@@ -145,12 +117,12 @@ def to_uint8(images) -> np.ndarray:
 
 
 def parity_report(keras_model, content: bytes, batches: Iterable, *, labels: Sequence[str], mode: str,
-                  max_drop: float = 2.0, max_images: int | None = None) -> ParityReport:
+                  max_drop: float = 2.0, max_images: int | None = None, ignore_label: int = 255) -> ParityReport:
     """Evaluate ``keras_model`` and the TFLite ``content`` on ``batches`` of (image, mask)."""
     labels = list(labels)
     segmenter = TFLiteSegmenter(content)
-    keras_counts = ConfusionCounts(len(labels))
-    tflite_counts = ConfusionCounts(len(labels))
+    keras_counts = ConfusionMatrix(len(labels), ignore_label=ignore_label)
+    tflite_counts = ConfusionMatrix(len(labels), ignore_label=ignore_label)
     agree = total = images_seen = 0
     for images, masks in batches:
         images = to_uint8(images)
@@ -172,9 +144,15 @@ def parity_report(keras_model, content: bytes, batches: Iterable, *, labels: Seq
             break
     if images_seen == 0:
         raise ValueError("validation data: the pipeline yielded no image for the parity report")
+    before, after = keras_counts.results(labels), tflite_counts.results(labels)
     return ParityReport(
         mode=mode, labels=labels, num_images=images_seen,
-        keras_miou=keras_counts.miou(), tflite_miou=tflite_counts.miou(),
-        keras_pixel_accuracy=keras_counts.pixel_accuracy(), tflite_pixel_accuracy=tflite_counts.pixel_accuracy(),
-        keras_iou=[float(v) for v in keras_counts.iou()], tflite_iou=[float(v) for v in tflite_counts.iou()],
+        keras_miou=_nan(before["mean_iou"]), tflite_miou=_nan(after["mean_iou"]),
+        keras_pixel_accuracy=_nan(before["pixel_accuracy"]), tflite_pixel_accuracy=_nan(after["pixel_accuracy"]),
+        keras_iou=[_nan(before["per_class_iou"][n]) for n in labels],
+        tflite_iou=[_nan(after["per_class_iou"][n]) for n in labels],
         pixel_agreement=agree / total, max_drop=float(max_drop))
+
+
+def _nan(value) -> float:
+    return float("nan") if value is None else float(value)
