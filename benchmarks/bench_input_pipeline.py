@@ -1,0 +1,114 @@
+"""Is the input pipeline ever the bottleneck? Training images/s, live pipeline vs cached batches.
+
+One command: ``python benchmarks/bench_input_pipeline.py``. It builds a model
+and one train step, then times the same number of steps fed (a) by the live
+training pipeline (decode, augment, batch, prefetch on background threads) and
+(b) by batches taken from that pipeline beforehand and held in memory. The
+two are run alternately ``--repeats`` times and the medians compared; the goal
+is live / cached >= 0.95. It also prints the pipeline's own throughput with no
+model, the headroom it has.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from kerasseg.backend import keras, tf
+from kerasseg.data import IGNORE_LABEL, build_pipeline, open_dataset
+from kerasseg.models import build_model, list_models
+
+GOAL = 0.95
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", type=str, default="synthetic", help="dataset URI (see kerasseg.data)")
+    parser.add_argument("--arch", type=str, default="deeplabv3plus", choices=list_models())
+    parser.add_argument("--alpha", type=float, default=None, help="MobileNetV2 width multiplier (DeepLab only)")
+    parser.add_argument("--image_size", type=int, nargs=2, default=(128, 128), metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=10, help="timed train steps per run")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each run")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each kind, alternated")
+    return parser.parse_args(argv)
+
+
+def make_train_step(model):
+    optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+
+    @tf.function
+    def train_step(images, masks):
+        valid = tf.cast(masks != IGNORE_LABEL, tf.float32)
+        labels = tf.where(masks == IGNORE_LABEL, 0, masks)
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            loss = tf.reduce_sum(loss * valid) / tf.maximum(tf.reduce_sum(valid), 1.0)
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    return train_step
+
+
+def timed_steps(train_step, batches, *, warmup: int, steps: int) -> float:
+    """Seconds for ``steps`` train steps after ``warmup`` untimed ones; ``batches`` is any iterator."""
+    for _ in range(warmup):
+        train_step(*next(batches)).numpy()
+    start = time.perf_counter()
+    loss = None
+    for _ in range(steps):
+        loss = train_step(*next(batches))
+    loss.numpy()  # wait for the last step
+    return time.perf_counter() - start
+
+
+def pipeline_alone(ds, *, batches: int) -> float:
+    iterator = iter(ds)
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    source = open_dataset(args.dataset, seed=0)
+    options = {"alpha": args.alpha} if args.alpha is not None else {}
+    model = build_model(arch=args.arch, num_classes=len(source.labels), input_shape=(*args.image_size, 3), **options)
+    train_step = make_train_step(model)
+
+    def live_pipeline(seed):
+        return build_pipeline(source, split="train", image_size=tuple(args.image_size), batch_size=args.batch_size,
+                              training=True, seed=seed)
+
+    per_run = args.warmup + args.steps
+    cached = [(x, y) for x, y in live_pipeline(0).take(per_run)]  # the same kind of batches, held in memory
+    pipeline_s = pipeline_alone(live_pipeline(1), batches=args.steps)
+    live_times, cached_times = [], []
+    for repeat in range(args.repeats):
+        cached_times.append(timed_steps(train_step, iter(cached), warmup=args.warmup, steps=args.steps))
+        live_times.append(timed_steps(train_step, iter(live_pipeline(repeat + 2)), warmup=args.warmup,
+                                      steps=args.steps))
+
+    images = args.steps * args.batch_size
+    pipeline_ips = images / pipeline_s
+    live_ips = images / statistics.median(live_times)
+    cached_ips = images / statistics.median(cached_times)
+    ratio = live_ips / cached_ips
+    print(f"model {model.name} {args.image_size[0]}x{args.image_size[1]}, batch {args.batch_size}, "
+          f"{args.steps} steps x {args.repeats} runs, dataset {source.name}")
+    print(f"{'input pipeline alone':<34} {pipeline_ips:>9.1f} images/s")
+    print(f"{'training, cached batches':<34} {cached_ips:>9.1f} images/s  runs {_fmt(cached_times)} s")
+    print(f"{'training, live pipeline':<34} {live_ips:>9.1f} images/s  runs {_fmt(live_times)} s")
+    print(f"{'ratio live / cached':<34} {ratio:>9.3f}  (goal >= {GOAL}: {'met' if ratio >= GOAL else 'NOT met'})")
+    return 0
+
+
+def _fmt(times):
+    return " ".join(f"{t:.2f}" for t in times)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
