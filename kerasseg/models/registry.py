@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import os
 from typing import Callable
 
 from kerasseg.backend import keras
@@ -10,7 +11,7 @@ from kerasseg.models.backbones import BACKBONES, MOBILENETV2_ALPHAS
 from kerasseg.models.deeplab import deeplab_head
 from kerasseg.models.fcn import FCN_VARIANTS, fcn_head
 from kerasseg.models.layers import CUSTOM_OBJECTS, Normalize
-from kerasseg.models.weights import download_imagenet_weights, load_weights_by_name
+from kerasseg.models.weights import download_imagenet_weights, hdf5_layer_names, load_weights_by_name
 
 # Options each backbone adds to its arch's options, with defaults.
 BACKBONE_OPTIONS = {"mobilenetv2": {"alpha": 1.0}}
@@ -149,10 +150,9 @@ def build_model(*, arch, num_classes, backbone=None, output_stride=None, input_s
     config = model_config(arch=arch, num_classes=num_classes, backbone=backbone, output_stride=output_stride,
                           **options)
     shape = _check_input_shape(input_shape, min_input_size(arch=arch, output_stride=config["output_stride"]))
-    if backbone_weights is not None and not isinstance(backbone_weights, str):
-        raise ValueError(f"backbone_weights: expected None, 'imagenet' or a file path, got {backbone_weights!r}")
     entry, spec = MODELS[config["arch"]], BACKBONES[config["backbone"]]
     backbone_options = {k: config[k] for k in BACKBONE_OPTIONS.get(config["backbone"], {})}
+    weights_path = _resolve_backbone_weights(backbone_weights, config["backbone"], backbone_options.get("alpha"))
     head_options = {k: config[k] for k in entry.options}
 
     image = keras.Input(shape=shape, name="image")
@@ -162,14 +162,23 @@ def build_model(*, arch, num_classes, backbone=None, output_stride=None, input_s
                         **head_options)
     model = keras.Model(image, logits, name=f"{config['arch']}_{config['backbone']}")
 
-    if backbone_weights is not None:
-        backbone_layers = keras.Model(image, features).layers
-        names = [layer.name for layer in backbone_layers if layer.weights]
-        path = backbone_weights
-        if backbone_weights == "imagenet":
-            path = download_imagenet_weights(config["backbone"], alpha=backbone_options.get("alpha"))
-        load_weights_by_name(model, path, layer_names=names)
+    if weights_path is not None:
+        names = [layer.name for layer in keras.Model(image, features).layers if layer.weights]
+        load_weights_by_name(model, weights_path, layer_names=names)
     return model
+
+
+def _resolve_backbone_weights(backbone_weights, backbone, alpha):
+    """The HDF5 file to load (checked before any layer is built), or None."""
+    if backbone_weights is None:
+        return None
+    if not isinstance(backbone_weights, (str, os.PathLike)):
+        raise ValueError(f"backbone_weights: expected None, 'imagenet' or a file path, got {backbone_weights!r}")
+    if backbone_weights == "imagenet":
+        return download_imagenet_weights(backbone, alpha=alpha)
+    path = os.fspath(backbone_weights)
+    hdf5_layer_names(path)  # raises on a missing or non-HDF5 file
+    return path
 
 
 def custom_objects() -> dict:
