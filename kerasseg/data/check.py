@@ -77,7 +77,11 @@ class DatasetReport:
             }
         return out
 
+    def __str__(self) -> str:
+        return self.format()
+
     def format(self) -> str:
+        """The report as text: per split, the label values, ignore share, mismatches and class histogram."""
         lines = [f"dataset {self.name}: {len(self.labels)} classes, ignore label {self.ignore_label}"]
         for split, stats in self.splits.items():
             sizes = ("-" if stats.min_size is None else

@@ -3,7 +3,7 @@
 URIs are ``SCHEME[:ARGUMENT][?key=value&key=value]``:
 
 - ``synthetic`` (default), ``synthetic:N`` (N train images), options ``train``,
-  ``val``, ``size`` (side in pixels, or HxW) and ``seed``;
+  ``val``, ``size`` (side in pixels, or HxW; default 64) and ``seed``;
 - ``voc:PATH``: a PASCAL VOC directory (VOCdevkit/VOC2012 or one that holds it);
 - ``folder:PATH``: ``images/`` and ``masks/`` paired by stem; option ``val_fraction``;
 - ``tfds:NAME`` for NAME in oxford_iiit_pet, scene_parse150, cityscapes; options
@@ -53,7 +53,7 @@ def open_dataset(uri: str = DEFAULT_URI, *, seed: int = 0, skip_bad_files: bool 
 
 
 def _open_synthetic(uri, argument, query, seed):
-    from kerasseg.data.synthetic import SyntheticSource
+    from kerasseg.data.synthetic import DEFAULT_SIZE, SyntheticSource
     options = parse_options(query, allowed={"train": int, "val": int, "size": str, "seed": int},
                             where=f"dataset {uri!r}")
     if argument:
@@ -62,7 +62,7 @@ def _open_synthetic(uri, argument, query, seed):
         except ValueError:
             raise ValueError(f"dataset {uri!r}: 'synthetic:N' takes a number of train images, got {argument!r}") \
                 from None
-    size = options.pop("size", "128")
+    size = options.pop("size", "x".join(map(str, DEFAULT_SIZE)))
     try:
         height, _, width = size.lower().partition("x")
         size = (int(height), int(width or height))

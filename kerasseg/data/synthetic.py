@@ -21,6 +21,9 @@ from kerasseg.backend import tf
 from kerasseg.data.base import Example, DatasetSource, check_split
 
 SHAPE_LABELS = ("background", "circle", "square", "triangle", "cross")
+# Native size (height, width). It matches train.py's default --image-size, so that training crops (at scales
+# 0.5..2.0 around 1) and val images (stretched to --image-size) show the shapes at the same scale.
+DEFAULT_SIZE = (64, 64)
 _SPLIT_CODES = {"train": 0, "val": 1}
 
 
@@ -106,7 +109,7 @@ class SyntheticSource(DatasetSource):
     images depend only on ``seed``.
     """
 
-    def __init__(self, *, num_train: int = 1000, num_val: int = 200, size: tuple[int, int] = (128, 128),
+    def __init__(self, *, num_train: int = 1000, num_val: int = 200, size: tuple[int, int] = DEFAULT_SIZE,
                  seed: int = 0):
         super().__init__()
         if num_train < 1 or num_val < 1:
