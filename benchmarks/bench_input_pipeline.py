@@ -25,9 +25,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=str, default="synthetic", help="dataset URI (see kerasseg.data)")
     parser.add_argument("--arch", type=str, default="deeplabv3plus", choices=list_models())
-    parser.add_argument("--alpha", type=float, default=None, help="MobileNetV2 width multiplier (DeepLab only)")
-    parser.add_argument("--image_size", type=int, nargs=2, default=(128, 128), metavar=("HEIGHT", "WIDTH"))
-    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--alpha", type=float, default=0.35,
+                        help="MobileNetV2 width multiplier, deeplabv3plus only (train.py's default)")
+    parser.add_argument("--image-size", type=int, nargs=2, default=(64, 64), metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=10, help="timed train steps per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each run")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each kind, alternated")
@@ -75,7 +76,7 @@ def pipeline_alone(ds, *, batches: int) -> float:
 def main(argv=None) -> int:
     args = parse_args(argv)
     source = open_dataset(args.dataset, seed=0)
-    options = {"alpha": args.alpha} if args.alpha is not None else {}
+    options = {"alpha": args.alpha} if args.arch == "deeplabv3plus" else {}
     model = build_model(arch=args.arch, num_classes=len(source.labels), input_shape=(*args.image_size, 3), **options)
     train_step = make_train_step(model)
 

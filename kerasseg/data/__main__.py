@@ -17,7 +17,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                               "size mismatches and ignore share")
     check.add_argument("dataset", type=str, help="dataset URI: synthetic, voc:PATH, folder:PATH, tfds:NAME")
     check.add_argument("--splits", type=str, nargs="+", choices=SPLITS, default=list(SPLITS))
-    check.add_argument("--max_examples", type=int, default=None, help="read at most this many examples per split")
+    check.add_argument("--max-examples", type=int, default=None, help="read at most this many examples per split")
     check.add_argument("--seed", type=int, default=0, help="seed of the dataset (synthetic images, folder split)")
     check.add_argument("--json", type=str, default=None, help="also write the report as JSON to this file")
     return parser.parse_args(argv)
