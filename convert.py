@@ -1,0 +1,83 @@
+"""Convert a trained kerasseg model to TFLite / Edge TPU, with a parity report for each artifact.
+
+    python convert.py --int8                  # newest run under runs/
+    python convert.py --run runs/X --qat --edgetpu
+    python convert.py --model best.keras --spec spec.json --dataset synthetic --float32
+
+Each mode writes RUN/export/NAME_MODE.tflite (spec inside), NAME_MODE.spec.json and
+NAME_MODE.parity.json. Exits 1 when a mode loses more than --max-drop mIoU points,
+2 on bad input.
+"""
+import argparse
+import sys
+
+from kerasseg.export.export import (DEFAULT_CALIBRATION_STEPS, DEFAULT_MAX_DROP, DEFAULT_QAT_STEPS, check_options,
+                                    export, source_from_model, source_from_run)
+from kerasseg.export.modes import Mode
+
+MODE_HELP = {
+    Mode.FLOAT32: "float32 weights and activations",
+    Mode.FLOAT16: "float16 weights, float32 compute",
+    Mode.DYNAMIC_RANGE: "int8 weights, float activations",
+    Mode.INT8: "full-integer post-training quantization, uint8 input, calibrated on training images",
+    Mode.QAT: "quantization-aware fine-tuning (--qat-steps at lr 3e-5), then full-integer conversion",
+    Mode.EDGETPU: "full-integer, Edge-TPU-friendly rebuild; runs edgetpu_compiler if installed, op report always",
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--run", type=str, default=None, help="run directory (default: the newest under --runs)")
+    where.add_argument("--model", type=str, default=None, help="a .keras file (spec.json beside it, or --spec)")
+    parser.add_argument("--runs", type=str, default="runs", help="where to look for the newest run")
+    parser.add_argument("--spec", type=str, default=None, help="spec JSON for --model")
+    parser.add_argument("--dataset", type=str, default=None,
+                        help="dataset URI for calibration, QAT and parity (default: the run's)")
+    for mode in Mode:
+        parser.add_argument(f"--{mode.value}", dest=mode.name.lower(), action="store_true", help=MODE_HELP[mode])
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
+                        help="fixed input size (default: the training crop)")
+    parser.add_argument("--calibration-steps", type=int, default=DEFAULT_CALIBRATION_STEPS,
+                        help="training images drawn for post-training calibration")
+    parser.add_argument("--qat-steps", type=int, default=DEFAULT_QAT_STEPS, help="quantization-aware training steps")
+    parser.add_argument("--max-drop", type=float, default=DEFAULT_MAX_DROP,
+                        help="fail when a mode loses more mIoU points than this")
+    parser.add_argument("--parity-images", type=int, default=None,
+                        help="validation images for the parity report (default: all)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing export files")
+    args = parser.parse_args(argv)
+    args.modes = [mode for mode in Mode if getattr(args, mode.name.lower())]
+    if not args.modes:
+        parser.error(f"choose at least one mode: {' '.join('--' + m.value for m in Mode)}")
+    if args.spec and not args.model:
+        parser.error("--spec goes with --model")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        check_options(args.modes, calibration_steps=args.calibration_steps, qat_steps=args.qat_steps)
+        if args.model:
+            source = source_from_model(args.model, spec_path=args.spec, dataset=args.dataset)
+        else:
+            from kerasseg.training import latest_run
+            source = source_from_run(args.run or latest_run(args.runs).path, dataset=args.dataset)
+        results = export(source, args.modes, input_size=args.input_size, calibration_steps=args.calibration_steps,
+                         qat_steps=args.qat_steps, max_drop=args.max_drop, overwrite=args.overwrite,
+                         parity_images=args.parity_images)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"convert.py: error: {err}", file=sys.stderr)
+        return 2
+    failed = [r.mode.value for r in results if not r.parity.passed]
+    for r in results:
+        print(f"{r.mode.value:14s} mIoU drop {r.parity.miou_drop:+6.2f} points  {r.path}")
+    if failed:
+        print(f"convert.py: mIoU drop above --max-drop {args.max_drop} for {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

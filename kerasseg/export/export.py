@@ -1,0 +1,263 @@
+"""From a trained model (a run directory or a ``.keras`` file) to checked ``.tflite`` artifacts.
+
+For each requested :class:`Mode` ``export`` writes into ``OUT/``::
+
+    NAME_MODE.tflite          the model, with the spec inside (metadata "kerasseg_spec")
+    NAME_MODE.spec.json       the same spec beside it
+    NAME_MODE.parity.json     Keras float vs TFLite on the validation set
+    NAME_edgetpu.report.json  (edgetpu) the op-by-op Edge TPU report / compiler log
+
+Every target is checked before any work starts, so an existing file is never
+overwritten silently, and each file is written to a temporary name and moved
+into place, so a failure leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Sequence
+
+import numpy as np
+
+from kerasseg.export import edgetpu as edgetpu_lib
+from kerasseg.export import metadata, qat, tflite
+from kerasseg.export.modes import Mode
+from kerasseg.export.parity import ParityReport, parity_report
+from kerasseg.spec import Spec
+
+DEFAULT_CALIBRATION_STEPS = 100
+DEFAULT_QAT_STEPS = 200
+DEFAULT_MAX_DROP = 2.0
+QAT_BATCH_SIZE = 8
+PARITY_BATCH_SIZE = 8
+
+
+@dataclasses.dataclass
+class ExportSource:
+    """A trained float model and what export needs to know about it.
+
+    ``model_kwargs`` are the ``build_model`` arguments (None for a model kerasseg
+    did not build); ``dataset`` is the training data's URI (None: no training data).
+    """
+
+    model: object
+    spec: Spec
+    out_dir: str
+    name: str
+    model_kwargs: dict | None = None
+    dataset: str | None = None
+    seed: int = 0
+    train_size: tuple[int, int] | None = None
+
+
+@dataclasses.dataclass
+class ExportResult:
+    mode: Mode
+    path: str
+    parity: ParityReport
+    edgetpu: dict | None = None
+
+
+def source_from_run(run_dir: str, *, dataset: str | None = None) -> ExportSource:
+    """The best model of a training run directory, with its spec, build arguments and dataset."""
+    from kerasseg.training import load_run
+    run = load_run(run_dir)
+    model = _load_keras(run.model_path)
+    train = run.config.get("train", {})
+    return ExportSource(model=model, spec=run.spec, out_dir=os.path.join(run.path, "export"),
+                        name=model.name, model_kwargs=run.model_kwargs, dataset=dataset or train.get("dataset"),
+                        seed=int(train.get("seed", 0)), train_size=_size_or_none(train.get("image_size")))
+
+
+def source_from_model(model_path: str, *, spec_path: str | None = None, dataset: str | None = None) -> ExportSource:
+    """A ``.keras`` file, with its spec from ``spec_path`` or a ``spec.json`` beside it.
+
+    A ``config.yaml`` beside it (a run directory) supplies the build arguments and the dataset.
+    """
+    model_path = os.fspath(model_path)
+    folder = os.path.dirname(os.path.abspath(model_path))
+    spec_path = spec_path or os.path.join(folder, "spec.json")
+    if not os.path.isfile(spec_path):
+        raise FileNotFoundError(f"spec: no spec at {spec_path}; pass --spec FILE for model {model_path}")
+    spec = Spec.load(spec_path)
+    model = _load_keras(model_path)
+    config = {}
+    if os.path.isfile(os.path.join(folder, "config.yaml")):
+        from kerasseg.training.run import read_config
+        config = read_config(folder)
+    train = config.get("train", {})
+    return ExportSource(model=model, spec=spec, out_dir=os.path.join(folder, "export"), name=model.name,
+                        model_kwargs=config.get("model"), dataset=dataset or train.get("dataset"),
+                        seed=int(train.get("seed", 0)), train_size=_size_or_none(train.get("image_size")))
+
+
+def _size_or_none(size):
+    return None if size is None else tuple(int(v) for v in size)
+
+
+def _load_keras(path: str):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model: no file at {path}")
+    from kerasseg.models import load_model
+    try:
+        return load_model(path)
+    except Exception as err:  # keras raises many types for a damaged archive
+        raise ValueError(f"model: cannot load {path} ({type(err).__name__}: {str(err).splitlines()[0][:200]})") \
+            from None
+
+
+def target_paths(source: ExportSource, mode: Mode) -> dict[str, str]:
+    stem = os.path.join(source.out_dir, f"{source.name}_{mode.filename_suffix}")
+    paths = {"tflite": stem + ".tflite", "spec": stem + ".spec.json", "parity": stem + ".parity.json"}
+    if mode is Mode.EDGETPU:
+        paths["report"] = stem + ".report.json"
+    return paths
+
+
+def _check_targets(source: ExportSource, modes: Sequence[Mode], *, overwrite: bool) -> None:
+    if overwrite:
+        return
+    existing = [p for mode in modes for p in target_paths(source, mode).values() if os.path.exists(p)]
+    if existing:
+        raise FileExistsError(f"export: would overwrite {existing}; pass --overwrite to replace them")
+
+
+def _check_data(source: ExportSource, modes: Sequence[Mode]):
+    """Open the dataset and check that its classes are the model's."""
+    if source.dataset is None:
+        needing = [m.value for m in modes if m.needs_training_data]
+        raise ValueError(f"dataset: modes {needing or [m.value for m in modes]} need the model's data (training "
+                         f"images for calibration/QAT, validation images for the parity report), but none is "
+                         f"known; pass --dataset URI or export from a run directory")
+    from kerasseg.data import open_dataset
+    data = open_dataset(source.dataset, seed=source.seed)
+    if tuple(data.labels) != tuple(source.spec.labels):
+        raise ValueError(f"dataset {source.dataset!r}: classes {list(data.labels)} differ from the model's "
+                         f"{list(source.spec.labels)}")
+    outputs = source.model.outputs[0].shape[-1]
+    if outputs != source.spec.num_classes:
+        raise ValueError(f"model {source.name!r}: outputs {outputs} classes but its spec lists "
+                         f"{source.spec.num_classes}: {list(source.spec.labels)}")
+    return data
+
+
+def rebuild(source: ExportSource, *, input_size, edgetpu_friendly: bool = False):
+    """The model rebuilt at a static (H, W) input (and Edge-TPU-friendly if asked), weights copied.
+
+    Raises ValueError, naming the size, when the architecture cannot take it.
+    """
+    height, width = input_size
+    if source.model_kwargs is None:
+        if edgetpu_friendly:
+            raise ValueError(f"edgetpu: model {source.name!r} has no build arguments (config.yaml) to rebuild it "
+                             f"Edge-TPU-friendly; export from its run directory")
+        return source.model
+    from kerasseg.models import build_model
+    kwargs = dict(source.model_kwargs)
+    if edgetpu_friendly:
+        kwargs["edgetpu_friendly"] = True
+    kwargs.pop("input_shape", None)
+    try:
+        model = build_model(**kwargs, input_shape=(height, width, 3))
+    except ValueError as err:
+        raise ValueError(f"input_size: {height}x{width} does not fit this model: {err}") from None
+    model.set_weights(source.model.get_weights())
+    return model
+
+
+def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_steps: int) -> list[Mode]:
+    """The modes, parsed and de-duplicated; raises ValueError on a step count a mode cannot use."""
+    modes = list(dict.fromkeys(Mode.parse(m) for m in modes))
+    if not modes:
+        raise ValueError(f"modes: choose at least one of {[m.value for m in Mode]}")
+    if any(m.needs_calibration for m in modes) and (not isinstance(calibration_steps, int) or calibration_steps < 1):
+        raise ValueError(f"calibration_steps: must be a positive int, got {calibration_steps!r}")
+    if Mode.QAT in modes and (not isinstance(qat_steps, int) or qat_steps < 1):
+        raise ValueError(f"qat_steps: must be a positive int, got {qat_steps!r}")
+    return modes
+
+
+def export(source: ExportSource, modes: Sequence[Mode | str], *, input_size=None,
+           calibration_steps: int = DEFAULT_CALIBRATION_STEPS, qat_steps: int = DEFAULT_QAT_STEPS,
+           max_drop: float = DEFAULT_MAX_DROP, overwrite: bool = False, parity_images: int | None = None,
+           log: Callable[[str], None] = print) -> list[ExportResult]:
+    """Convert ``source`` in each mode, check each artifact's parity, write everything; see the module doc."""
+    modes = check_options(modes, calibration_steps=calibration_steps, qat_steps=qat_steps)
+    input_size = tflite._check_input_size(input_size or source.train_size or source.spec.input_size)
+    _check_targets(source, modes, overwrite=overwrite)
+    data = _check_data(source, modes)
+    static = rebuild(source, input_size=input_size)
+    tflite.serving_function(static, input_size=input_size)  # fails early, naming the size, if it cannot trace
+    from kerasseg.data import build_pipeline
+
+    def calibration():
+        batches = build_pipeline(data, split="train", image_size=input_size, batch_size=1, training=True,
+                                 seed=source.seed).as_numpy_iterator()
+        return tflite.calibration_images(batches, steps=calibration_steps)
+
+    def validation():
+        return build_pipeline(data, split="val", image_size=input_size, batch_size=PARITY_BATCH_SIZE,
+                              training=False).as_numpy_iterator()
+
+    os.makedirs(source.out_dir, exist_ok=True)
+    spec = source.spec.replace(input_size=input_size, output_kind=tflite.OUTPUT_KIND)
+    results = []
+    for mode in modes:
+        log(f"[{mode.value}] converting at {input_size[0]}x{input_size[1]}")
+        model = static
+        if mode is Mode.EDGETPU:
+            model = rebuild(source, input_size=input_size, edgetpu_friendly=True)
+        if mode is Mode.QAT:
+            model = _quantization_aware(source, data, static, input_size=input_size, qat_steps=qat_steps, log=log)
+        content = metadata.embed_spec(tflite.convert(model, mode=mode, input_size=input_size,
+                                                     calibration=calibration), spec)
+        if mode.full_integer:
+            floats = tflite.float_ops(content)
+            if floats:
+                raise RuntimeError(f"[{mode.value}] the converter left float ops in a full-integer model: {floats}")
+        report = parity_report(source.model, content, validation(), labels=spec.labels, mode=mode.value,
+                               max_drop=max_drop, max_images=parity_images, ignore_label=spec.ignore_label)
+        paths = target_paths(source, mode)
+        _write_bytes(paths["tflite"], content)
+        spec.save(paths["spec"])
+        report.save(paths["parity"])
+        log(report.format())
+        result = ExportResult(mode=mode, path=paths["tflite"], parity=report)
+        if mode is Mode.EDGETPU:
+            result.edgetpu = _edgetpu_report(content, paths, overwrite=overwrite, log=log)
+        log(f"[{mode.value}] wrote {paths['tflite']}")
+        results.append(result)
+    return results
+
+
+def _quantization_aware(source: ExportSource, data, static, *, input_size, qat_steps: int, log):
+    """Fine-tune a quantization-aware copy of the static model on the training pipeline at ``input_size``."""
+    from kerasseg.data import build_pipeline
+    train = build_pipeline(data, split="train", image_size=input_size, batch_size=QAT_BATCH_SIZE, training=True,
+                           seed=source.seed)
+    quantized = qat.quantize_aware(static)
+    loss = qat.fine_tune(quantized, train, steps=qat_steps, ignore_label=source.spec.ignore_label)
+    log(f"[qat] fine-tuned {qat_steps} steps at lr {qat.QAT_LEARNING_RATE:g}; last loss {loss:.4f}")
+    return quantized
+
+
+def _edgetpu_report(content: bytes, paths: dict, *, overwrite: bool, log) -> dict:
+    report = edgetpu_lib.analyze(content, name=os.path.basename(paths["tflite"]))
+    report.compiler = edgetpu_lib.compile_model(paths["tflite"], out_dir=os.path.dirname(paths["tflite"]),
+                                                overwrite=overwrite)
+    if not report.compiler["available"]:
+        log(f"[edgetpu] {report.compiler['message']}")
+    report.save(paths["report"])
+    log(report.format())
+    return report.to_dict()
+
+
+def _write_bytes(path: str, content: bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(content)
+    os.replace(tmp, path)
+
+
+def mean_iou_drop(results: Sequence[ExportResult]) -> dict[str, float]:
+    return {r.mode.value: float(np.round(r.parity.miou_drop, 4)) for r in results}

@@ -1,0 +1,131 @@
+"""convert.py on a run directory: the artifacts it writes, and clear errors on bad input."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+from export_helpers import make_run_dir
+
+import convert
+from kerasseg.export import edgetpu, metadata, tflite
+from kerasseg.export.parity import TFLiteSegmenter
+from kerasseg.spec import Spec
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run_dir(str(tmp_path_factory.mktemp("runs") / "run1"), size=SIZE, train_images=8, val_images=4)
+
+
+@pytest.fixture
+def light_run(tmp_path):
+    """config.yaml and spec.json of a run, without its model: enough for the errors raised before loading it."""
+    import yaml
+    folder = tmp_path / "light"
+    folder.mkdir()
+    Spec(labels=("background", "thing"), input_size=(SIZE, SIZE)).save(folder / "spec.json")
+    config = {"train": {"dataset": "synthetic", "image_size": [SIZE, SIZE]},
+              "model": {"arch": "deeplabv3plus", "num_classes": 2}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return str(folder)
+
+
+def _export_files(run_dir):
+    folder = os.path.join(run_dir, "export")
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+@pytest.mark.slow
+def test_int8_and_edgetpu_from_the_newest_run(run_dir, capsys):
+    runs = os.path.dirname(run_dir)
+    status = convert.main(["--runs", runs, "--int8", "--edgetpu", "--calibration-steps", "4"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "parity [int8]" in out and "edgetpu_compiler: NOT FOUND" in out
+    stem = os.path.join(run_dir, "export", "deeplabv3plus_mobilenetv2_")
+    spec = metadata.read_spec(stem + "edgetpu.tflite")
+    assert spec == Spec.load(stem + "edgetpu.spec.json") == Spec.load(run_dir).replace(input_size=(SIZE, SIZE))
+    assert spec.output_kind == "logits"
+    content = open(stem + "int8.tflite", "rb").read()
+    assert tflite.float_ops(content) == []
+    segmenter = TFLiteSegmenter(content)
+    assert segmenter.input["dtype"] == np.uint8 and list(segmenter.input["shape"]) == [1, SIZE, SIZE, 3]
+    parity = json.load(open(stem + "int8.parity.json"))
+    assert parity["num_images"] == 4 and parity["passed"] and len(parity["tflite_iou"]) == 5
+    report = json.load(open(stem + "edgetpu.report.json"))
+    assert report["compiler"]["available"] is False
+    # Goal: with the Edge-TPU-friendly rebuild every op of DeepLabv3+ MobileNetV2 is on Coral's list.
+    assert report["first_unsupported"] is None and report["mapped_mac_share"] == 1.0
+    # The plain int8 model keeps half-pixel resizes, which the report flags.
+    plain = edgetpu.analyze(content)
+    assert plain.first_unsupported is not None and plain.first_unsupported.op == "RESIZE_BILINEAR"
+    # A second run refuses to overwrite, and writes nothing.
+    before = {name: os.path.getmtime(os.path.join(run_dir, "export", name)) for name in _export_files(run_dir)}
+    assert convert.main(["--run", run_dir, "--int8"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert before == {name: os.path.getmtime(os.path.join(run_dir, "export", name)) for name in _export_files(run_dir)}
+
+
+def _fails(argv, capsys, *, match):
+    assert convert.main(argv) == 2
+    err = capsys.readouterr().err
+    assert match in err, err
+    return err
+
+
+def test_missing_run_directory(tmp_path, capsys):
+    _fails(["--run", str(tmp_path / "nope"), "--int8"], capsys, match="nope")
+
+
+def test_run_without_spec(light_run, capsys):
+    os.remove(os.path.join(light_run, "spec.json"))
+    _fails(["--run", light_run, "--float32"], capsys, match="spec.json")
+    assert _export_files(light_run) == []
+
+
+def test_missing_and_corrupt_model(light_run, capsys):
+    spec = os.path.join(light_run, "spec.json")
+    _fails(["--model", os.path.join(light_run, "none.keras"), "--spec", spec, "--float32"], capsys, match="none.keras")
+    _fails(["--run", light_run, "--float32"], capsys, match="best.keras")
+    corrupt = os.path.join(light_run, "best.keras")
+    with open(corrupt, "wb") as f:
+        f.write(b"PK\x03\x04 this is not a keras archive")
+    _fails(["--model", corrupt, "--float32"], capsys, match="corrupt")
+    _fails(["--run", light_run, "--float32"], capsys, match="best.keras")
+    assert _export_files(light_run) == []
+
+
+def test_zero_calibration_or_qat_steps(light_run, capsys):
+    _fails(["--run", light_run, "--int8", "--calibration-steps", "0"], capsys, match="calibration_steps")
+    _fails(["--run", light_run, "--qat", "--qat-steps", "0"], capsys, match="qat_steps")
+    assert _export_files(light_run) == []
+
+
+@pytest.mark.slow
+def test_dataset_with_other_classes(run_dir, tmp_path, capsys):
+    root = tmp_path / "voc"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True)
+    for split in ("train", "val"):
+        (root / "ImageSets/Segmentation" / f"{split}.txt").write_text("a\n")
+    cv2.imwrite(str(root / "JPEGImages/a.jpg"), np.zeros((SIZE, SIZE, 3), np.uint8))
+    cv2.imwrite(str(root / "SegmentationClass/a.png"), np.zeros((SIZE, SIZE), np.uint8))
+    _fails(["--run", run_dir, "--float32", "--dataset", f"voc:{root}", "--overwrite"], capsys,
+           match="differ from the model's")
+
+
+@pytest.mark.slow
+def test_qat_without_training_data(run_dir, tmp_path, capsys):
+    model = tmp_path / "alone.keras"
+    os.symlink(os.path.join(run_dir, "best.keras"), model)
+    _fails(["--model", str(model), "--spec", os.path.join(run_dir, "spec.json"), "--qat"], capsys,
+           match="--dataset")
+    assert not (tmp_path / "export").exists()
+
+
+@pytest.mark.slow
+def test_input_size_the_architecture_cannot_take(run_dir, capsys):
+    _fails(["--run", run_dir, "--float32", "--input-size", "8", "8", "--overwrite"], capsys, match="input_size")
