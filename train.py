@@ -31,6 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help="DeepLab: the v3+ decoder (--no-decoder gives DeepLabv3; default: on)")
     model.add_argument("--edgetpu-friendly", action=argparse.BooleanOptionalAction, default=None,
                        help="resizes the Edge TPU compiler maps (half_pixel_centers=False; default: off)")
+    model.add_argument("--dropout", type=float, help="dropout rate in the head (default: the arch's)")
     model.add_argument("--backbone-weights", type=str, metavar="PATH_OR_imagenet",
                        help="initial backbone weights: 'imagenet' or a weights file (default: random)")
     data = parser.add_argument_group("data")

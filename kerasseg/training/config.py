@@ -38,6 +38,7 @@ class TrainConfig:
     aspp: bool | None = None
     decoder: bool | None = None
     edgetpu_friendly: bool | None = None
+    dropout: float | None = None
     backbone_weights: str | None = None
     dataset: str = "synthetic"
     image_size: tuple[int, int] = (64, 64)
@@ -94,7 +95,7 @@ class TrainConfig:
         return data
 
 
-MODEL_OPTIONS = ("alpha", "aspp", "decoder", "edgetpu_friendly")  # passed to build_model when set
+MODEL_OPTIONS = ("alpha", "aspp", "decoder", "edgetpu_friendly", "dropout")  # passed to build_model when set
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 

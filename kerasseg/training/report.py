@@ -8,27 +8,16 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from edge import visualize
 from kerasseg.training.files import atomic_path
 
 
-def colorize(mask: np.ndarray, colors: Sequence[Sequence[int]], *, ignore_label: int = 255) -> np.ndarray:
-    """Class map (H, W) -> RGB uint8 (H, W, 3) with the spec's colours; ignored and unknown ids are black."""
-    palette = np.zeros((256, 3), np.uint8)
-    palette[: len(colors)] = np.asarray(colors, np.uint8)
-    palette[ignore_label] = 0
-    return palette[np.asarray(mask, np.uint8)]
-
-
-def overlay(image: np.ndarray, mask: np.ndarray, colors: Sequence[Sequence[int]], *, alpha: float = 0.5,
-            ignore_label: int = 255) -> np.ndarray:
-    """Blend the colourised ``mask`` over the RGB ``image``; class 0 and ignored pixels stay unblended."""
-    image = np.asarray(image, np.float32)
-    color = colorize(mask, colors, ignore_label=ignore_label).astype(np.float32)
-    blend = np.asarray(mask) != 0
-    blend &= np.asarray(mask) != ignore_label
-    out = image.copy()
-    out[blend] = (1 - alpha) * image[blend] + alpha * color[blend]
-    return np.clip(out, 0, 255).astype(np.uint8)
+def overlay_rgb(image: np.ndarray, mask: np.ndarray, colors: Sequence[Sequence[int]], *, alpha: float = 0.5,
+                ignore_label: int = 255) -> np.ndarray:
+    """``edge.visualize.overlay`` (which draws on BGR frames) for an RGB image; returns RGB uint8."""
+    bgr = np.ascontiguousarray(np.asarray(image, np.uint8)[..., ::-1])
+    drawn = visualize.overlay(bgr, np.asarray(mask, np.int32), colors, alpha=alpha, ignore_label=ignore_label)
+    return drawn[..., ::-1]
 
 
 def _save(figure: Figure, path: str) -> str:
@@ -48,8 +37,8 @@ def save_overlays(path: str | os.PathLike, *, images, truths, predictions, label
     figure = Figure(figsize=(7.5, 2.5 * count + 0.6))
     for row, (image, truth, prediction) in enumerate(zip(images, truths, predictions)):
         panels = (("image", np.asarray(image, np.uint8)),
-                  ("ground truth", overlay(image, truth, colors, ignore_label=ignore_label)),
-                  ("prediction", overlay(image, prediction, colors, ignore_label=ignore_label)))
+                  ("ground truth", overlay_rgb(image, truth, colors, ignore_label=ignore_label)),
+                  ("prediction", overlay_rgb(image, prediction, colors, ignore_label=ignore_label)))
         for col, (title, picture) in enumerate(panels):
             axis = figure.add_subplot(count, 3, row * 3 + col + 1)
             axis.imshow(picture, interpolation="nearest")

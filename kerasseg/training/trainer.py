@@ -61,6 +61,7 @@ def train(config: TrainConfig, *, output_dir: str | None = None, resume: bool = 
     """Train ``config`` into ``output_dir`` (default: a new folder under ``runs/``); see the module docstring."""
     log = print if verbose else (lambda *a, **k: None)
     started = time.time()
+    keras.utils.set_random_seed(config.seed)  # the initial weights (and dropout) follow the seed
 
     # Hardware first: the mixed-precision policy must be set before any layer is built.
     strategy = distribute.make_strategy(config.strategy)
@@ -147,27 +148,8 @@ def train(config: TrainConfig, *, output_dir: str | None = None, resume: bool = 
                                   training=False, seed=config.seed, mean_pixel=spec.mean)
     iterator = iter(strategy.experimental_distribute_dataset(train_ds))
 
-    @tf.function
-    def train_step(iterator):
-        def step_fn(images, masks):
-            with tf.GradientTape() as tape:
-                logits = model(images, training=True)
-                total, weight = cross_entropy_sums(masks, logits, class_weights=weights,
-                                                   ignore_label=spec.ignore_label)
-                global_weight = tf.distribute.get_replica_context().all_reduce("sum", weight)
-                loss = total / tf.maximum(global_weight, 1.0)
-                if model.losses:
-                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-                scaled = optimizer.get_scaled_loss(loss) if policy == "mixed_float16" else loss
-            grads = tape.gradient(scaled, model.trainable_variables)
-            if policy == "mixed_float16":
-                grads = optimizer.get_unscaled_gradients(grads)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            train_miou.update_state(masks, logits)
-            return loss
-
-        losses = strategy.run(step_fn, args=next(iterator))
-        return strategy.reduce("sum", losses, axis=None)
+    train_step = make_train_step(model, optimizer, strategy, class_weights=weights, ignore_label=spec.ignore_label,
+                                 metric=train_miou)
 
     writers = _summary_writers(run_dir, chief)
     interactive = sys.stdout.isatty()
@@ -241,6 +223,40 @@ def train(config: TrainConfig, *, output_dir: str | None = None, resume: bool = 
                          best=history[best_index]["val"], last=history[-1]["val"], history=history,
                          seconds=time.time() - started)
     return result
+
+
+def make_train_step(model, optimizer, strategy, *, class_weights=None, ignore_label: int = 255, metric=None):
+    """A ``tf.function(iterator) -> loss`` running one optimiser step on each replica.
+
+    The loss is the weighted mean cross-entropy over the labelled pixels of the *global* batch (each replica
+    divides its sum by the all-reduced weight total), so any number of replicas gives the same loss and
+    gradients as one device. A ``LossScaleOptimizer`` (mixed_float16) gets its loss scaled.
+    """
+    scaled_loss = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
+
+    def step_fn(images, masks):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            total, weight = cross_entropy_sums(masks, logits, class_weights=class_weights, ignore_label=ignore_label)
+            global_weight = tf.distribute.get_replica_context().all_reduce("sum", weight)
+            loss = total / tf.maximum(global_weight, 1.0)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            to_differentiate = optimizer.get_scaled_loss(loss) if scaled_loss else loss
+        grads = tape.gradient(to_differentiate, model.trainable_variables)
+        if scaled_loss:
+            grads = optimizer.get_unscaled_gradients(grads)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        if metric is not None:
+            metric.update_state(masks, logits)
+        return loss
+
+    @tf.function
+    def train_step(iterator):
+        losses = strategy.run(step_fn, args=next(iterator))
+        return strategy.reduce("sum", losses, axis=None)
+
+    return train_step
 
 
 def synchronize_batch_norm(model) -> int:

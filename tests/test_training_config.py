@@ -1,0 +1,121 @@
+"""Configuration: precedence, arch defaults, YAML, validation, the CLI flags, and reading run directories."""
+import importlib.util
+import os
+import pathlib
+
+import pytest
+import yaml
+
+from kerasseg.training import RunError, latest_run, load_run, resolve_config
+from kerasseg.training.config import FIELDS, TrainConfig, config_differences, normalize_image_size, read_yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _train_cli():
+    spec = importlib.util.spec_from_file_location("train_cli", ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_precedence_defaults_arch_yaml_flags():
+    config = resolve_config()
+    assert config.arch == "deeplabv3plus" and config.alpha == 0.35 and config.optimizer == "adamw"
+    # FCN keeps the paper's SGD settings.
+    fcn = resolve_config(overrides={"arch": "fcn8s"})
+    assert (fcn.optimizer, fcn.learning_rate, fcn.momentum, fcn.weight_decay) == ("sgd", 1e-4, 0.9, 5e-4)
+    assert fcn.alpha is None
+    # YAML beats the arch defaults, flags beat YAML; None means "not given".
+    config = resolve_config(yaml_values={"arch": "fcn32s", "learning_rate": 0.01, "epochs": 3},
+                            overrides={"learning_rate": 0.02, "epochs": None})
+    assert (config.arch, config.learning_rate, config.epochs, config.weight_decay) == ("fcn32s", 0.02, 3, 5e-4)
+    # A non-MobileNet backbone gets no alpha.
+    assert resolve_config(overrides={"backbone": "xception65"}).alpha is None
+
+
+def test_resume_base_replaces_defaults():
+    saved = resolve_config(overrides={"epochs": 7, "learning_rate": 0.5}).to_dict()
+    config = resolve_config(base=saved)
+    assert config.epochs == 7 and config.learning_rate == 0.5
+    assert config_differences(saved, config.to_dict()) == []
+    changed = resolve_config(base=saved, overrides={"epochs": 9})
+    assert config_differences(saved, changed.to_dict()) == ["epochs: checkpoint has 7, now 9"]
+
+
+def test_bad_values_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown keys \['learning_rat'\]"):
+        resolve_config(yaml_values={"learning_rat": 0.1})
+    with pytest.raises(ValueError, match="optimizer: expected one of .*'rmsprop'"):
+        resolve_config(overrides={"optimizer": "rmsprop"})
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="image_size"):
+        normalize_image_size([1, 2, 3])
+    assert normalize_image_size(64) == (64, 64) and normalize_image_size([48, 64]) == (48, 64)
+    path = tmp_path / "c.yaml"
+    path.write_text("- a list\n")
+    with pytest.raises(ValueError, match="expected a YAML mapping"):
+        read_yaml(path)
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        read_yaml(tmp_path / "missing.yaml")
+
+
+def test_cli_help_lists_every_flag(capsys):
+    cli = _train_cli()
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--arch", "--backbone", "--output-stride", "--dataset", "--image-size", "--batch-size", "--epochs",
+                 "--steps-per-epoch", "--learning-rate", "--optimizer", "--strategy", "--mixed-precision",
+                 "--resume", "--backbone-weights", "--output-dir", "--seed", "--config", "--class-weights",
+                 "--sync-batch-norm", "--check-data", "--weight-decay", "--warmup-steps"):
+        assert flag in text, flag
+    args = cli.parse_args(["--arch", "deeplabv3plus", "--image-size", "48", "64", "--strategy", "mirrored",
+                           "--mixed-precision", "--resume"])
+    assert args.image_size == [48, 64] and args.strategy == "mirrored" and args.mixed_precision is True
+    assert args.resume == "" and args.learning_rate is None
+    # Every TrainConfig field is settable from the command line.
+    assert set(FIELDS) - set(vars(args)) == {"val_examples"}
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--optimizer", "rmsprop"])
+
+
+def test_cli_reports_config_errors(tmp_path, capsys):
+    cli = _train_cli()
+    (tmp_path / "bad.yaml").write_text("nope: 1\n")
+    assert cli.main(["--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "unknown keys ['nope']" in capsys.readouterr().err
+
+
+def _fake_run(path, *, model=True):
+    from kerasseg.spec import Spec
+
+    os.makedirs(path)
+    (path / "config.yaml").write_text(yaml.safe_dump({"train": {}, "model": {"arch": "deeplabv3plus"}}))
+    Spec(labels=("a", "b"), input_size=(8, 8)).save(path)
+    if model:
+        (path / "best.keras").write_bytes(b"")
+
+
+def test_load_run_and_latest_run(tmp_path):
+    with pytest.raises(RunError, match="run directory not found"):
+        load_run(tmp_path / "nope")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RunError, match="missing config.yaml"):
+        load_run(empty)
+    _fake_run(tmp_path / "runs" / "a")
+    _fake_run(tmp_path / "runs" / "b", model=False)
+    os.utime(tmp_path / "runs" / "a" / "config.yaml", (1, 1))
+    run = load_run(tmp_path / "runs" / "a")
+    assert run.spec.labels == ("a", "b") and run.model_path.endswith("best.keras")
+    assert run.model_kwargs == {"arch": "deeplabv3plus"}
+    with pytest.raises(RunError, match="missing best.keras"):
+        load_run(tmp_path / "runs" / "b")
+    # b is newer but has no model: latest_run skips it unless the model is not required.
+    assert latest_run(tmp_path / "runs").path.endswith("a")
+    assert latest_run(tmp_path / "runs", require_model=False).path.endswith("b")
+    os.remove(tmp_path / "runs" / "a" / "spec.json")
+    with pytest.raises(RunError, match="missing spec.json"):
+        load_run(tmp_path / "runs" / "a")

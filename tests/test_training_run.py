@@ -1,0 +1,115 @@
+"""A tiny training run writes every run-directory file, and evaluate.py / predict.py read it."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from kerasseg.spec import Spec
+from kerasseg.training import ConfusionMatrix, TrainConfig, load_run, train
+from training_helpers import TINY_CONFIG, load_script, run_script
+
+RUN_FILES = ("config.yaml", "spec.json", "best.keras", "last.keras", "checkpoints/checkpoint", "metrics.json",
+             "val_overlays.png", "confusion_matrix.png")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("run") / "tiny")
+    result = train(TrainConfig(**TINY_CONFIG, epochs=3, steps_per_epoch=6, seed=1), output_dir=run_dir,
+                   verbose=False)
+    return run_dir, result
+
+
+@pytest.mark.slow
+def test_run_directory_holds_every_file(tiny_run):
+    run_dir, result = tiny_run
+    for name in RUN_FILES:
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    for sub in ("train", "val"):
+        assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(run_dir, "logs", sub)))
+    assert not [n for n in os.listdir(run_dir) if ".tmp" in n]  # atomic writes leave no temporaries
+    assert cv2.imread(os.path.join(run_dir, "val_overlays.png")).shape[0] > 100
+
+    config = yaml.safe_load(open(os.path.join(run_dir, "config.yaml")))
+    assert config["dataset"] == TINY_CONFIG["dataset"] and config["image_size"] == [32, 32] and config["seed"] == 1
+    assert config["model"] == {"arch": "deeplabv3plus", "num_classes": 5, "backbone": "mobilenetv2",
+                               "output_stride": 16, "aspp": False, "decoder": False, "dropout": 0.1,
+                               "edgetpu_friendly": False, "alpha": 0.35}
+    assert config["train"]["learning_rate"] == 0.01 and config["total_steps"] == 18
+
+    spec = Spec.load(run_dir)
+    assert spec.labels == ("background", "circle", "square", "triangle", "cross")
+    assert spec.input_size == (32, 32) and spec.output_kind == "logits" and spec.ignore_label == 255
+    from kerasseg.models import preprocessing_for
+    expected = preprocessing_for(arch="deeplabv3plus", backbone="mobilenetv2")
+    assert spec.mean == tuple(expected["mean"]) and spec.channel_order == expected["channel_order"]
+
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3] and metrics["steps"] == 18
+    assert metrics["best"] == result.best and set(result.best) >= {"pixel_accuracy", "mean_accuracy", "mean_iou",
+                                                                   "frequency_weighted_iou", "per_class_iou"}
+
+
+@pytest.mark.slow
+def test_a_few_steps_lower_the_loss(tiny_run):
+    _, result = tiny_run
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.slow
+def test_best_model_reproduces_its_val_metrics(tiny_run):
+    run_dir, result = tiny_run
+    run = load_run(run_dir)
+    model = run.load_model()
+    from kerasseg.data import build_pipeline, open_dataset
+
+    source = open_dataset(run.config["dataset"], seed=run.config["seed"])
+    cm = ConfusionMatrix(run.spec.num_classes)
+    for images, masks in build_pipeline(source, split="val", image_size=run.spec.input_size, batch_size=4,
+                                        training=False):
+        cm.update(masks.numpy(), np.argmax(model.predict_on_batch(images), axis=-1))
+    assert cm.results(labels=run.spec.labels)["mean_iou"] == pytest.approx(result.best["mean_iou"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_evaluate_and_predict_commands(tiny_run, tmp_path):
+    run_dir, result = tiny_run
+    out = run_script("evaluate.py", run_dir, "--output", tmp_path / "eval.json")
+    assert out.returncode == 0, out.stderr
+    report = json.load(open(tmp_path / "eval.json"))
+    assert report["results"]["mean_iou"] == pytest.approx(result.best["mean_iou"], abs=1e-6)
+    for name in ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou", "circle"):
+        assert name in out.stdout
+
+    out = run_script("evaluate.py", run_dir, "--scales", "0.5", "1.0", "1.5", "--flip", "--crf",
+                     "--output", tmp_path / "ms.json")
+    assert out.returncode == 0, out.stderr
+    report = json.load(open(tmp_path / "ms.json"))
+    assert report["scales"] == [0.5, 1.0, 1.5] and report["flip"] is True
+    assert 0.0 <= report["crf_results"]["mean_iou"] <= 1.0 and "with CRF" in out.stdout
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(images / "a.png"), rng.integers(0, 255, (40, 50, 3), dtype=np.uint8))
+    cv2.imwrite(str(images / "b.jpg"), rng.integers(0, 255, (30, 30, 3), dtype=np.uint8))
+    out = run_script("predict.py", "--run", run_dir, "--input", images, "--output", tmp_path / "pred")
+    assert out.returncode == 0, out.stderr
+    labels = cv2.imread(str(tmp_path / "pred" / "a_labels.png"), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == (40, 50) and labels.max() < 5
+    mask = cv2.imread(str(tmp_path / "pred" / "a_mask.png"))
+    colors = {tuple(int(v) for v in c[::-1]) for c in Spec.load(run_dir).colors}  # BGR on disk
+    assert {tuple(p) for p in mask.reshape(-1, 3)} <= colors
+    assert cv2.imread(str(tmp_path / "pred" / "b_overlay.png")).shape == (30, 30, 3)
+
+
+def test_evaluate_and_predict_report_bad_input(tmp_path, capsys):
+    assert load_script("evaluate.py").main([str(tmp_path / "missing")]) == 2
+    assert "no such directory or model file" in capsys.readouterr().err
+    assert load_script("predict.py").main(["--run", str(tmp_path), "--input", str(tmp_path),
+                                           "--output", str(tmp_path / "o")]) == 2
+    assert "missing config.yaml" in capsys.readouterr().err
