@@ -39,32 +39,30 @@ def _export_files(run_dir):
 
 
 @pytest.mark.slow
-def test_int8_and_edgetpu_from_the_newest_run(run_dir, capsys):
+def test_edgetpu_from_the_newest_run(run_dir, capsys):
     runs = os.path.dirname(run_dir)
-    status = convert.main(["--runs", runs, "--int8", "--edgetpu", "--calibration-steps", "4"])
+    status = convert.main(["--runs", runs, "--edgetpu", "--calibration-steps", "4"])
     assert status == 0
     out = capsys.readouterr().out
-    assert "parity [int8]" in out and "edgetpu_compiler: NOT FOUND" in out
+    assert "parity [edgetpu]" in out and "edgetpu_compiler: NOT FOUND" in out
     stem = os.path.join(run_dir, "export", "deeplabv3plus_mobilenetv2_")
     spec = metadata.read_spec(stem + "edgetpu.tflite")
     assert spec == Spec.load(stem + "edgetpu.spec.json") == Spec.load(run_dir).replace(input_size=(SIZE, SIZE))
     assert spec.output_kind == "logits"
-    content = open(stem + "int8.tflite", "rb").read()
+    content = open(stem + "edgetpu.tflite", "rb").read()
     assert tflite.float_ops(content) == []
     segmenter = TFLiteSegmenter(content)
     assert segmenter.input["dtype"] == np.uint8 and list(segmenter.input["shape"]) == [1, SIZE, SIZE, 3]
-    parity = json.load(open(stem + "int8.parity.json"))
+    parity = json.load(open(stem + "edgetpu.parity.json"))
     assert parity["num_images"] == 4 and parity["passed"] and len(parity["tflite_iou"]) == 5
     report = json.load(open(stem + "edgetpu.report.json"))
     assert report["compiler"]["available"] is False
     # Goal: with the Edge-TPU-friendly rebuild every op of DeepLabv3+ MobileNetV2 is on Coral's list.
     assert report["first_unsupported"] is None and report["mapped_mac_share"] == 1.0
-    # The plain int8 model keeps half-pixel resizes, which the report flags.
-    plain = edgetpu.analyze(content)
-    assert plain.first_unsupported is not None and plain.first_unsupported.op == "RESIZE_BILINEAR"
+    assert edgetpu.analyze(content).to_dict()["mapped_op_share"] == 1.0
     # A second run refuses to overwrite, and writes nothing.
     before = {name: os.path.getmtime(os.path.join(run_dir, "export", name)) for name in _export_files(run_dir)}
-    assert convert.main(["--run", run_dir, "--int8"]) == 2
+    assert convert.main(["--run", run_dir, "--edgetpu"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert before == {name: os.path.getmtime(os.path.join(run_dir, "export", name)) for name in _export_files(run_dir)}
 
