@@ -59,6 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="tf.distribute strategy; 'auto' mirrors over several GPUs, multi_worker reads TF_CONFIG")
     hw.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
                     help="mixed_float16 on GPU, mixed_bfloat16 on CPU/TPU; logits stay float32")
+    opt.add_argument("--bn-momentum", type=float,
+                     help="moving-average momentum of every batch norm (default: DeepLab 0.9, else the model's)")
     hw.add_argument("--sync-batch-norm", action=argparse.BooleanOptionalAction, default=None,
                     help="batch-norm statistics over all replicas")
     run = parser.add_argument_group("run directory")

@@ -22,7 +22,10 @@ FCN_DEFAULTS = {"optimizer": "sgd", "learning_rate": 1e-4, "momentum": 0.9, "wei
                 "warmup_steps": 0}
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {"fcn32s": FCN_DEFAULTS, "fcn16s": FCN_DEFAULTS, "fcn8s": FCN_DEFAULTS}
 # DeepLab: sized so that `python train.py --arch deeplabv3plus` finishes in ~10 minutes on 2 CPU cores.
-DEEPLAB_DEFAULTS = {"optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 1e-4, "warmup_steps": 50}
+# bn_momentum 0.9: the backbones' 0.999 (keras.applications) leaves the moving statistics stale for thousands of
+# steps, which a short run never reaches; validation then sees garbage.
+DEEPLAB_DEFAULTS = {"optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 1e-4, "warmup_steps": 50,
+                    "bn_momentum": 0.9}
 # The MobileNetV2 width when the backbone is MobileNetV2 (the models' default backbone for DeepLab).
 DEEPLAB_MOBILENETV2_ALPHA = 0.35
 
@@ -54,6 +57,7 @@ class TrainConfig:
     strategy: str = "auto"
     mixed_precision: bool = False
     sync_batch_norm: bool = False
+    bn_momentum: float | None = None
     seed: int = 0
     val_examples: int = 8
     skip_bad_files: bool = False
@@ -77,6 +81,8 @@ class TrainConfig:
             raise ValueError(f"learning_rate: expected a positive number, got {self.learning_rate!r}")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ValueError(f"weight_decay must be >= 0 and momentum in [0, 1), got {self.weight_decay}, {self.momentum}")
+        if self.bn_momentum is not None and not 0 <= self.bn_momentum < 1:
+            raise ValueError(f"bn_momentum: expected a value in [0, 1), got {self.bn_momentum!r}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps: expected >= 0, got {self.warmup_steps}")
 

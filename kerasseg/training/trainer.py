@@ -94,6 +94,9 @@ def train(config: TrainConfig, *, output_dir: str | None = None, resume: bool = 
     weights = _class_weights(config, source, kdata)
 
     # The run directory: refuse to overwrite a run, or to resume one with a different configuration.
+    if multi_worker and not output_dir:
+        raise ValueError("output_dir: multi-worker training needs the same --output-dir on every worker "
+                         "(on a filesystem they share, for --resume)")
     run_dir = output_dir or rundir.new_run_dir(arch=config.arch)
     resolved = {
         "train": config.to_dict(),
@@ -109,7 +112,7 @@ def train(config: TrainConfig, *, output_dir: str | None = None, resume: bool = 
         "replicas": replicas,
         "precision_policy": policy,
     }
-    _prepare_run_dir(run_dir, resolved, resume=resume)
+    _prepare_run_dir(run_dir, resolved, resume=resume, chief=chief)
     if chief:
         os.makedirs(run_dir, exist_ok=True)
         files.write_yaml(os.path.join(run_dir, CONFIG_FILENAME), resolved)
@@ -120,6 +123,8 @@ def train(config: TrainConfig, *, output_dir: str | None = None, resume: bool = 
                                     backbone_weights=config.backbone_weights)
         if config.sync_batch_norm:
             synchronize_batch_norm(model)
+        if config.bn_momentum is not None:
+            set_batch_norm_momentum(model, config.bn_momentum)
         schedule = PolyWarmup(learning_rate=config.learning_rate, total_steps=total_steps,
                               warmup_steps=min(config.warmup_steps, total_steps - 1))
         optimizer = build_optimizer(name=config.optimizer, learning_rate=schedule, momentum=config.momentum,
@@ -259,6 +264,16 @@ def make_train_step(model, optimizer, strategy, *, class_weights=None, ignore_la
     return train_step
 
 
+def set_batch_norm_momentum(model, momentum: float) -> int:
+    """Set the moving-average momentum of every BatchNormalization layer; returns how many."""
+    count = 0
+    for layer in model.submodules:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)
+            count += 1
+    return count
+
+
 def synchronize_batch_norm(model) -> int:
     """Make every BatchNormalization layer compute batch statistics over all replicas; returns how many."""
     count = 0
@@ -319,9 +334,11 @@ def _class_weights(config, source, kdata) -> list | None:
     return [float(w) for w in weights]
 
 
-def _prepare_run_dir(run_dir: str, resolved: dict, *, resume: bool) -> None:
+def _prepare_run_dir(run_dir: str, resolved: dict, *, resume: bool, chief: bool) -> None:
     config_path = os.path.join(run_dir, CONFIG_FILENAME)
     if not resume:
+        if not chief:
+            return  # the chief writes config.yaml, perhaps before this worker gets here
         if os.path.exists(config_path):
             raise FileExistsError(f"output_dir {run_dir} already holds a run; continue it with --resume "
                                   f"or choose another --output-dir")
@@ -388,7 +405,8 @@ def _save_overlays(model, val_ds, spec: Spec, path: str, count: int) -> None:
         if len(images) >= count:
             break
     images, truths = np.stack(images[:count]), np.stack(truths[:count])
-    predictions = np.argmax(model.predict_on_batch(images), axis=-1)
+    # A plain call, not predict(): under multi-worker training only the chief gets here.
+    predictions = np.argmax(model(images, training=False).numpy(), axis=-1)
     report.save_overlays(path, images=np.clip(images, 0, 255).astype(np.uint8), truths=truths,
                          predictions=predictions, labels=spec.labels, colors=spec.colors,
                          ignore_label=spec.ignore_label)
