@@ -103,3 +103,12 @@ def test_mode_parse_rejects_unknown_names():
     assert Mode.parse("dynamic-range") is Mode.DYNAMIC_RANGE
     with pytest.raises(ValueError, match="valid choices"):
         Mode.parse("int4")
+
+
+def test_the_edge_runtime_reads_the_spec_we_embed(converted, tmp_path):
+    from edge.metadata import load_spec
+    spec = Spec(labels=LABELS, input_size=(SIZE, SIZE))
+    path = tmp_path / "model_int8.tflite"
+    path.write_bytes(metadata.embed_spec(converted[Mode.INT8], spec))
+    loaded, where = load_spec(path)
+    assert loaded == spec and "kerasseg_spec" in where
