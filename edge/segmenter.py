@@ -228,6 +228,8 @@ class Segmenter:
                   mean=None, std=None, labels=None) -> "Segmenter":
         """Load ``model_path`` and its spec (embedded, or ``MODEL.spec.json`` beside it)."""
         model_path = os.fspath(model_path)
+        if not os.path.isfile(model_path):
+            raise ModelError(f"model: no such file {model_path!r}")
         spec, where = load_spec(model_path) if use_spec else (None, None)
         if "edgetpu-custom-op" in custom_ops(model_path) and not edgetpu:
             raise ModelError(f"model {model_path!r} is compiled for the Edge TPU (it uses edgetpu-custom-op); "

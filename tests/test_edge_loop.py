@@ -1,0 +1,266 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.loop import Loop, Recorder, Slot
+from edge.segmenter import Segmenter
+from edge.sources import ImageSource, SourceError, open_source
+from edge_helpers import RED, expected_stripes, run_edge, stripes_frame, tiny_models, write_video  # noqa: F401
+
+STAGES = {"capture", "preprocess", "invoke", "postprocess", "render"}
+
+
+def read_stats(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def count_frames(path):
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+class FakeCamera:
+    """A live source that yields ``frames`` frames, then fails; after the first reopen, ``comeback`` frames more."""
+
+    live = True
+    fps = None
+    name = "fake camera"
+
+    def __init__(self, frames, *, comeback=0, interval=0.0):
+        self.left, self.comeback, self.interval = frames, comeback, interval
+        self.opens = 0
+        self.served = 0
+
+    def open(self):
+        self.opens += 1
+        if self.opens > 2 or (self.opens == 2 and not self.comeback):
+            raise SourceError("fake camera: device gone")
+        if self.opens == 2:
+            self.left = self.comeback
+
+    def read(self):
+        if self.interval:
+            time.sleep(self.interval)
+        if self.left <= 0:
+            return None
+        self.left -= 1
+        self.served += 1
+        return stripes_frame()
+
+    def close(self):
+        pass
+
+
+class SlowSegmenter:
+    """Wraps a segmenter and makes invoke take at least ``delay`` seconds."""
+
+    def __init__(self, inner, delay):
+        self.inner, self.delay = inner, delay
+        self.spec = inner.spec
+
+    def preprocess(self, frame):
+        return self.inner.preprocess(frame)
+
+    def invoke(self, tensor):
+        time.sleep(self.delay)
+        return self.inner.invoke(tensor)
+
+    def postprocess(self, raw, geometry):
+        return self.inner.postprocess(raw, geometry)
+
+
+def test_slot_keeps_only_the_newest_when_not_blocking():
+    slot = Slot()
+    for i in range(5):
+        slot.put(i, block=False)
+    assert slot.get(timeout=0) == 4 and slot.dropped == 4
+    assert slot.get(timeout=0.01) is None
+    slot.put("last", block=False)
+    slot.close()
+    assert slot.get() == "last"  # drained before reporting closed
+    assert slot.get() is not None and slot.put("x", block=True) is False
+
+
+def test_headless_loop_on_a_video_file(tiny_models, tmp_path):
+    video = write_video(str(tmp_path / "in.avi"), frames=12, height=240, width=320)
+    stats_path, record = str(tmp_path / "stats.jsonl"), str(tmp_path / "out.avi")
+    seg = Segmenter.from_file(tiny_models.uint8)
+    source = open_source(video)
+    assert source.live is False
+    loop = Loop(seg, source, alpha=1.0, recorder=Recorder(record, fps=10), stats_json=stats_path)
+    result = loop.run(handle_signals=False)
+    assert result.frames == 12 and result.reason == "end_of_stream"
+    final = read_stats(stats_path)[-1]
+    assert final["final"] is True and final["frames"] == 12 and final["recorded_frames"] == 12
+    assert final["dropped"] == 0  # a file is read in full, never dropped
+    assert STAGES <= set(final["stages_ms"]) and final["fps"] > 0
+    recorded = count_frames(record)
+    assert len(recorded) == 12
+    # alpha 1: the blue stripe is drawn in class 2's colour (VOC palette: RGB (0, 128, 0)), not blue.
+    lower_right = recorded[5][-20:, -40:-10].reshape(-1, 3).mean(axis=0)
+    assert seg.spec.colors[2] == (0, 128, 0)
+    assert np.abs(lower_right - np.array([0, 128, 0])).max() < 20
+
+
+def test_max_frames_and_image_folder(tiny_models, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i}.png"), stripes_frame())
+    (folder / "notes.txt").write_text("skip me")
+    seg = Segmenter.from_file(tiny_models.int8)
+    source = open_source(str(folder))
+    assert isinstance(source, ImageSource) and len(source.paths) == 4
+    result = Loop(seg, source, max_frames=3).run(handle_signals=False)
+    assert result.frames == 3 and result.reason == "max_frames"
+    result = Loop(seg, open_source(str(folder / "*.png"))).run(handle_signals=False)
+    assert result.frames == 4 and result.reason == "end_of_stream"
+
+
+def test_live_source_drops_stale_frames(tiny_models):
+    camera = FakeCamera(60, interval=0.002)
+    seg = SlowSegmenter(Segmenter.from_file(tiny_models.uint8), delay=0.03)
+    result = Loop(seg, camera, reconnect_seconds=0).run(handle_signals=False)
+    assert result.reason == "source_lost"
+    assert result.stats["dropped"] > 0
+    assert result.frames + result.stats["dropped"] <= camera.served
+    assert result.frames < camera.served
+
+
+def test_disconnect_reconnects_then_gives_up_with_recording_intact(tiny_models, tmp_path):
+    seg = Segmenter.from_file(tiny_models.uint8)
+    camera = FakeCamera(5, comeback=4)  # back once, then gone for good
+    record = str(tmp_path / "rec.avi")
+    start = time.monotonic()
+    result = Loop(seg, camera, recorder=Recorder(record, fps=10), reconnect_seconds=0.6).run(handle_signals=False)
+    took = time.monotonic() - start
+    assert result.reason == "source_lost" and result.stats["reconnects"] == 1
+    assert camera.opens >= 3  # the first reopen succeeds, the later ones fail with backoff
+    assert 0.5 < took < 5
+    # A live source drops stale frames; every frame served was either shown (and recorded) or dropped.
+    assert camera.served == 9 and result.frames + result.stats["dropped"] == 9
+    assert result.frames >= 1 and len(count_frames(record)) == result.frames
+
+
+def test_keys_pause_snapshot_and_quit(tiny_models, tmp_path):
+    class ScriptedWindow:
+        def __init__(self, keys):
+            self.keys, self.shown = list(keys), 0
+
+        def show(self, frame):
+            self.shown += 1
+
+        def poll(self, wait_ms=1):
+            return self.keys.pop(0) if self.keys else 255
+
+        def close(self):
+            pass
+
+    window = ScriptedWindow([255, ord(" "), ord("s"), ord(" "), ord("s"), ord("q")])
+    loop = Loop(Segmenter.from_file(tiny_models.uint8), FakeCamera(1000), window=window,
+                snapshot_dir=str(tmp_path))
+    result = loop.run(handle_signals=False)
+    assert result.reason == "quit"
+    assert len(loop.snapshots) == 2 and all(os.path.exists(p) for p in loop.snapshots)
+    snap = cv2.imread(loop.snapshots[0])
+    assert snap.shape == stripes_frame().shape
+
+
+def test_cli_headless_run_prints_runtime_and_writes_stats(tiny_models, tmp_path):
+    video = write_video(str(tmp_path / "in.avi"), frames=8)
+    stats_path = str(tmp_path / "stats.jsonl")
+    done = run_edge("--model", tiny_models.int8, "--source", video, "--no-display", "--max-frames", "6",
+                    "--stats-json", stats_path, "--threads", "1", "--record", str(tmp_path / "out.mp4"))
+    assert done.returncode == 0, done.stderr
+    assert "interpreter: runtime ai_edge_litert on CPU, threads 1" in done.stdout
+    final = read_stats(stats_path)[-1]
+    assert final["frames"] == 6 and final["reason"] == "max_frames"
+    assert len(count_frames(tmp_path / "out.mp4")) == 6
+
+
+def test_no_tensorflow_after_a_full_run(tiny_models, tmp_path):
+    video = write_video(str(tmp_path / "in.avi"), frames=3)
+    code = (
+        "import sys\n"
+        "from edge.cli import main\n"
+        f"rc = main(['--model', {tiny_models.spec_embedded!r}, '--source', {video!r}, '--no-display',"
+        f" '--serve', '127.0.0.1:0', '--record', {str(tmp_path / 'o.avi')!r}])\n"
+        "import edge.benchmark, edge.metadata\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'kerasseg', 'keras'))\n"
+        "print('RC', rc, 'BAD', bad)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert "RC 0 BAD []" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("source,needle", [
+    ("missing.mp4", "no such file, folder, camera index or URL"),
+    ("fake.mp4", "not a video OpenCV can decode"),
+    ("7", "/dev/video7"),
+    ("broken.png", "cannot read it as an image"),
+    ("empty_dir", "no images found"),
+])
+def test_bad_sources_exit_non_zero_with_a_message(tiny_models, tmp_path, source, needle):
+    (tmp_path / "fake.mp4").write_text("not a video")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    (tmp_path / "empty_dir").mkdir()
+    target = source if source.isdigit() else str(tmp_path / source)
+    with pytest.raises(SourceError, match=needle):
+        open_source(target)
+    done = run_edge("--model", tiny_models.uint8, "--source", target, "--no-display")
+    assert done.returncode == 1 and needle in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bad_model_and_display_exit_non_zero(tiny_models, tmp_path):
+    video = write_video(str(tmp_path / "in.avi"), frames=2)
+    done = run_edge("--model", tiny_models.classifier, "--source", video, "--no-display")
+    assert done.returncode == 1 and "not a segmentation model" in done.stderr
+    done = run_edge("--model", str(tmp_path / "nope.tflite"), "--source", video, "--no-display")
+    assert done.returncode == 1 and "no such file" in done.stderr
+    done = run_edge("--model", tiny_models.uint8, "--source", video, "--edgetpu")
+    assert done.returncode == 1 and "libedgetpu.so.1" in done.stderr
+    done = run_edge("--model", tiny_models.uint8, "--source", video)  # a window, on headless OpenCV
+    assert done.returncode == 1 and "--no-display" in done.stderr
+    done = run_edge("--model", tiny_models.uint8, "--source", video, "--alpha", "2", "--no-display")
+    assert done.returncode == 1 and "alpha" in done.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_and_the_recording_plays(tiny_models, tmp_path):
+    video = write_video(str(tmp_path / "long.avi"), frames=400)
+    stats_path, record = str(tmp_path / "s.jsonl"), str(tmp_path / "rec.mp4")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    slow = ("import time, sys\n"
+            "from edge import segmenter\n"
+            "invoke = segmenter.Segmenter.invoke\n"
+            "segmenter.Segmenter.invoke = lambda self, t: (time.sleep(0.02), invoke(self, t))[1]\n"
+            "from edge.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    process = subprocess.Popen(
+        [sys.executable, "-c", slow, "--model", tiny_models.uint8, "--source", video, "--no-display",
+         "--record", record, "--stats-json", stats_path], cwd=root, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (os.path.exists(stats_path) and os.path.getsize(stats_path)):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    final = read_stats(stats_path)[-1]
+    assert final["reason"] == "signal" and 0 < final["frames"] < 400
+    assert len(count_frames(record)) == final["recorded_frames"] == final["frames"]

@@ -1,0 +1,151 @@
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.loop import Loop
+from edge.segmenter import Segmenter
+from edge.serve import BOUNDARY, PreviewServer, parse_address
+from edge_helpers import stripes_frame, tiny_models  # noqa: F401
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# RGB colours the overlay paints at alpha 1 for the stripes (VOC palette classes 1 and 2).
+GREEN_CLASS, BLUE_CLASS = (128, 0, 0), (0, 128, 0)
+
+
+class EndlessCamera:
+    """A live source of stripe frames that runs until the loop stops."""
+
+    live = True
+    fps = None
+    name = "endless camera"
+
+    def __init__(self, height=240, width=320):
+        self.frame = stripes_frame(height, width)
+
+    def open(self):
+        pass
+
+    def read(self):
+        time.sleep(0.01)
+        return self.frame.copy()
+
+    def close(self):
+        pass
+
+
+def read_mjpeg_frame(url, timeout=10.0):
+    """The first JPEG of an MJPEG stream, decoded (BGR), and the response's content type."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        content_type = response.headers["Content-Type"]
+        boundary = response.readline().strip()
+        assert boundary == f"--{BOUNDARY}".encode()
+        headers = {}
+        while True:
+            line = response.readline().strip()
+            if not line:
+                break
+            key, value = line.decode().split(":", 1)
+            headers[key.strip().lower()] = value.strip()
+        assert headers["content-type"] == "image/jpeg"
+        jpeg = response.read(int(headers["content-length"]))
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), content_type
+
+
+@pytest.fixture
+def running_loop(tiny_models):
+    """A loop feeding a preview server on a free port, in a background thread."""
+    server = PreviewServer("127.0.0.1", 0)
+    loop = Loop(Segmenter.from_file(tiny_models.uint8), EndlessCamera(), alpha=1.0, server=server)
+    thread = threading.Thread(target=loop.run, kwargs={"handle_signals": False}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while loop.stats.frames < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield loop, server
+    loop.stop()
+    thread.join(timeout=10)
+    server.close()
+
+
+def test_parse_address_defaults_to_localhost():
+    assert parse_address("8080") == ("127.0.0.1", 8080)
+    assert parse_address("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_address("localhost:http")
+    with pytest.raises(ValueError, match="0..65535"):
+        parse_address("70000")
+
+
+def test_page_stats_and_mjpeg_stream_over_http(running_loop):
+    loop, server = running_loop
+    assert server.address[0] == "127.0.0.1"
+    with urllib.request.urlopen(server.url, timeout=10) as response:
+        page = response.read().decode()
+    assert 'src="/stream.mjpg"' in page and "/stats.json" in page
+    frame, content_type = read_mjpeg_frame(server.url + "stream.mjpg")
+    assert content_type == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+    assert frame.shape == (240, 320, 3)
+    # The overlay, not the raw frame: the blue stripe shows class 2's colour.
+    patch = frame[-30:-10, -60:-20].reshape(-1, 3).mean(axis=0)
+    assert np.abs(patch - np.array(BLUE_CLASS[::-1])).max() < 25
+    deadline = time.monotonic() + 10
+    stats = {}
+    while "fps" not in stats and time.monotonic() < deadline:
+        with urllib.request.urlopen(server.url + "stats.json", timeout=10) as response:
+            stats = json.loads(response.read())
+        time.sleep(0.2)
+    assert stats["frames"] > 0 and "invoke" in stats["stages_ms"]
+
+
+def test_a_browser_that_disconnects_does_not_stop_the_loop(running_loop):
+    loop, server = running_loop
+    host, port = server.address
+    for _ in range(3):
+        client = socket.create_connection((host, port), timeout=5)
+        client.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.recv(64).startswith(b"HTTP/1.1 200")
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        client.close()  # abrupt reset while frames are being pushed
+    before = loop.stats.frames
+    deadline = time.monotonic() + 10
+    while server.disconnects < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.disconnects >= 1
+    time.sleep(0.5)
+    assert loop.stats.frames > before and not loop.stop_event.is_set()
+    frame, _ = read_mjpeg_frame(server.url + "stream.mjpg")  # and it still serves new clients
+    assert frame is not None
+
+
+def test_preview_renders_in_headless_chromium(running_loop, tmp_path):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed, and CI must run the browser test (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    loop, server = running_loop
+    shot = tmp_path / "preview.png"
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+               "--window-size=800,600", "--timeout=4000", server.url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    assert shot.exists(), done.stderr[-2000:]
+    image = cv2.imread(str(shot))
+    assert image is not None and image.shape[:2] == (600, 800)
+    rgb = image[..., ::-1].reshape(-1, 3).astype(int)
+
+    def share(color):
+        return (np.abs(rgb - np.array(color)).max(axis=1) < 25).mean()
+
+    # Both overlay colours fill a visible part of the page: the stream rendered, not a blank page.
+    assert share(GREEN_CLASS) > 0.01 and share(BLUE_CLASS) > 0.01, (share(GREEN_CLASS), share(BLUE_CLASS))
+    assert loop.stats.frames > 3
