@@ -1,4 +1,6 @@
 """Shared helpers for the models tests."""
+import functools
+
 import numpy as np
 
 
@@ -7,17 +9,31 @@ def random_images(batch, height, width, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (batch, height, width, 3)).astype(np.float32)
 
 
-# Small-but-real configurations, one per registered (arch, backbone); heavy ones are marked slow by the tests.
+# Small-but-real configurations; the heavy backbones run in the slow tests.
+SMALL = dict(arch="deeplabv3plus", backbone="mobilenetv2", alpha=0.35)
 FAST_CONFIGS = [
-    dict(arch="deeplabv3plus", backbone="mobilenetv2", alpha=0.35),
-    dict(arch="deeplabv3plus", backbone="mobilenetv2", alpha=0.35, output_stride=8, aspp=False, decoder=False),
-    dict(arch="deeplabv3plus", backbone="mobilenetv2", alpha=0.5, output_stride=32, edgetpu_friendly=True),
+    SMALL,
+    dict(SMALL, edgetpu_friendly=True),
+    dict(SMALL, output_stride=8, aspp=False, decoder=False),
 ]
 SLOW_CONFIGS = [
     dict(arch="fcn32s"),
     dict(arch="fcn16s"),
     dict(arch="fcn8s"),
+    dict(arch="deeplabv3plus", backbone="mobilenetv2", alpha=0.5, output_stride=32),
     dict(arch="deeplabv3plus", backbone="xception65"),
     dict(arch="deeplabv3plus", backbone="resnet50", output_stride=8),
     dict(arch="deeplabv3plus", backbone="resnet101", decoder=False),
 ]
+NUM_CLASSES = 3
+
+
+@functools.lru_cache(maxsize=None)
+def _cached(items):
+    from kerasseg.models import build_model
+    return build_model(num_classes=NUM_CLASSES, **dict(items))
+
+
+def cached_model(**config):
+    """A dynamic-shape model with NUM_CLASSES classes, built once per session; do not train or mutate it."""
+    return _cached(tuple(sorted(config.items())))

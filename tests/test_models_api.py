@@ -5,7 +5,7 @@ from kerasseg.backend import keras, tf
 from kerasseg.models import build_model, load_model, model_config
 from kerasseg.models.layers import (BilinearUpsampling, CropToReference, Normalize, ResizeToReference,
                                     bilinear_kernel)
-from models_helpers import random_images
+from models_helpers import SMALL, cached_model, random_images
 
 
 @pytest.mark.parametrize("kwargs,needles", [
@@ -87,7 +87,7 @@ def test_custom_layers_survive_a_keras_round_trip(tmp_path):
 
 
 def test_deeplab_keras_round_trip_gives_identical_outputs(tmp_path):
-    model = build_model(arch="deeplabv3plus", num_classes=3, alpha=0.35, edgetpu_friendly=True)
+    model = cached_model(**SMALL, edgetpu_friendly=True)
     path = str(tmp_path / "deeplab.keras")
     model.save(path)
     loaded = load_model(path)
@@ -97,8 +97,7 @@ def test_deeplab_keras_round_trip_gives_identical_outputs(tmp_path):
 
 
 def test_edgetpu_friendly_changes_only_the_resize_alignment():
-    kwargs = dict(arch="deeplabv3plus", num_classes=3, alpha=0.35)
-    plain, friendly = build_model(**kwargs), build_model(**kwargs, edgetpu_friendly=True)
+    plain, friendly = cached_model(**SMALL), cached_model(**SMALL, edgetpu_friendly=True)
     resizes = [layer for layer in friendly.layers if isinstance(layer, ResizeToReference)]
     assert len(resizes) == 3 and not any(layer.half_pixel_centers for layer in resizes)
     assert all(layer.half_pixel_centers for layer in plain.layers if isinstance(layer, ResizeToReference))

@@ -5,7 +5,7 @@ import pytest
 
 from kerasseg.models import (BACKBONES, MODELS, build_model, custom_objects, list_models, model_config,
                              preprocessing_for)
-from models_helpers import FAST_CONFIGS, SLOW_CONFIGS, random_images
+from models_helpers import FAST_CONFIGS, NUM_CLASSES, SLOW_CONFIGS, SMALL, cached_model, random_images
 
 
 def _check_logits(model, num_classes, sizes=((64, 64), (67, 93))):
@@ -19,7 +19,7 @@ def _check_logits(model, num_classes, sizes=((64, 64), (67, 93))):
 
 @pytest.mark.parametrize("config", FAST_CONFIGS, ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_fast_configurations_give_logits_of_the_input_size(config):
-    _check_logits(build_model(num_classes=3, **config), 3)
+    _check_logits(cached_model(**config), NUM_CLASSES)
 
 
 @pytest.mark.slow
@@ -35,9 +35,9 @@ def test_every_registered_arch_and_backbone_is_covered_by_the_build_tests():
 
 
 def test_fixed_input_shape_and_dynamic_shape_share_the_weight_layout():
-    kwargs = model_config(arch="deeplabv3plus", num_classes=5, alpha=0.35, output_stride=16)
+    kwargs = model_config(num_classes=NUM_CLASSES, **SMALL)
     json.dumps(kwargs)  # a run config can store it
-    dynamic = build_model(**kwargs)
+    dynamic = cached_model(**SMALL)
     fixed = build_model(**kwargs, input_shape=(67, 93, 3))
     fixed.set_weights(dynamic.get_weights())
     images = random_images(1, 67, 93)
@@ -45,7 +45,7 @@ def test_fixed_input_shape_and_dynamic_shape_share_the_weight_layout():
 
 
 def test_uint8_input_is_accepted_and_equals_float_input():
-    model = build_model(arch="deeplabv3plus", num_classes=2, alpha=0.35)
+    model = cached_model(**SMALL)
     images = random_images(1, 40, 48).round()
     np.testing.assert_allclose(model(images.astype(np.uint8), training=False), model(images, training=False),
                                rtol=1e-5, atol=1e-5)
@@ -63,7 +63,7 @@ def test_preprocessing_for_matches_keras_applications(arch, backbone, expected):
 
 def test_model_normalisation_matches_keras_applications_mobilenetv2():
     from kerasseg.backend import keras
-    model = build_model(arch="deeplabv3plus", num_classes=2, alpha=0.35)
+    model = cached_model(**SMALL)
     images = random_images(1, 32, 32)
     np.testing.assert_allclose(model.get_layer("normalize")(images),
                                keras.applications.mobilenet_v2.preprocess_input(images.copy()), rtol=1e-5, atol=1e-5)

@@ -5,6 +5,7 @@ import pytest
 from kerasseg.backend import keras
 from kerasseg.models import build_model, count_params_and_macs, list_models
 from kerasseg.models.__main__ import main
+from models_helpers import SMALL, cached_model
 
 
 def test_counter_matches_hand_counted_layers():
@@ -59,16 +60,14 @@ def test_fcn8s_has_the_papers_134_5m_parameters():
 
 
 def test_cli_prints_the_counter_numbers(capsys):
-    assert main(["--arch", "deeplabv3plus", "--alpha", "0.35", "--output-stride", "32", "--image-size", "64", "96",
-                 "--num-classes", "3", "--no-aspp"]) == 0
+    assert main(["--arch", "deeplabv3plus", "--alpha", "0.35", "--image-size", "64", "96", "--num-classes", "3",
+                 "--no-edgetpu-friendly"]) == 0
     out = capsys.readouterr().out
-    params, macs = count_params_and_macs(
-        build_model(arch="deeplabv3plus", num_classes=3, alpha=0.35, output_stride=32, aspp=False),
-        input_shape=(64, 96, 3))
+    params, macs = count_params_and_macs(cached_model(**SMALL), input_shape=(64, 96, 3))  # the clone path
     match = re.search(r"input 64x96: ([\d.]+)M parameters, ([\d.]+)G multiply-adds", out)
     assert match and float(match[1]) == pytest.approx(params / 1e6, abs=1e-3)
     assert float(match[2]) == pytest.approx(macs / 1e9, abs=1e-3)
-    assert "aspp=False" in out and "alpha=0.35" in out
+    assert "aspp=True" in out and "alpha=0.35" in out and "edgetpu_friendly=False" in out
 
 
 def test_cli_lists_the_registry_and_reports_bad_options(capsys):

@@ -44,6 +44,7 @@ def test_a_file_for_another_width_is_refused_with_the_file_named(tmp_path):
         build_model(arch="deeplabv3plus", num_classes=3, alpha=0.35, backbone_weights=path)
 
 
+@pytest.mark.slow
 def test_a_file_missing_backbone_layers_is_refused_with_the_layers_named(tmp_path):
     image = keras.Input((32, 32, 3))
     other = keras.Model(image, keras.layers.Conv2D(4, 3, name="Conv1")(image))
@@ -86,9 +87,28 @@ def test_resnet50_backbone_loads_a_keras_applications_weights_file_by_name(tmp_p
 
 
 @pytest.mark.slow
-def test_vgg16_backbone_of_fcn_loads_a_keras_applications_weights_file_by_name(tmp_path):
-    app = keras.applications.VGG16(weights=None, include_top=False, input_shape=(64, 64, 3))
+def test_fcn_loads_the_full_vgg16_file_with_fc1_fc2_as_fc6_fc7(tmp_path):
+    app = keras.applications.VGG16(weights=None, include_top=True)
     path = str(tmp_path / "vgg16.h5")
     app.save_weights(path)
     model = build_model(arch="fcn32s", num_classes=3, backbone_weights=path)
-    _assert_same_weights_by_name(app, model, expect_at_least=13)
+    convs = keras.Model(app.input, app.get_layer("block5_pool").output)
+    _assert_same_weights_by_name(convs, model, expect_at_least=13)
+    fc1_kernel, fc1_bias = app.get_layer("fc1").get_weights()
+    fc6_kernel, fc6_bias = model.get_layer("fc6").get_weights()
+    np.testing.assert_array_equal(fc6_kernel.reshape(fc1_kernel.shape), fc1_kernel)
+    np.testing.assert_array_equal(fc6_bias, fc1_bias)
+    np.testing.assert_array_equal(model.get_layer("fc7").get_weights()[0][0, 0], app.get_layer("fc2").get_weights()[0])
+
+
+def test_fully_connected_weights_become_an_equivalent_convolution():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(1, 7, 7, 3)).astype(np.float32)
+    kernel, bias = rng.normal(size=(7 * 7 * 3, 5)).astype(np.float32), rng.normal(size=5).astype(np.float32)
+    dense_out = features.reshape(1, -1) @ kernel + bias  # what keras Flatten + Dense computes
+    conv = keras.layers.Conv2D(5, 7)
+    conv.build((None, 7, 7, 3))
+    conv.set_weights(weights_module.fully_connected_as_convolution(kernel, bias, kernel_size=7, channels=3))
+    np.testing.assert_allclose(conv(features).numpy().reshape(1, 5), dense_out, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="7x7x4"):
+        weights_module.fully_connected_as_convolution(kernel, bias, kernel_size=7, channels=4)

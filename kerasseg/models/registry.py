@@ -11,7 +11,8 @@ from kerasseg.models.backbones import BACKBONES, MOBILENETV2_ALPHAS
 from kerasseg.models.deeplab import deeplab_head
 from kerasseg.models.fcn import FCN_VARIANTS, fcn_head
 from kerasseg.models.layers import CUSTOM_OBJECTS, Normalize
-from kerasseg.models.weights import download_imagenet_weights, hdf5_layer_names, load_weights_by_name
+from kerasseg.models.weights import (download_imagenet_weights, hdf5_layer_names, load_vgg16_classifier_as_fcn,
+                                      load_weights_by_name)
 
 # Options each backbone adds to its arch's options, with defaults.
 BACKBONE_OPTIONS = {"mobilenetv2": {"alpha": 1.0}}
@@ -143,7 +144,8 @@ def build_model(*, arch, num_classes, backbone=None, output_stride=None, input_s
     ``arch``: one of ``list_models()``. ``backbone``: default is the arch's first.
     ``output_stride``: 8, 16 (default) or 32 for DeepLab; FCN is fixed at 32.
     ``backbone_weights``: None (random), "imagenet" (keras.applications file, downloaded once)
-    or a path to an HDF5 weights file whose layer names match the backbone's.
+    or a path to an HDF5 weights file whose layer names match the backbone's. For FCN, a file
+    with VGG16's fc1/fc2 (the full keras.applications VGG16) also initialises fc6/fc7.
     ``options``: see ``OPTION_DOCS``; an option the arch does not have raises ValueError.
     The layers (and the order of ``get_weights()``) do not depend on ``input_shape``.
     """
@@ -165,6 +167,8 @@ def build_model(*, arch, num_classes, backbone=None, output_stride=None, input_s
     if weights_path is not None:
         names = [layer.name for layer in keras.Model(image, features).layers if layer.weights]
         load_weights_by_name(model, weights_path, layer_names=names)
+        if config["arch"] in FCN_VARIANTS:
+            load_vgg16_classifier_as_fcn(model, weights_path)
     return model
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import h5py
+import numpy as np
 
 from kerasseg.backend import keras
 
@@ -11,13 +12,13 @@ _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
 def imagenet_weights_url(backbone: str, *, alpha: float | None = None) -> tuple[str, str, str | None]:
-    """``(file_name, url, md5)`` of keras.applications' no-top ImageNet weights for ``backbone``."""
+    """``(file_name, url, md5)`` of keras.applications' ImageNet weights for ``backbone`` (no top except VGG16)."""
     if backbone == "mobilenetv2":
         name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_224_no_top.h5"
         return name, _KERAS_APPS + "mobilenet_v2/" + name, None
-    if backbone == "vgg16":
-        name = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-        return name, _KERAS_APPS + "vgg16/" + name, "6d6bbae143d832006294945121d1f1fc"
+    if backbone == "vgg16":  # with the top: FCN turns fc1/fc2 into fc6/fc7
+        name = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+        return name, _KERAS_APPS + "vgg16/" + name, "64373286793e3c8b2b4e3219cbf3544b"
     if backbone in ("resnet50", "resnet101"):
         md5 = {"resnet50": "4d473c1dd8becc155b73f8504c6f6626", "resnet101": "88cf7a10940856eca736dc7b7e228a21"}
         name = f"{backbone}_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -67,3 +68,34 @@ def load_weights_by_name(model, path: str, *, layer_names: list[str]) -> None:
         model.load_weights(path, by_name=True)
     except ValueError as err:
         raise ValueError(f"backbone_weights: {path!r} does not fit the backbone: {err}") from None
+
+
+def _hdf5_layer_weights(path: str, layer_name: str) -> list[np.ndarray]:
+    with h5py.File(path, "r") as f:
+        group = (f["model_weights"] if "model_weights" in f else f)[layer_name]
+        return [np.asarray(group[name]) for name in group.attrs["weight_names"]]
+
+
+def fully_connected_as_convolution(kernel: np.ndarray, bias: np.ndarray, *, kernel_size: int, channels: int):
+    """Dense weights over a flattened (k, k, C) map -> the equivalent k x k convolution's weights."""
+    if kernel.shape[0] != kernel_size * kernel_size * channels:
+        raise ValueError(f"fully_connected_as_convolution: kernel of shape {kernel.shape} does not take a "
+                         f"flattened {kernel_size}x{kernel_size}x{channels} input")
+    return [kernel.reshape(kernel_size, kernel_size, channels, kernel.shape[1]), bias]
+
+
+def load_vgg16_classifier_as_fcn(model, path: str) -> bool:
+    """Copy VGG16's fc1/fc2 (Dense) from ``path`` into FCN's fc6/fc7 (convolutions), as the FCN paper does.
+
+    Returns False (and changes nothing) when the file has no fc1/fc2, e.g. a no-top file.
+    """
+    if not {"fc1", "fc2"} <= hdf5_layer_names(path):
+        return False
+    for dense, conv, size, channels in (("fc1", "fc6", 7, 512), ("fc2", "fc7", 1, 4096)):
+        kernel, bias = _hdf5_layer_weights(path, dense)
+        try:
+            model.get_layer(conv).set_weights(
+                fully_connected_as_convolution(kernel, bias, kernel_size=size, channels=channels))
+        except ValueError as err:
+            raise ValueError(f"backbone_weights: {dense} in {path!r} does not fit {conv}: {err}") from None
+    return True
