@@ -88,3 +88,24 @@ def test_normalize_built_from_preprocessing_for_matches_keras_applications(backb
 def test_custom_objects_lists_the_custom_layers():
     assert set(custom_objects()) == {"Normalize", "ResizeToReference", "CropToReference", "BilinearUpsampling"}
     assert set(BACKBONES) == {"vgg16", "mobilenetv2", "xception65", "resnet50", "resnet101"}
+
+
+@pytest.mark.parametrize("config", [SMALL, pytest.param(dict(arch="fcn8s"), marks=pytest.mark.slow)],
+                         ids=["deeplabv3plus", "fcn8s"])
+def test_static_voc_sized_input_gives_static_logits_of_exactly_that_size(config):
+    model = build_model(num_classes=21, input_shape=(500, 375, 3), **config)
+    assert model.output_shape == (None, 500, 375, 21)
+
+
+@pytest.mark.slow
+def test_mixed_precision_keeps_float32_logits():
+    from kerasseg.backend import keras
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_model(num_classes=3, **SMALL)
+        logits = model(random_images(1, 67, 93), training=False)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("classifier").compute_dtype == "float16"
+    assert logits.dtype == "float32" and logits.shape == (1, 67, 93, 3)
+    assert np.all(np.isfinite(logits.numpy()))
