@@ -246,8 +246,8 @@ class Segmenter:
             raise ValueError(f"frame: expected an (H, W, 3) uint8 BGR image, got {frame_bgr.shape} {frame_bgr.dtype}")
         geometry = letterbox_geometry(frame_bgr.shape[:2], self.input_size, self.spec.resize_mode)
         top, left, nh, nw = geometry.box
-        resized = cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_AREA if nh < frame_bgr.shape[0]
-                             else cv2.INTER_LINEAR)
+        # Bilinear: INTER_AREA is ~10x slower for 640x480 -> 224x224, which costs FPS on a Pi.
+        resized = cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
         if (nh, nw) != self.input_size:
             ih, iw = self.input_size
             resized = cv2.copyMakeBorder(resized, top, ih - nh - top, left, iw - nw - left,
@@ -270,10 +270,16 @@ class Segmenter:
 
     def postprocess(self, raw: np.ndarray, geometry: Geometry) -> np.ndarray:
         """Raw output -> class map at the frame's size (uint8 when ids fit, else int32)."""
+        scale, zero_point = self.output_quantization
         if self.kind == SCORES:
-            class_map = np.argmax(self.scores(raw[0]), axis=-1)
+            # Dequantizing is x -> scale * (x - zero_point), increasing for scale > 0, so the argmax of the
+            # integers is the argmax of the real scores; skipping the float copy halves this stage.
+            class_map = np.argmax(raw[0] if scale > 0 else self.scores(raw[0]), axis=-1)
         elif self.kind == PROBABILITY:
-            class_map = self.scores(raw[0, ..., 0]) > self.threshold
+            if scale > 0:  # the same threshold, moved into the integer domain
+                class_map = raw[0, ..., 0] > self.threshold / scale + zero_point
+            else:
+                class_map = raw[0, ..., 0] > self.threshold
         else:
             class_map = raw[0] if self.output_quantization[0] == 0 else np.rint(self.scores(raw[0]))
         class_map = class_map.astype(np.uint8 if self.spec.num_classes <= 256 else np.int32)

@@ -29,6 +29,7 @@ class Models:
     uint8: str  # uint8 in, uint8 scores out
     int8: str  # int8 in, int8 scores out
     probability: str  # (1, H, W, 1) float, P(class 1) = red / 255
+    probability_uint8: str  # the same, uint8 in and out
     class_ids: str  # (1, H, W) int32 ids
     classifier: str  # (1, 10): not a segmentation model
     spec_embedded: str  # float32 model with a kerasseg_spec metadata entry
@@ -107,6 +108,7 @@ def make_models(root: str) -> Models:
         "uint8": _convert(tf, scores_model, quantize="uint8"),
         "int8": _convert(tf, scores_model, quantize="int8"),
         "probability": _convert(tf, probability_model),
+        "probability_uint8": _convert(tf, probability_model, quantize="uint8"),
         "class_ids": _convert(tf, ids_model),
         "classifier": _convert(tf, classifier),
     }

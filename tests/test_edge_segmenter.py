@@ -67,6 +67,20 @@ def test_dequantization_uses_the_interpreters_parameters(tiny_models, name):
         assert np.abs(raw[0].astype(np.float32) * scale - truth).max() > 10 * scale
 
 
+@pytest.mark.parametrize("name", ["uint8", "int8", "probability_uint8"])
+def test_class_map_agrees_with_the_dequantized_scores(tiny_models, name):
+    # The class map is taken in the integer domain; it must match thresholding/argmax of the real values.
+    seg = segmenter(getattr(tiny_models, name))
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        frame = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+        tensor, geometry = seg.preprocess(frame)
+        raw = seg.invoke(tensor)
+        scores = seg.scores(raw)[0]
+        expected = scores[..., 0] > 0.5 if seg.kind == "probability" else np.argmax(scores, axis=-1)
+        np.testing.assert_array_equal(seg.postprocess(raw, geometry), expected.astype(np.uint8))
+
+
 def test_dequantize_formula():
     q = np.array([-128, 0, 127], np.int8)
     np.testing.assert_allclose(dequantize(q, (0.5, -128)), [0.0, 64.0, 127.5])

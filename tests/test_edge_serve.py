@@ -1,4 +1,5 @@
 import json
+import sys
 import os
 import shutil
 import socket
@@ -149,3 +150,52 @@ def test_preview_renders_in_headless_chromium(running_loop, tmp_path):
     # Both overlay colours fill a visible part of the page: the stream rendered, not a blank page.
     assert share(GREEN_CLASS) > 0.01 and share(BLUE_CLASS) > 0.01, (share(GREEN_CLASS), share(BLUE_CLASS))
     assert loop.stats.frames > 3
+
+
+class Publisher:
+    """A preview server publishing stripe frames from a thread: an HTTP MJPEG camera for the URL source."""
+
+    def __init__(self):
+        self.server = PreviewServer("127.0.0.1", 0)
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        frame = stripes_frame(96, 128)
+        while self.running:
+            self.server.publish(frame.copy())
+            time.sleep(0.03)
+
+    def close(self):
+        self.running = False
+        self.server.close()
+
+
+def test_http_stream_source_then_disconnect_exits_cleanly_with_recording(tiny_models, tmp_path):
+    from edge_helpers import run_edge
+
+    camera = Publisher()
+    url = camera.server.url + "stream.mjpg"
+    record, stats_path = tmp_path / "rec.avi", tmp_path / "s.jsonl"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge", "--model", tiny_models.uint8, "--source", url, "--no-display",
+         "--record", str(record), "--stats-json", str(stats_path), "--reconnect-seconds", "1.5"],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (stats_path.exists() and stats_path.stat().st_size):
+            time.sleep(0.1)
+    finally:
+        camera.close()  # the camera goes away mid-stream
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 3, err[-2000:]
+    assert "reconnecting" in err and "gave up" in err
+    final = json.loads(stats_path.read_text().splitlines()[-1])
+    assert final["reason"] == "source_lost" and final["frames"] > 0
+    capture = cv2.VideoCapture(str(record))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    assert frames == final["recorded_frames"] == final["frames"]
