@@ -30,7 +30,11 @@ def _separable_bn_relu(x, filters, *, rate, name):
 
 def deeplab_head(image, features, *, num_classes, output_stride, aspp=True, decoder=True, dropout=0.1,
                  edgetpu_friendly=False):
-    """ASPP (1x1, three atrous separable 3x3 if ``aspp``, image pooling), decoder if ``decoder``."""
+    """ASPP (1x1, three atrous separable 3x3 if ``aspp``, image pooling), decoder if ``decoder``.
+
+    DeepLabv3+ paper: https://arxiv.org/abs/1802.02611. Reads ``features["out"]`` and, with the
+    decoder, ``features["stride4"]``; ``edgetpu_friendly`` turns off half-pixel centres in every resize.
+    """
     half_pixel = not edgetpu_friendly
     x = features["out"]
     branches = [_conv_bn_relu(x, ASPP_FILTERS, name="aspp0")]

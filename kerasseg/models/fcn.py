@@ -28,7 +28,11 @@ def _upsample(x, factor, *, num_classes, name, trainable=True):
 
 
 def fcn_head(image, features, *, arch, num_classes, dropout=0.5):
-    """fc6/fc7 as convolutions, score layers, skip fusion and upsampling to the image size."""
+    """fc6/fc7 as convolutions, score layers, skip fusion and upsampling to the image size.
+
+    FCN paper: https://arxiv.org/abs/1411.4038. ``arch`` picks the skips: fcn32s none,
+    fcn16s pool4, fcn8s pool4 and pool3.
+    """
     factors = FCN_VARIANTS[arch]
     x = layers.Conv2D(4096, 7, padding="same", activation="relu", name="fc6")(features["stride32"])
     x = layers.Dropout(dropout, name="drop6")(x)
