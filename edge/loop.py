@@ -1,13 +1,14 @@
 """The camera loop: capture, inference and rendering in three threads.
 
-capture thread ──newest frame──▶ inference thread ──newest result──▶ caller's thread
-(read, reconnect)               (preprocess, invoke, postprocess)   (render, sinks, keys, stats)
+capture thread ──newest input──▶ inference thread ──newest output──▶ caller's thread
+(read, reconnect, preprocess)    (invoke only)                        (postprocess, render, sinks, keys, stats)
 
 Each hand-over is a one-item slot. For a live source (camera, stream) a new
 item replaces an unread one, so stale frames are dropped rather than queued;
 for a file every frame is processed (the producer waits for the slot). The
 caller's thread renders frame N while the interpreter runs frame N+1 and the
-capture thread reads frame N+2.
+capture thread reads and resizes frame N+2, so with a free core the frame rate
+is the interpreter's own.
 """
 from __future__ import annotations
 
@@ -128,6 +129,9 @@ class LoopResult:
 class _Item:
     frame: np.ndarray
     timings: dict
+    tensor: np.ndarray | None = None
+    geometry: object = None
+    raw: np.ndarray | None = None
     class_map: np.ndarray | None = None
 
 
@@ -270,28 +274,29 @@ class Loop:
                     took = 0.0
                 if frame is None:
                     break
-                if not self._frames_slot.put(_Item(frame, {"capture": took}), block=not live):
+                if not self._frames_slot.put(self._prepare(frame, took), block=not live):
                     break
         except BaseException as err:  # handed to the caller's thread, which re-raises it
             self._error = err
         finally:
             self._frames_slot.close()
 
+    def _prepare(self, frame: np.ndarray, capture_seconds: float) -> _Item:
+        start = time.perf_counter()
+        tensor, geometry = self.segmenter.preprocess(frame)
+        timings = {"capture": capture_seconds, "preprocess": time.perf_counter() - start}
+        return _Item(frame, timings, tensor=tensor, geometry=geometry)
+
     def _infer(self) -> None:
-        seg = self.segmenter
         try:
             while True:
                 item = self._frames_slot.get()
                 if item is _CLOSED or item is None:
                     break
-                t0 = time.perf_counter()
-                tensor, geometry = seg.preprocess(item.frame)
-                t1 = time.perf_counter()
-                raw = seg.invoke(tensor)
-                t2 = time.perf_counter()
-                item.class_map = seg.postprocess(raw, geometry)
-                t3 = time.perf_counter()
-                item.timings.update(preprocess=t1 - t0, invoke=t2 - t1, postprocess=t3 - t2)
+                start = time.perf_counter()
+                item.raw = self.segmenter.invoke(item.tensor)  # a copy: safe to postprocess elsewhere
+                item.timings["invoke"] = time.perf_counter() - start
+                item.tensor = None
                 if not self._results_slot.put(item, block=not self.source.live):
                     break
         except BaseException as err:
@@ -364,6 +369,8 @@ class Loop:
                 self._roll_stats()
                 continue
             start = time.perf_counter()
+            item.class_map = self.segmenter.postprocess(item.raw, item.geometry)
+            post = time.perf_counter()
             image = self._render(item)
             rendered = time.perf_counter()
             if self.recorder is not None:
@@ -372,7 +379,8 @@ class Loop:
                 self.server.publish(image)
             if self.window is not None:
                 self.window.show(image)
-            item.timings["render"] = rendered - start
+            item.timings["postprocess"] = post - start
+            item.timings["render"] = rendered - post
             item.timings["sink"] = time.perf_counter() - rendered
             for stage, seconds in item.timings.items():
                 self.stats.add(stage, seconds)
@@ -393,7 +401,7 @@ class Loop:
         first = self.source.read()
         if first is None:
             raise SourceError(f"{self.source.name}: opened, but produced no frame")
-        self._frames_slot.put(_Item(first, {"capture": 0.0}), block=False)
+        self._frames_slot.put(self._prepare(first, 0.0), block=False)
         previous = self._install_signals() if handle_signals else {}
         threads = [threading.Thread(target=self._capture, name="capture", daemon=True),
                    threading.Thread(target=self._infer, name="inference", daemon=True)]

@@ -226,6 +226,7 @@ def test_bad_sources_exit_non_zero_with_a_message(tiny_models, tmp_path, source,
     assert done.returncode == 1 and needle in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_bad_model_and_display_exit_non_zero(tiny_models, tmp_path):
     video = write_video(str(tmp_path / "in.avi"), frames=2)
     done = run_edge("--model", tiny_models.classifier, "--source", video, "--no-display")
