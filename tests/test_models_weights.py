@@ -4,6 +4,7 @@ import pytest
 from kerasseg.backend import keras
 from kerasseg.models import build_model
 from kerasseg.models import weights as weights_module
+from models_helpers import random_images
 
 
 def _assert_same_weights_by_name(source, target, *, expect_at_least):
@@ -24,15 +25,21 @@ def _randomise_batch_norm_statistics(model, seed=0):
     model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) for w in model.get_weights()])
 
 
-def test_mobilenetv2_backbone_loads_a_keras_applications_weights_file_by_name(tmp_path):
-    app = keras.applications.MobileNetV2(weights=None, include_top=False, alpha=0.35, input_shape=(96, 96, 3))
+def test_mobilenetv2_backbone_loads_a_keras_applications_file_and_computes_what_keras_applications_does(tmp_path):
+    app = keras.applications.MobileNetV2(weights=None, include_top=False, alpha=0.35, input_shape=(64, 64, 3))
     _randomise_batch_norm_statistics(app)
     path = str(tmp_path / "mobilenetv2_035.h5")
     app.save_weights(path)
-    model = build_model(arch="deeplabv3plus", num_classes=3, alpha=0.35, backbone_weights=path)
-    app_layers = keras.Model(app.input, app.get_layer("block_16_project_BN").output)  # all but Conv_1
-    _assert_same_weights_by_name(app_layers, model, expect_at_least=100)
+    model = build_model(arch="deeplabv3plus", num_classes=3, alpha=0.35, output_stride=32, backbone_weights=path)
+    app_features = keras.Model(app.input, app.get_layer("block_16_project_BN").output)  # all but Conv_1
+    _assert_same_weights_by_name(app_features, model, expect_at_least=100)
     assert model.get_layer("classifier").get_weights()[0].std() < 1.0  # the head kept its own initialisation
+    # Same weights, same features: raw pixels into kerasseg, keras.applications' preprocessing into the app.
+    # (At even sizes TF's "same" padding equals keras.applications' explicit padding.)
+    images = random_images(2, 64, 64)
+    ours = keras.Model(model.input, model.get_layer("block_16_project_BN").output)(images, training=False)
+    theirs = app_features(keras.applications.mobilenet_v2.preprocess_input(images.copy()), training=False)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow
@@ -78,12 +85,20 @@ def test_imagenet_is_refused_for_a_backbone_keras_applications_lacks():
 
 @pytest.mark.slow
 def test_resnet50_backbone_loads_a_keras_applications_weights_file_by_name(tmp_path):
-    app = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
+    app = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(None, None, 3))
     _randomise_batch_norm_statistics(app)
     path = str(tmp_path / "resnet50.h5")
     app.save_weights(path)
-    model = build_model(arch="deeplabv3plus", backbone="resnet50", num_classes=3, backbone_weights=path)
+    model = build_model(arch="deeplabv3plus", backbone="resnet50", num_classes=3, output_stride=32,
+                        backbone_weights=path)
     _assert_same_weights_by_name(app, model, expect_at_least=100)
+    # Up to conv4 (before multi-grid dilates conv5) the features equal keras.applications', odd size included.
+    images = random_images(1, 67, 93)
+    ours = keras.Model(model.input, model.get_layer("conv4_block6_out").output)(images, training=False)
+    app_conv4 = keras.Model(app.input, app.get_layer("conv4_block6_out").output)
+    reference = keras.applications.resnet50.preprocess_input(images.copy())
+    theirs = keras.Model(app_conv4.input, app_conv4.output)(reference, training=False)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.slow

@@ -202,12 +202,16 @@ def _resnet_bottleneck(x, filters, *, stride, rate, shortcut_conv, name):
 
 def _resnet(x, *, blocks, output_stride):
     schedule = AtrousSchedule(output_stride)
+    # The stem pads like keras.applications (3, then 1 pixel on every side), so its ImageNet weights
+    # compute exactly what they did there; sizes stay ceil(H / 2) and ceil(H / 4).
     stride, _ = schedule(2)
-    x = layers.Conv2D(64, 7, strides=stride, padding="same", name="conv1_conv")(x)
+    x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
+    x = layers.Conv2D(64, 7, strides=stride, name="conv1_conv")(x)
     x = layers.BatchNormalization(epsilon=1.001e-5, name="conv1_bn")(x)
     x = layers.Activation("relu", name="conv1_relu")(x)
     stride, _ = schedule(2)
-    x = layers.MaxPooling2D(3, strides=stride, padding="same", name="pool1_pool")(x)
+    x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = layers.MaxPooling2D(3, strides=stride, name="pool1_pool")(x)
     features = {}
     for stage, (filters, units) in enumerate(zip((64, 128, 256, 512), blocks), start=2):
         stack_stride, _ = schedule(1 if stage == 2 else 2)
