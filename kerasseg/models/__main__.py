@@ -15,8 +15,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m kerasseg.models", description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=list_models(), help="count this arch (without it: list the registry)")
     parser.add_argument("--backbone", choices=sorted(BACKBONES), help="default: the arch's first backbone")
-    parser.add_argument("--output-stride", "--output_stride", dest="output_stride", type=int, choices=(8, 16, 32))
-    parser.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int, default=21)
+    parser.add_argument("--output-stride", "--output_stride", dest="output_stride", type=int, choices=(8, 16, 32),
+                        help="DeepLab only (default 16); FCN is fixed at 32")
+    parser.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int, default=21,
+                        help="classes, background included (default 21, PASCAL VOC)")
     parser.add_argument("--image-size", "--image_size", dest="image_size", type=int, nargs="+", default=[513],
                         metavar="PIXELS", help="one side for a square, or height width (default 513)")
     parser.add_argument("--alpha", type=float, choices=MOBILENETV2_ALPHAS, help=OPTION_DOCS["alpha"])
