@@ -157,6 +157,42 @@ def test_disconnect_reconnects_then_gives_up_with_recording_intact(tiny_models, 
     assert result.frames >= 1 and len(count_frames(record)) == result.frames
 
 
+def test_picamera2_source_with_a_stand_in_module(tiny_models, monkeypatch):
+    import importlib.machinery
+    import types
+
+    class Picamera2:
+        def create_preview_configuration(self, main):
+            self.size = main["size"]
+            return main
+
+        def configure(self, config):
+            assert config["format"] == "RGB888"
+
+        def start(self):
+            pass
+
+        def capture_array(self, stream):
+            w, h = self.size
+            return np.dstack([stripes_frame(h, w), np.full((h, w, 1), 255, np.uint8)])  # XBGR-like 4 channels
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    module = types.ModuleType("picamera2")
+    module.__spec__ = importlib.machinery.ModuleSpec("picamera2", None)
+    module.Picamera2 = Picamera2
+    monkeypatch.setitem(sys.modules, "picamera2", module)
+    source = open_source("picamera2", width=64, height=48)
+    assert source.live and source.read().shape == (48, 64, 3)
+    result = Loop(Segmenter.from_file(tiny_models.uint8), source, max_frames=4).run(handle_signals=False)
+    assert result.frames == 4 and result.reason == "max_frames"
+    source.close()
+
+
 def test_keys_pause_snapshot_and_quit(tiny_models, tmp_path):
     class ScriptedWindow:
         def __init__(self, keys):
@@ -242,7 +278,8 @@ def test_bad_model_and_display_exit_non_zero(tiny_models, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_stops_cleanly_and_the_recording_plays(tiny_models, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_cleanly_and_the_recording_plays(tiny_models, tmp_path, signum):
     video = write_video(str(tmp_path / "long.avi"), frames=400)
     stats_path, record = str(tmp_path / "s.jsonl"), str(tmp_path / "rec.mp4")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -259,7 +296,7 @@ def test_sigterm_stops_cleanly_and_the_recording_plays(tiny_models, tmp_path):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (os.path.exists(stats_path) and os.path.getsize(stats_path)):
         time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     final = read_stats(stats_path)[-1]
