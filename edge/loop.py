@@ -399,6 +399,10 @@ class Loop:
         worker thread after cleaning up.
         """
         first = self.source.read()
+        deadline = time.monotonic() + 2.0
+        while first is None and self.source.live and time.monotonic() < deadline:
+            time.sleep(0.05)  # some cameras return nothing for their first few reads
+            first = self.source.read()
         if first is None:
             raise SourceError(f"{self.source.name}: opened, but produced no frame")
         self._frames_slot.put(self._prepare(first, 0.0), block=False)
