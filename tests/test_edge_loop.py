@@ -302,3 +302,23 @@ def test_signals_stop_cleanly_and_the_recording_plays(tiny_models, tmp_path, sig
     final = read_stats(stats_path)[-1]
     assert final["reason"] == "signal" and 0 < final["frames"] < 400
     assert len(count_frames(record)) == final["recorded_frames"] == final["frames"]
+
+
+def test_a_camera_warming_up_gets_time_for_its_first_frame(tiny_models):
+    class WarmingCamera(FakeCamera):
+        def __init__(self):
+            super().__init__(3)
+            self.empty = 3
+
+        def read(self):
+            if self.empty:
+                self.empty -= 1
+                return None
+            return super().read()
+
+    result = Loop(Segmenter.from_file(tiny_models.uint8), WarmingCamera(), reconnect_seconds=0).run(
+        handle_signals=False)
+    assert result.frames + result.stats["dropped"] == 3
+    silent = FakeCamera(0)
+    with pytest.raises(SourceError, match="fake camera: opened, but produced no frame"):
+        Loop(Segmenter.from_file(tiny_models.uint8), silent).run(handle_signals=False)
