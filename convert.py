@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         results = export(source, args.modes, input_size=args.input_size, calibration_steps=args.calibration_steps,
                          qat_steps=args.qat_steps, max_drop=args.max_drop, overwrite=args.overwrite,
                          parity_images=args.parity_images)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, RuntimeError, FileNotFoundError, FileExistsError) as err:
         print(f"convert.py: error: {err}", file=sys.stderr)
         return 2
     failed = [r.mode.value for r in results if not r.parity.passed]

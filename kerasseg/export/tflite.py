@@ -100,7 +100,15 @@ def convert(model, *, mode: Mode, input_size, calibration: Callable[[], Iterable
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
+    try:
+        return bytes(converter.convert())
+    except Exception as err:  # tf.lite ConverterError
+        if "FakeQuantWithMinMaxVarsPerChannel" in str(err):
+            raise RuntimeError(
+                f"mode {mode.value}: the TFLite converter left a per-channel fake-quant op unfolded. It does so "
+                f"for very large kernels, such as FCN's fc6 (7x7x512x4096 = 102M weights); a 7x7x512x256 "
+                f"kernel converts. Use --int8 (post-training) for such a model.") from None
+        raise
 
 
 def tensor_type_name(tensor_type: int) -> str:
