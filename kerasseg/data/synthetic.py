@@ -33,22 +33,23 @@ def render_example(rng: np.random.Generator, height: int, width: int) -> tuple[n
     image = _background(rng, xx, yy)
     mask = np.zeros((height, width), np.uint8)
     side = min(height, width)
-    background_mean = image.reshape(-1, 3).mean(axis=0)
-    for _ in range(int(rng.integers(1, 5))):
+    for _ in range(int(rng.integers(2, 5))):
         label = int(rng.integers(1, len(SHAPE_LABELS)))
         center = (rng.uniform(0.05, 0.95) * width, rng.uniform(0.05, 0.95) * height)
-        radius = rng.uniform(0.10, 0.26) * side
+        radius = rng.uniform(0.12, 0.28) * side
         angle = rng.uniform(0, 2 * math.pi)
-        color = _contrasting_color(rng, background_mean)
         shape_mask = np.zeros((height, width), np.uint8)
         _draw_shape(shape_mask, label, center, radius, angle)
         inside = shape_mask.astype(bool)
-        # A flat colour with a gentle linear gradient across the frame.
+        if not inside.any():
+            continue
+        # A flat colour that stands out from what it covers, with a gentle linear gradient.
+        color = _contrasting_color(rng, image[inside].mean(axis=0))
         direction = rng.uniform(-1, 1, size=2).astype(np.float32)
         ramp = xx[inside] * (direction[0] / width) + yy[inside] * (direction[1] / height)
-        image[inside] = color + ramp[:, None] * rng.uniform(0, 40, size=3).astype(np.float32)
+        image[inside] = color + ramp[:, None] * rng.uniform(0, 25, size=3).astype(np.float32)
         mask[inside] = label
-    image += rng.standard_normal(size=image.shape, dtype=np.float32) * np.float32(rng.uniform(4.0, 14.0))
+    image += rng.standard_normal(size=image.shape, dtype=np.float32) * np.float32(rng.uniform(3.0, 8.0))
     image = np.clip(image, 0, 255).astype(np.uint8)
     return image, mask
 
@@ -60,15 +61,20 @@ def _grid(height, width) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _background(rng, xx, yy) -> np.ndarray:
-    """Low-frequency colour noise plus stripes plus clutter lines, float32 (H,W,3)."""
+    """Low-frequency colour noise under two fine stripe textures, plus clutter lines; float32 (H,W,3).
+
+    The fine texture is what tells background from the flat-filled shapes locally; which shape a region is
+    can only be told from its outline.
+    """
     height, width = xx.shape
     grid = rng.uniform(0, 255, size=(int(rng.integers(2, 6)), int(rng.integers(2, 6)), 3)).astype(np.float32)
     image = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
-    theta = rng.uniform(0, math.pi)
-    period = rng.uniform(4.0, 24.0)
-    stripes = np.sin((xx * math.cos(theta) + yy * math.sin(theta)) * (2 * math.pi / period))
-    image += stripes[..., None] * rng.uniform(0, 40, size=3).astype(np.float32)
-    for _ in range(int(rng.integers(0, 4))):
+    for _ in range(2):
+        theta = rng.uniform(0, math.pi)
+        period = rng.uniform(3.0, 9.0)
+        stripes = np.sin((xx * math.cos(theta) + yy * math.sin(theta)) * (2 * math.pi / period))
+        image += stripes[..., None] * rng.uniform(15, 40, size=3).astype(np.float32)
+    for _ in range(int(rng.integers(0, 3))):
         p1 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         p2 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         cv2.line(image, p1, p2, tuple(float(v) for v in rng.uniform(0, 255, 3)), int(rng.integers(1, 3)))
@@ -78,7 +84,7 @@ def _background(rng, xx, yy) -> np.ndarray:
 def _contrasting_color(rng, background_mean) -> np.ndarray:
     for _ in range(20):
         color = rng.uniform(0, 255, size=3)
-        if np.abs(color - background_mean).sum() > 120:
+        if np.abs(color - background_mean).sum() > 150:
             break
     return color.astype(np.float32)
 
