@@ -1,0 +1,134 @@
+"""The whole path as a user walks it, through the real command lines in subprocesses.
+
+train.py (tiny DeepLabv3+ MobileNetV2 on the built-in synthetic data) -> convert.py --int8 --float32
+-> python -m edge on a generated video, headless. Then FCN-8s through train.py and convert.py --float32
+at 64x64. Each step checks the files it wrote before the next step reads them.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATASET = "synthetic?train=32&val=8"
+RUN_FILES = ("config.yaml", "spec.json", "best.keras", "last.keras", "metrics.json", "checkpoints", "logs")
+FRAMES = 12
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args, timeout=600):
+    """Run ``python ARGS...`` at the repository root; fail with the output's tail on a non-zero exit."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, (f"{' '.join(args)} exited {done.returncode}\n--- stdout\n{done.stdout[-3000:]}"
+                                  f"\n--- stderr\n{done.stderr[-3000:]}")
+    return done
+
+
+def train(run_dir, *extra):
+    run_cli("train.py", "--dataset", DATASET, "--image-size", "64", "--epochs", "1", "--batch-size", "4",
+            "--output-dir", str(run_dir), "--quiet", *extra)
+    for name in RUN_FILES:
+        assert os.path.exists(run_dir / name), f"train.py wrote no {name} in {run_dir}"
+    return run_dir
+
+
+def export_files(run_dir, mode, name):
+    base = run_dir / "export" / f"{name}_{mode}"
+    paths = {kind: base.with_name(base.name + suffix)
+             for kind, suffix in (("tflite", ".tflite"), ("spec", ".spec.json"), ("parity", ".parity.json"))}
+    for kind, path in paths.items():
+        assert path.is_file() and path.stat().st_size > 0, f"convert.py wrote no {kind} file {path}"
+    return paths
+
+
+def write_video(path, frames):
+    """A 96x80 MJPG clip: a red disc moving over grey, at a size other than the model's 64x64."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 80))
+    assert writer.isOpened(), "OpenCV cannot write MJPG here"
+    for i in range(frames):
+        frame = np.full((80, 96, 3), 90, np.uint8)
+        cv2.circle(frame, (20 + 4 * i, 40), 15, (30, 30, 220), thickness=-1)
+        writer.write(frame)
+    writer.release()
+
+
+@pytest.fixture(scope="module")
+def deeplab_run(tmp_path_factory):
+    """A DeepLabv3+ MobileNetV2 (alpha 0.35) run trained for 3 steps, converted to int8 and float32."""
+    run_dir = train(tmp_path_factory.mktemp("e2e") / "run", "--arch", "deeplabv3plus", "--backbone", "mobilenetv2",
+                    "--alpha", "0.35", "--steps-per-epoch", "3")
+    run_cli("convert.py", "--run", str(run_dir), "--int8", "--float32", "--calibration-steps", "4",
+            "--parity-images", "8")
+    return run_dir
+
+
+def test_train_writes_a_run_directory(deeplab_run):
+    config = (deeplab_run / "config.yaml").read_text()
+    assert "deeplabv3plus" in config and "synthetic" in config
+    spec = json.loads((deeplab_run / "spec.json").read_text())
+    assert spec["labels"][0] == "background" and len(spec["labels"]) == 5
+    metrics = json.loads((deeplab_run / "metrics.json").read_text())
+    assert metrics["steps"] == 3
+    assert 0.0 <= metrics["best"]["mean_iou"] <= 1.0
+
+
+def test_convert_writes_artifacts_within_their_parity_bounds(deeplab_run):
+    name = "deeplabv3plus_mobilenetv2"
+    int8 = export_files(deeplab_run, "int8", name)
+    float32 = export_files(deeplab_run, "float32", name)
+
+    report = json.loads(int8["parity"].read_text())
+    assert report["mode"] == "int8" and report["num_images"] == 8
+    assert report["passed"] is True
+    assert report["miou_drop_points"] <= report["max_drop"]
+    report = json.loads(float32["parity"].read_text())
+    assert report["passed"] is True
+    assert report["pixel_agreement"] >= 0.999
+
+    spec = json.loads(int8["spec"].read_text())
+    assert spec["input_size"] == [64, 64] and len(spec["labels"]) == 5
+    # The int8 model really is integer in and out: uint8 pixels in, int8 scores out.
+    from ai_edge_litert.interpreter import Interpreter
+    interpreter = Interpreter(model_path=str(int8["tflite"]))
+    assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    assert float32["tflite"].stat().st_size > 2 * int8["tflite"].stat().st_size
+
+
+def test_edge_loop_runs_the_int8_model_headless_for_n_frames(deeplab_run, tmp_path):
+    video, stats, record = tmp_path / "clip.avi", tmp_path / "stats.jsonl", tmp_path / "out.mp4"
+    write_video(video, FRAMES + 5)
+    model = deeplab_run / "export" / "deeplabv3plus_mobilenetv2_int8.tflite"
+    run_cli("-m", "edge", "--model", str(model), "--source", str(video), "--no-display",
+            "--max-frames", str(FRAMES), "--stats-json", str(stats), "--record", str(record))
+
+    lines = [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
+    final = lines[-1]
+    assert final["final"] is True and final["reason"] == "max_frames"
+    assert final["frames"] == FRAMES and final["fps"] > 0
+    recorded = cv2.VideoCapture(str(record))
+    count = 0
+    while recorded.read()[0]:
+        count += 1
+    recorded.release()
+    assert count == FRAMES
+
+
+def test_fcn8s_trains_and_converts_to_float32(tmp_path):
+    """FCN-8s (VGG16, ~134M parameters) at 64x64: one step of batch 1, then a float32 TFLite with its parity."""
+    run_dir = train(tmp_path / "fcn", "--arch", "fcn8s", "--steps-per-epoch", "1", "--batch-size", "1")
+    run_cli("convert.py", "--run", str(run_dir), "--float32", "--parity-images", "2")
+    paths = export_files(run_dir, "float32", "fcn8s_vgg16")
+    report = json.loads(paths["parity"].read_text())
+    assert report["passed"] is True and report["num_images"] == 2
+    assert report["pixel_agreement"] >= 0.999
+    # 134M float32 weights: the file alone shows the whole network was exported.
+    assert paths["tflite"].stat().st_size > 500e6
