@@ -11,13 +11,16 @@ move values (crops, reshapes) pass their already quantized input through. Any
 other layer tfmot cannot handle is an error naming it: nothing is left float
 silently.
 
-The model's input is quantized with a fixed [0, 255] range, so the converted
+Kernels above ``PER_TENSOR_ABOVE`` weights (FCN's fc6 and fc7) get one weight
+range per tensor rather than per output channel, which the TFLite converter can
+fold. The model's input is quantized with a fixed [0, 255] range, so the converted
 model's uint8 input has scale 1 and zero point 0 and a device feeds raw pixels.
 """
 from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from kerasseg.backend import keras, tf
@@ -27,6 +30,9 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
     default_8bit_quantize_registry as _registry_module)
 
 QAT_LEARNING_RATE = 3e-5  # DeepLab's fine-tuning rate for quantization-aware training
+# Kernels above this many weights get one weight range per tensor instead of per output channel: the TFLite
+# converter leaves the per-channel fake-quant of huge kernels (FCN's fc6, 7x7x512x4096) unfolded and fails.
+PER_TENSOR_ABOVE = 8_000_000
 
 
 class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
@@ -111,6 +117,15 @@ def quantize_config_for(layer):
     return None
 
 
+def _large_kernel_config(layer):
+    """Per-tensor weight quantization for a huge Conv2D/Dense kernel (see ``PER_TENSOR_ABOVE``), else None."""
+    if type(layer) not in (keras.layers.Conv2D, keras.layers.Dense) or not layer.built:
+        return None
+    if int(np.prod(layer.kernel.shape)) <= PER_TENSOR_ABOVE:
+        return None
+    return _registry_module.Default8BitQuantizeConfig(["kernel"], ["activation"], False)
+
+
 def scope():
     """The custom objects tfmot needs to rebuild and load a quantization-aware model."""
     objects = {"OutputQuantizeConfig": OutputQuantizeConfig, "PassThroughQuantizeConfig": PassThroughQuantizeConfig,
@@ -159,8 +174,10 @@ def quantize_aware(model):
             f"supported layers")
     annotate = tfmot.quantization.keras.quantize_annotate_layer
 
+    large = {layer.name: _large_kernel_config(layer) for layer in model.layers}
+
     def clone(layer):
-        config = quantize_config_for(layer)
+        config = quantize_config_for(layer) or large.get(layer.name)
         copy = layer.__class__.from_config(layer.get_config())
         if isinstance(layer, keras.layers.InputLayer):
             return copy

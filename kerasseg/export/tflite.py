@@ -106,8 +106,8 @@ def convert(model, *, mode: Mode, input_size, calibration: Callable[[], Iterable
         if "FakeQuantWithMinMaxVarsPerChannel" in str(err):
             raise RuntimeError(
                 f"mode {mode.value}: the TFLite converter left a per-channel fake-quant op unfolded. It does so "
-                f"for very large kernels, such as FCN's fc6 (7x7x512x4096 = 102M weights); a 7x7x512x256 "
-                f"kernel converts. Use --int8 (post-training) for such a model.") from None
+                f"for very large kernels (kerasseg.export.qat quantizes kernels above PER_TENSOR_ABOVE weights "
+                f"per tensor to avoid it); use --int8 (post-training) for this model.") from None
         raise
 
 
