@@ -138,7 +138,7 @@ class FileSource(DatasetSource):
 
     def examples(self, split: str, *, shuffle_seed: int | None = None):
         pairs = self.pairs(split)
-        self.num_classes  # noqa: B018 -- resolve the labels before worker threads need them
+        _ = self.labels  # resolve lazily computed labels here, not in the decoding threads
         ds = tf.data.Dataset.from_tensor_slices(([p[0] for p in pairs], [p[1] for p in pairs]))
         if shuffle_seed is not None:
             ds = ds.shuffle(len(pairs), seed=shuffle_seed, reshuffle_each_iteration=True)
