@@ -139,3 +139,12 @@ def test_optimizers():
     assert type(build_optimizer(name="adamw", learning_rate=1e-3, weight_decay=1e-4)).__name__ == "AdamW"
     with pytest.raises(ValueError, match="optimizer: expected one of"):
         build_optimizer(name="rmsprop", learning_rate=0.1)
+
+
+def test_label_weight_sum_matches_cross_entropy_sums():
+    from kerasseg.training.losses import label_weight_sum
+
+    logits = np.zeros((2, 4, 3), np.float32)
+    for weights in (None, [0.5, 2.0, 1.0]):
+        _, expected = cross_entropy_sums(LABELS, logits, class_weights=weights)
+        assert float(label_weight_sum(LABELS, class_weights=weights)) == pytest.approx(float(expected))

@@ -19,6 +19,10 @@ def make_strategy(name: str, *, tpu: str = ""):
     * ``tpu``: ``TPUStrategy`` on the TPU found by ``TPUClusterResolver`` (``tpu`` = name or address,
       "" for the local TPU VM or the ``TPU_NAME`` variable).
     """
+    if name == "multi_worker":
+        # Before anything else touches the runtime: collectives must be configured at start-up.
+        check_tf_config()
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         if len(gpus) > 1:
@@ -29,11 +33,11 @@ def make_strategy(name: str, *, tpu: str = ""):
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored":
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        check_tf_config()
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        if gpus:
+            return tf.distribute.MirroredStrategy([d.name for d in gpus])
+        # CPUs only: reduce through one device; collective all-reduce between logical CPUs can mis-order.
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")],
+                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
@@ -94,3 +98,13 @@ def mixed_precision_policy(enabled: bool, strategy) -> str:
 
 def set_policy(name: str) -> None:
     keras.mixed_precision.set_global_policy(name)
+
+
+def describe(strategy) -> str:
+    """The public class name of ``strategy`` (MultiWorkerMirroredStrategy's own class is an internal alias)."""
+    for cls, name in ((tf.distribute.MultiWorkerMirroredStrategy, "MultiWorkerMirroredStrategy"),
+                      (tf.distribute.MirroredStrategy, "MirroredStrategy"), (tf.distribute.TPUStrategy, "TPUStrategy"),
+                      (tf.distribute.OneDeviceStrategy, "OneDeviceStrategy")):
+        if isinstance(strategy, cls):
+            return name
+    return "default"

@@ -33,6 +33,17 @@ def cross_entropy_sums(labels, logits, *, class_weights: Sequence[float] | None 
     return tf.reduce_sum(pixel_loss * weights), tf.reduce_sum(weights)
 
 
+def label_weight_sum(labels, *, class_weights: Sequence[float] | None = None, ignore_label: int = IGNORE_LABEL):
+    """The sum of pixel weights of ``labels`` (the second value of ``cross_entropy_sums``), without logits."""
+    labels = tf.cast(labels, tf.int32)
+    valid = tf.not_equal(labels, ignore_label)
+    if class_weights is None:
+        return tf.reduce_sum(tf.cast(valid, tf.float32))
+    safe_labels = tf.where(valid, labels, tf.zeros_like(labels))
+    weights = tf.gather(tf.constant(class_weights, tf.float32), safe_labels)
+    return tf.reduce_sum(weights * tf.cast(valid, tf.float32))
+
+
 def masked_cross_entropy(labels, logits, *, class_weights: Sequence[float] | None = None,
                          ignore_label: int = IGNORE_LABEL):
     """Weighted mean cross-entropy over the labelled pixels of a batch (0 when none is labelled)."""

@@ -25,7 +25,7 @@ from kerasseg.spec import Spec
 from kerasseg.training import distribute, files, report
 from kerasseg.training import run as rundir
 from kerasseg.training.config import CONFIG_FILENAME, TrainConfig, config_differences
-from kerasseg.training.losses import cross_entropy_sums
+from kerasseg.training.losses import cross_entropy_sums, label_weight_sum
 from kerasseg.training.metrics import ConfusionMatrix, ConfusionMatrixMetric, confusion_batch
 from kerasseg.training.optim import PolyWarmup, build_optimizer
 
@@ -61,10 +61,11 @@ def train(config: TrainConfig, *, output_dir: str | None = None, resume: bool = 
     """Train ``config`` into ``output_dir`` (default: a new folder under ``runs/``); see the module docstring."""
     log = print if verbose else (lambda *a, **k: None)
     started = time.time()
-    keras.utils.set_random_seed(config.seed)  # the initial weights (and dropout) follow the seed
 
-    # Hardware first: the mixed-precision policy must be set before any layer is built.
+    # Hardware first: multi-worker collectives must be configured before any op runs, and the
+    # mixed-precision policy set before any layer is built.
     strategy = distribute.make_strategy(config.strategy)
+    keras.utils.set_random_seed(config.seed)  # the initial weights (and dropout) follow the seed
     chief = distribute.is_chief(strategy)
     multi_worker = distribute.is_multi_worker(strategy)
     policy = distribute.mixed_precision_policy(config.mixed_precision, strategy)
@@ -108,7 +109,7 @@ def train(config: TrainConfig, *, output_dir: str | None = None, resume: bool = 
         "steps_per_epoch": steps_per_epoch,
         "total_steps": total_steps,
         "class_weights": weights,
-        "strategy": type(strategy).__name__,
+        "strategy": distribute.describe(strategy),
         "replicas": replicas,
         "precision_policy": policy,
     }
@@ -133,6 +134,11 @@ def train(config: TrainConfig, *, output_dir: str | None = None, resume: bool = 
         best_miou = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_mean_iou")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, best_mean_iou=best_miou)
 
+    saver = None
+    if multi_worker:
+        saver = kmodels.build_model(**model_kwargs, input_shape=(None, None, 3))
+        if config.bn_momentum is not None:
+            set_batch_norm_momentum(saver, config.bn_momentum)
     checkpoint_dir = os.path.join(run_dir, rundir.CHECKPOINTS)
     manager = tf.train.CheckpointManager(checkpoint, _writable_dir(checkpoint_dir, chief), max_to_keep=3)
     start_step = 0
@@ -206,12 +212,13 @@ def train(config: TrainConfig, *, output_dir: str | None = None, resume: bool = 
             improved = val["mean_iou"] is not None and val["mean_iou"] > float(best_miou.numpy())
             if improved:
                 best_miou.assign(val["mean_iou"])
-                _save_model(model, os.path.join(run_dir, rundir.BEST_MODEL), chief)
+                snapshot = _snapshot(model, saver)
+                _save_model(snapshot, os.path.join(run_dir, rundir.BEST_MODEL), chief)
                 if chief:
                     report.save_confusion_matrix(os.path.join(run_dir, rundir.CONFUSION), matrix, labels=labels,
                                                  title=f"val, epoch {epoch + 1}, mean IoU {val['mean_iou']:.3f}")
-                    _save_overlays(model, val_ds, spec, os.path.join(run_dir, rundir.OVERLAYS), config.val_examples)
-            _save_model(model, os.path.join(run_dir, rundir.LAST_MODEL), chief)
+                    _save_overlays(snapshot, val_ds, spec, os.path.join(run_dir, rundir.OVERLAYS), config.val_examples)
+            _save_model(_snapshot(model, saver), os.path.join(run_dir, rundir.LAST_MODEL), chief)
             if chief:
                 files.write_json(os.path.join(run_dir, rundir.METRICS),
                                  _metrics_document(history, total_steps, time.time() - started))
@@ -234,16 +241,18 @@ def make_train_step(model, optimizer, strategy, *, class_weights=None, ignore_la
     """A ``tf.function(iterator) -> loss`` running one optimiser step on each replica.
 
     The loss is the weighted mean cross-entropy over the labelled pixels of the *global* batch (each replica
-    divides its sum by the all-reduced weight total), so any number of replicas gives the same loss and
+    divides its sum by the global weight total), so any number of replicas gives the same loss and
     gradients as one device. A ``LossScaleOptimizer`` (mixed_float16) gets its loss scaled.
     """
     scaled_loss = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
 
-    def step_fn(images, masks):
+    def weight_fn(masks):
+        return label_weight_sum(masks, class_weights=class_weights, ignore_label=ignore_label)
+
+    def step_fn(images, masks, global_weight):
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            total, weight = cross_entropy_sums(masks, logits, class_weights=class_weights, ignore_label=ignore_label)
-            global_weight = tf.distribute.get_replica_context().all_reduce("sum", weight)
+            total, _ = cross_entropy_sums(masks, logits, class_weights=class_weights, ignore_label=ignore_label)
             loss = total / tf.maximum(global_weight, 1.0)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
@@ -258,7 +267,11 @@ def make_train_step(model, optimizer, strategy, *, class_weights=None, ignore_la
 
     @tf.function
     def train_step(iterator):
-        losses = strategy.run(step_fn, args=next(iterator))
+        images, masks = next(iterator)
+        # The global pixel-weight total is reduced before the step, so that no collective inside the step
+        # has to line up with the gradient all-reduce.
+        global_weight = strategy.reduce("sum", strategy.run(weight_fn, args=(masks,)), axis=None)
+        losses = strategy.run(step_fn, args=(images, masks, global_weight))
         return strategy.reduce("sum", losses, axis=None)
 
     return train_step
@@ -359,14 +372,20 @@ def _writable_dir(directory: str, chief: bool) -> str:
     return directory if chief else tempfile.mkdtemp(prefix="kerasseg-worker-")
 
 
+def _snapshot(model, saver):
+    """The model to save and draw with. Multi-worker: a local copy, because reading the distributed variables
+    runs collectives, which every worker must run in the same order (``model.save`` reads them from threads)."""
+    if saver is None:
+        return model
+    weights = model.get_weights()  # on every worker, in a fixed order
+    saver.set_weights(weights)
+    return saver
+
+
 def _save_model(model, path: str, chief: bool) -> None:
     if chief:
         with files.atomic_path(path) as tmp:
             model.save(tmp)
-    else:
-        scratch = tempfile.mkdtemp(prefix="kerasseg-worker-")
-        model.save(os.path.join(scratch, os.path.basename(path)))
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _shardable(dataset):
