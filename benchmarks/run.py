@@ -205,7 +205,7 @@ def goals_and_anchors(results: dict) -> tuple[list, list]:
          "not measured" if float_miou is None or qat_miou is None else
          f"{float_miou:.2f} -> {qat_miou:.2f} on the run's val set (drop {drops['qat']:.2f} points; "
          "synthetic data, not VOC)"),
-        ("DeepLab MobileNetV2 int8 latency, 513x513", "43 ms on a Coral Edge TPU",
+        ("DeepLab MobileNetV2 int8 latency, one image", "43 ms at 513x513 on a Coral Edge TPU",
          "not measured" if coral is None else
          f"{coral['ms']:.1f} ms p50 at {coral['size']}x{coral['size']} on this CPU, 1 thread (ai_edge_litert)"),
         ("FCN-8s parameters", "134M (FCN paper)", fmt(fcn_params, "{:.2f}M (our counter)")),
