@@ -162,8 +162,10 @@ def goals_and_anchors(results: dict) -> tuple[list, list]:
         if not head:
             continue
         rows = {}
+        # threads, float32 p50 / p90, ... int8 p50 / p90, speed-up "x", share of peak "%"
+        cell = r"([\d.]+) /\s*[\d.]+\s+"
         for line in block.splitlines():
-            row = re.match(r"^\s*(\d+)\s+([\d.]+) /\s*[\d.]+\s+.*?([\d.]+) /\s*[\d.]+\s+([\d.]+)x\s+([\d.]+)%\s*$", line)
+            row = re.match(r"^\s*(\d+)\s+" + cell + r".*?" + cell + r"([\d.]+)x\s+([\d.]+)%\s*$", line)
             if row:
                 rows[int(row.group(1))] = (float(row.group(2)), float(row.group(3)), float(row.group(4)),
                                            float(row.group(5)))
