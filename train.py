@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument("--image-size", type=int, nargs="+", metavar="N",
                       help=f"training crop: N or HEIGHT WIDTH (default: {TrainConfig.image_size[0]})")
     data.add_argument("--class-weights", type=str, choices=CLASS_WEIGHTS,
-                      help="'auto' weighs the loss by inverse class frequency (default: none)")
+                      help="'auto' weighs the loss by median frequency balancing of the train labels (default: none)")
     data.add_argument("--check-data", action="store_true", help="print the dataset check before training")
     data.add_argument("--skip-bad-files", action=argparse.BooleanOptionalAction, default=None,
                       help="skip and count unreadable files instead of stopping")
