@@ -28,7 +28,7 @@ def tiny_model(num_classes=len(LABELS), seed=0):
     """An encoder-decoder with the layer kinds segmentation heads use: dilated depthwise conv, resize, concat."""
     keras.utils.set_random_seed(seed)
     image = keras.Input((None, None, 3), name="image")
-    x = layers.Rescaling(1 / 127.5, offset=-1.0)(image)
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescaling")(image)
     skip = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
     x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(skip)
     x = layers.BatchNormalization()(x)
