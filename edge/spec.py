@@ -23,6 +23,17 @@ class SpecError(ValueError):
     """A spec that is missing, malformed or inconsistent."""
 
 
+def parse_size(value, *, name: str) -> tuple[int, int]:
+    """``value`` as a positive ``(height, width)``; ValueError naming ``name`` otherwise."""
+    try:
+        height, width = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected (height, width), got {value!r}") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"{name}: expected positive (height, width), got {value!r}")
+    return height, width
+
+
 def default_colors(num_classes: int) -> tuple[tuple[int, int, int], ...]:
     """PASCAL VOC's bit-interleaved palette, RGB, for ``num_classes`` classes."""
     colors = []

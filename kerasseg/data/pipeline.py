@@ -23,6 +23,7 @@ from typing import Sequence
 
 from kerasseg.backend import tf
 from kerasseg.data.base import IGNORE_LABEL, DatasetSource, check_split
+from kerasseg.spec import parse_size
 
 MIN_SCALE, MAX_SCALE = 0.5, 2.0
 BRIGHTNESS_DELTA = 0.125  # fraction of the 0..255 range
@@ -40,7 +41,7 @@ def build_pipeline(source: DatasetSource, *, split: str, image_size: Sequence[in
     (an endless stream of shuffled epochs), ``drop_remainder`` likewise.
     """
     check_split(split)
-    height, width = _check_size(image_size)
+    height, width = parse_size(image_size, name="image_size")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     if len(mean_pixel) != 3:
@@ -121,11 +122,3 @@ def resize_mask(mask, size):
     return tf.image.resize(mask[..., None], size, method="nearest")[..., 0]
 
 
-def _check_size(image_size) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in image_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"image_size: expected (height, width), got {image_size!r}") from None
-    if height < 1 or width < 1:
-        raise ValueError(f"image_size: expected positive (height, width), got {image_size!r}")
-    return height, width

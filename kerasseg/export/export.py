@@ -183,7 +183,7 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, input_size=None
            log: Callable[[str], None] = print) -> list[ExportResult]:
     """Convert ``source`` in each mode, check each artifact's parity, write everything; see the module doc."""
     modes = check_options(modes, calibration_steps=calibration_steps, qat_steps=qat_steps)
-    input_size = tflite._check_input_size(input_size or source.train_size or source.spec.input_size)
+    input_size = tflite.check_input_size(input_size or source.train_size or source.spec.input_size)
     if Mode.EDGETPU in modes and source.model_kwargs is None:
         raise ValueError(f"edgetpu: model {source.name!r} has no build arguments (config.yaml) to rebuild it "
                          f"Edge-TPU-friendly; export from its run directory")

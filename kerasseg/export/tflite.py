@@ -16,25 +16,20 @@ import numpy as np
 
 from kerasseg.backend import tf
 from kerasseg.export.modes import Mode
+from kerasseg.spec import parse_size
 
 OUTPUT_KIND = "logits"
 # Tensor types allowed inside a full-integer graph (int32 for biases and shapes).
 INTEGER_TYPES = ("INT8", "UINT8", "INT32", "INT16", "INT64", "BOOL")
 
 
-def _check_input_size(input_size) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in input_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"input_size: expected (height, width), got {input_size!r}") from None
-    if height < 1 or width < 1:
-        raise ValueError(f"input_size: expected positive (height, width), got {input_size!r}")
-    return height, width
+def check_input_size(input_size) -> tuple[int, int]:
+    return parse_size(input_size, name="input_size")
 
 
 def serving_function(model, *, input_size, input_dtype=tf.uint8):
     """A concrete function running ``model`` on one image of static shape (1, H, W, 3)."""
-    height, width = _check_input_size(input_size)
+    height, width = check_input_size(input_size)
 
     @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], input_dtype, name="image")])
     def serve(image):
