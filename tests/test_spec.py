@@ -58,3 +58,12 @@ def test_load_errors_name_the_file(tmp_path):
 def test_save_is_atomic_and_leaves_no_temp_file(tmp_path):
     make().save(tmp_path / "s.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json"]
+
+
+def test_parse_size_names_the_parameter():
+    from edge.spec import parse_size
+    assert parse_size([64, "96"], name="image_size") == (64, 96)
+    with pytest.raises(ValueError, match=r"input_size: expected \(height, width\), got 64"):
+        parse_size(64, name="input_size")
+    with pytest.raises(ValueError, match="image_size: expected positive"):
+        parse_size((0, 8), name="image_size")
