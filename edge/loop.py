@@ -369,7 +369,7 @@ class Loop:
                 self._roll_stats()
                 continue
             start = time.perf_counter()
-            item.class_map = self.segmenter.postprocess(item.raw, item.geometry)
+            item.class_map = self.segmenter.postprocess(item.raw, item.geometry, to_frame=False)  # render scales
             post = time.perf_counter()
             image = self._render(item)
             rendered = time.perf_counter()

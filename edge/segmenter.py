@@ -268,8 +268,13 @@ class Segmenter:
         """The output dequantized with the interpreter's own (scale, zero_point)."""
         return dequantize(raw, self.output_quantization)
 
-    def postprocess(self, raw: np.ndarray, geometry: Geometry) -> np.ndarray:
-        """Raw output -> class map at the frame's size (uint8 when ids fit, else int32)."""
+    def postprocess(self, raw: np.ndarray, geometry: Geometry, *, to_frame: bool = True) -> np.ndarray:
+        """Raw output -> class map at the frame's size (uint8 when ids fit, else int32).
+
+        With ``to_frame=False`` the map stays at the model's output resolution (letterbox padding
+        cropped): :func:`edge.visualize.render` scales its colours to the frame, which is cheaper
+        than scaling the ids first and gives the same pixels.
+        """
         scale, zero_point = self.output_quantization
         if self.kind == SCORES:
             # Dequantizing is x -> scale * (x - zero_point), increasing for scale > 0, so the argmax of the
@@ -291,7 +296,8 @@ class Segmenter:
             y0, x0 = top * oh // ih, left * ow // iw
             y1, x1 = max(y0 + 1, (top + nh) * oh // ih), max(x0 + 1, (left + nw) * ow // iw)
             class_map = class_map[y0:y1, x0:x1]
-        return resize_nearest(np.ascontiguousarray(class_map), geometry.frame_size)
+        class_map = np.ascontiguousarray(class_map)
+        return resize_nearest(class_map, geometry.frame_size) if to_frame else class_map
 
     def segment(self, frame_bgr: np.ndarray) -> np.ndarray:
         """All three stages: BGR frame -> class map of the same height and width."""

@@ -80,8 +80,8 @@ class SlowSegmenter:
         time.sleep(self.delay)
         return self.inner.invoke(tensor)
 
-    def postprocess(self, raw, geometry):
-        return self.inner.postprocess(raw, geometry)
+    def postprocess(self, raw, geometry, **options):
+        return self.inner.postprocess(raw, geometry, **options)
 
 
 def test_slot_keeps_only_the_newest_when_not_blocking():

@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -34,7 +35,22 @@ def test_overlay_blends_with_alpha_and_is_pure():
     with pytest.raises(ValueError, match="alpha"):
         visualize.overlay(frame, class_map, COLORS, alpha=1.5)
     with pytest.raises(ValueError, match="does not match"):
-        visualize.overlay(frame, class_map[:2], COLORS)
+        visualize.overlay(frame, class_map[..., None], COLORS)
+
+
+def test_a_model_resolution_map_gives_the_pixels_of_the_map_scaled_first():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    small = rng.integers(0, 3, (13, 17), dtype=np.uint8)
+    small[2:5, 3:9] = 255  # ignored pixels keep the frame
+    scaled = cv2.resize(small, (64, 48), interpolation=cv2.INTER_NEAREST)
+    kwargs = dict(labels=LABELS, colors=COLORS, alpha=0.6, ignore_label=255, fps=12.0, stages_ms={"invoke": 3.0})
+    np.testing.assert_array_equal(visualize.render(frame, small, **kwargs), visualize.render(frame, scaled, **kwargs))
+    out = visualize.overlay(frame, small, COLORS, alpha=0.6, ignore_label=255)
+    ignored = scaled == 255
+    assert ignored.any() and (~ignored).any()
+    np.testing.assert_array_equal(out[ignored], frame[ignored])
+    assert not np.array_equal(out[~ignored], frame[~ignored])
 
 
 def test_classes_present_skips_ignore_and_out_of_range():
