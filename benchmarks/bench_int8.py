@@ -10,6 +10,14 @@ The peak is the multiply-add rate of a large int8 1x1 convolution in the same
 runtime; the model's rate (its multiply-adds over its p50) is reported as a share
 of it. Goals: int8 >= 2.5x faster than float32 on one thread; DeepLabv3+
 MobileNetV2 int8 >= 50% of peak.
+
+The "runtime" section comes first: the CPU's SIMD features, then float32 and
+int8 side by side for a plain 1x1 convolution and a plain keras.applications
+MobileNetV2 classifier in the same runtime. Their ratio is the most int8 can
+gain here from the kernels alone, whatever the segmentation graph. Each model
+block also shows whether XNNPACK runs both conversions (ops it takes, and the
+latency with the default delegates turned off). Interpreters are timed in
+alternating rounds, so background load hits every variant alike.
 """
 import argparse
 import os
@@ -33,22 +41,67 @@ MODELS = {
 LATENCY_MODES = (Mode.FLOAT32, Mode.FLOAT16, Mode.DYNAMIC_RANGE, Mode.INT8)
 
 
-def latency(content: bytes, *, threads: int, runs: int, warmup: int = 3) -> tuple[float, float]:
-    """(p50, p90) seconds of one invoke."""
-    from ai_edge_litert.interpreter import Interpreter
-    interpreter = Interpreter(model_content=content, num_threads=threads)
+ROUNDS = 5  # each variant is timed in this many alternating rounds of runs / ROUNDS invokes
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def _interpreter(content: bytes, *, threads: int, xnnpack: bool = True):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(model_content=content, num_threads=threads, experimental_op_resolver_type=resolver)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
     sample = np.random.default_rng(0).integers(0, 255, detail["shape"]).astype(detail["dtype"])
     interpreter.set_tensor(detail["index"], sample)
-    for _ in range(warmup):
-        interpreter.invoke()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append(time.perf_counter() - start)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 90))
+    return interpreter
+
+
+def latencies(contents: dict, *, threads: int, runs: int, warmup: int = 3, xnnpack: bool = True) -> dict:
+    """{key: (p50, p90) seconds of one invoke}, the variants timed in alternating rounds."""
+    interpreters = {key: _interpreter(content, threads=threads, xnnpack=xnnpack) for key, content in contents.items()}
+    for interpreter in interpreters.values():
+        for _ in range(warmup):
+            interpreter.invoke()
+    times = {key: [] for key in interpreters}
+    per_round = max(1, -(-runs // ROUNDS))
+    for _ in range(ROUNDS):
+        for key, interpreter in interpreters.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                interpreter.invoke()
+                times[key].append(time.perf_counter() - start)
+    return {key: (float(np.percentile(t, 50)), float(np.percentile(t, 90))) for key, t in times.items()}
+
+
+def latency(content: bytes, *, threads: int, runs: int, warmup: int = 3) -> tuple[float, float]:
+    """(p50, p90) seconds of one invoke."""
+    return latencies({0: content}, threads=threads, runs=runs, warmup=warmup)[0]
+
+
+def xnnpack_ops(content: bytes) -> tuple[int, int]:
+    """(ops the default XNNPACK delegate takes, ops in the model), at 1 thread."""
+    from ai_edge_litert.interpreter import Interpreter
+    # Without node fusion every delegated op becomes its own DELEGATE node, so they can be counted.
+    interpreter = Interpreter(model_content=content, num_threads=1, experimental_disable_delegate_node_fusion=True)
+    interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()  # the only op listing the Python API has
+    delegated = sum(op["op_name"] == "DELEGATE" for op in ops)
+    return delegated, len(ops) - delegated  # the listing holds the model's ops plus one node per delegated op
+
+
+def cpu_simd() -> str:
+    """The SIMD features int8 and float32 kernels can use, from /proc/cpuinfo (Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    words = set(next((line.split(":", 1)[1].split() for line in info.splitlines()
+                      if line.startswith(("flags", "Features"))), []))
+    have = [flag for flag in SIMD_FLAGS if flag in words]
+    missing = [flag for flag in SIMD_FLAGS if flag not in words]
+    return f"{model}; has {' '.join(have) or 'none of them'}; lacks {' '.join(missing) or 'nothing'}"
 
 
 def model_macs(content: bytes) -> int:
@@ -62,26 +115,70 @@ def calibration_for(size: int, steps: int):
     return lambda: tflite.calibration_images(pipeline.as_numpy_iterator(), steps=steps)
 
 
-def peak_int8(*, threads: int, runs: int) -> tuple[float, int, float]:
-    """(MACs per second, MACs, p50) of a 64x64x512 -> 512 int8 1x1 convolution."""
-    size, channels = 64, 512
-    image = keras.Input((size, size, 3), name="image")
-    x = layers.Conv2D(channels, 1, use_bias=False)(layers.Conv2D(channels, 1)(image))  # the second is measured
-    model = keras.Model(image, x)
+PEAK_SIZE, PEAK_CHANNELS = 64, 512
+
+
+def _random_calibration(size: int):
     rng = np.random.default_rng(0)
-    content = tflite.convert(model, mode=Mode.INT8, input_size=(size, size), calibration=lambda: (
-        rng.uniform(0, 255, (1, size, size, 3)).astype(np.float32) for _ in range(4)))
-    single = keras.Model(image, layers.Conv2D(channels, 1)(image))
-    first = tflite.convert(single, mode=Mode.INT8, input_size=(size, size), calibration=lambda: (
-        rng.uniform(0, 255, (1, size, size, 3)).astype(np.float32) for _ in range(4)))
-    p50, _ = latency(content, threads=threads, runs=runs)
-    p50_first, _ = latency(first, threads=threads, runs=runs)
-    macs = size * size * channels * channels
-    seconds = max(p50 - p50_first, 1e-9)
+    return lambda: (rng.uniform(0, 255, (1, size, size, 3)).astype(np.float32) for _ in range(4))
+
+
+def conv_models() -> dict:
+    """{(mode, "two" | "one"): bytes}: 1x1 convolutions 3 -> 512 (-> 512), float32 and int8.
+
+    The second 64x64x512 -> 512 convolution is the one measured: the two-conv time minus the one-conv time.
+    """
+    size, channels = PEAK_SIZE, PEAK_CHANNELS
+    image = keras.Input((size, size, 3), name="image")
+    first = layers.Conv2D(channels, 1)(image)
+    models = {"two": keras.Model(image, layers.Conv2D(channels, 1, use_bias=False)(first)),
+              "one": keras.Model(image, first)}
+    return {(mode, key): tflite.convert(model, mode=mode, input_size=(size, size), calibration=_random_calibration(size))
+            for key, model in models.items() for mode in (Mode.FLOAT32, Mode.INT8)}
+
+
+def conv_seconds(convs: dict, *, threads: int, runs: int, times: dict | None = None) -> dict:
+    """{mode: p50 seconds of the 64x64x512 -> 512 1x1 convolution alone} (from ``times`` if given)."""
+    times = times or latencies(convs, threads=threads, runs=runs)
+    return {mode: max(times[(mode, "two")][0] - times[(mode, "one")][0], 1e-9) for mode in (Mode.FLOAT32, Mode.INT8)}
+
+
+def peak_int8(*, threads: int, runs: int, convs: dict | None = None, times: dict | None = None
+              ) -> tuple[float, int, float]:
+    """(MACs per second, MACs, p50) of a 64x64x512 -> 512 int8 1x1 convolution."""
+    seconds = conv_seconds(convs or conv_models(), threads=threads, runs=runs, times=times)[Mode.INT8]
+    macs = PEAK_SIZE * PEAK_SIZE * PEAK_CHANNELS * PEAK_CHANNELS
     return macs / seconds, macs, seconds
 
 
-def bench_model(name: str, *, threads_list, runs: int, calibration_steps: int, alpha: float):
+def classifier_models(size: int = 224) -> dict:
+    """{mode: bytes} of a plain keras.applications MobileNetV2 (alpha 1.0, 1000 classes, random weights)."""
+    image = keras.Input((size, size, 3), name="image")
+    net = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=1.0, include_top=True, weights=None)
+    model = keras.Model(image, net(layers.Rescaling(1 / 127.5, offset=-1.0)(image)))
+    return {mode: tflite.convert(model, mode=mode, input_size=(size, size), calibration=_random_calibration(size))
+            for mode in (Mode.FLOAT32, Mode.INT8)}
+
+
+def runtime_section(convs: dict, *, threads: int, runs: int) -> list[str]:
+    """Lines: float32 vs int8 on the same kernels with no segmentation graph around them."""
+    conv = conv_seconds(convs, threads=threads, runs=runs)
+    macs = PEAK_SIZE * PEAK_SIZE * PEAK_CHANNELS * PEAK_CHANNELS
+    classifier = latencies(classifier_models(), threads=threads, runs=runs)
+    rows = [(f"1x1 conv {PEAK_SIZE}x{PEAK_SIZE}x{PEAK_CHANNELS} -> {PEAK_CHANNELS}", conv[Mode.FLOAT32],
+             conv[Mode.INT8], macs),
+            ("MobileNetV2 classifier 224, alpha 1.0", classifier[Mode.FLOAT32][0], classifier[Mode.INT8][0], None)]
+    lines = [f"{'runtime check, ' + str(threads) + ' thread(s)':<42s} {'float32 ms':>11s} {'int8 ms':>9s} "
+             f"{'int8 speed-up':>14s} {'float32 GMAC/s':>15s} {'int8 GMAC/s':>12s}"]
+    for name, f32, i8, work in rows:
+        rates = (f"{work / f32 / 1e9:15.2f} {work / i8 / 1e9:12.2f}" if work else f"{'':15s} {'':12s}")
+        lines.append(f"{name:<42s} {1e3 * f32:11.2f} {1e3 * i8:9.2f} {f32 / i8:13.2f}x {rates}")
+    return lines
+
+
+def bench_model(name: str, *, threads_list, runs: int, calibration_steps: int, alpha: float, convs: dict):
+    """Latency rows {(threads, mode): (p50, p90)}, the int8 peak per thread count timed in the same rounds
+    (so both see the same load), and XNNPACK's share of the float32 and int8 graphs."""
     from kerasseg.models import build_model
     entry = MODELS[name]
     kwargs = {"alpha": alpha} if entry["backbone"] == "mobilenetv2" else {}
@@ -91,11 +188,16 @@ def bench_model(name: str, *, threads_list, runs: int, calibration_steps: int, a
     contents = {mode: tflite.convert(model, mode=mode, input_size=(size, size), calibration=calibration)
                 for mode in LATENCY_MODES}
     macs = model_macs(contents[Mode.INT8])
-    rows = {}
+    rows, peaks = {}, {}
     for threads in threads_list:
-        for mode, content in contents.items():
-            rows[(threads, mode)] = latency(content, threads=threads, runs=runs)
-    return size, macs, rows
+        times = latencies({**contents, **convs}, threads=threads, runs=runs)
+        for mode in contents:
+            rows[(threads, mode)] = times[mode]
+        peaks[threads] = peak_int8(threads=threads, runs=runs, convs=convs, times=times)
+    pair = {mode: contents[mode] for mode in (Mode.FLOAT32, Mode.INT8)}
+    builtin = latencies(pair, threads=1, runs=max(3, runs // 2), xnnpack=False)
+    delegation = {mode: (xnnpack_ops(content), builtin[mode][0]) for mode, content in pair.items()}
+    return size, macs, rows, peaks, delegation
 
 
 def quality(run_dir: str, *, qat_steps: int, calibration_steps: int):
@@ -120,14 +222,21 @@ def main(argv=None) -> int:
     parser.add_argument("--qat-steps", type=int, default=200)
     args = parser.parse_args(argv)
 
-    peaks = {t: peak_int8(threads=t, runs=args.runs) for t in args.threads}
-    for t, (rate, macs, seconds) in peaks.items():
-        print(f"int8 1x1-conv peak, {t} thread(s): {rate / 1e9:6.2f} GMAC/s ({macs / 1e6:.0f} MMAC in "
-              f"{1e3 * seconds:.2f} ms)")
+    print(f"CPU: {cpu_simd()}")
+    convs = conv_models()
+    for line in runtime_section(convs, threads=1, runs=args.runs):
+        print(line)
+    print("A model's int8 speed-up can exceed these ratios only where its own ops do: XNNPACK's x86 int8 kernels\n"
+          "without a VNNI dot product widen int8 to 16 bits and multiply pairs (vpmaddwd), about the float FMA rate.")
     for name in args.models:
-        size, macs, rows = bench_model(name, threads_list=args.threads, runs=args.runs,
-                                       calibration_steps=args.calibration_steps, alpha=args.alpha)
-        print(f"\n{name} ({size}x{size}, {macs / 1e9:.2f} GMAC)")
+        size, macs, rows, peaks, delegation = bench_model(
+            name, threads_list=args.threads, runs=args.runs, calibration_steps=args.calibration_steps,
+            alpha=args.alpha, convs=convs)
+        print()
+        for t, (rate, peak_macs, seconds) in peaks.items():
+            print(f"int8 1x1-conv peak, {t} thread(s): {rate / 1e9:6.2f} GMAC/s ({peak_macs / 1e6:.0f} MMAC in "
+                  f"{1e3 * seconds:.2f} ms, timed in the same rounds as {name})")
+        print(f"{name} ({size}x{size}, {macs / 1e9:.2f} GMAC)")
         print(f"{'threads':>7s} " + " ".join(f"{m.value + ' p50/p90 ms':>26s}" for m in LATENCY_MODES)
               + f" {'int8 speed-up':>14s} {'int8 % of peak':>15s}")
         for t in args.threads:
@@ -136,6 +245,9 @@ def main(argv=None) -> int:
             share = (macs / rows[(t, Mode.INT8)][0]) / peaks[t][0]
             print(f"{t:7d} {cells} {speedup:13.2f}x {100 * share:14.1f}%")
         print("goals: int8 >= 2.5x float32 on 1 thread; DeepLabv3+ MobileNetV2 int8 >= 50% of peak")
+        for mode, ((delegated, total), builtin_p50) in delegation.items():
+            print(f"  {mode.value}: XNNPACK takes {delegated} of {total} ops; without the default "
+                  f"delegates (builtin kernels), 1 thread p50 {1e3 * builtin_p50:.1f} ms")
     if args.run:
         parity = quality(args.run, qat_steps=args.qat_steps, calibration_steps=args.calibration_steps * 10)
         print(f"\nquality on {args.run} ({parity[Mode.INT8].num_images} val images)")
