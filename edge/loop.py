@@ -8,7 +8,9 @@ item replaces an unread one, so stale frames are dropped rather than queued;
 for a file every frame is processed (the producer waits for the slot). The
 caller's thread renders frame N while the interpreter runs frame N+1 and the
 capture thread reads and resizes frame N+2, so with a free core the frame rate
-is the interpreter's own.
+is the interpreter's own. OpenCV runs single-threaded meanwhile (``opencv_threads``):
+its own pool would spread each resize and blend over every core, onto the one the
+interpreter is using.
 """
 from __future__ import annotations
 
@@ -198,18 +200,21 @@ class Loop:
     def __init__(self, segmenter, source, *, alpha: float = 0.5, max_frames: int | None = None,
                  window: Window | None = None, recorder: Recorder | None = None, server=None,
                  stats_json: str | None = None, reconnect_seconds: float = 10.0, snapshot_dir: str = ".",
-                 show_stats: bool = True, on_stats=None):
+                 show_stats: bool = True, on_stats=None, opencv_threads: int = 1):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1], got {alpha}")
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames: expected a positive integer, got {max_frames}")
         if reconnect_seconds < 0:
             raise ValueError(f"reconnect_seconds: expected >= 0, got {reconnect_seconds}")
+        if opencv_threads < 1:
+            raise ValueError(f"opencv_threads: expected a positive integer, got {opencv_threads}")
         self.segmenter, self.source = segmenter, source
         self.alpha, self.max_frames = alpha, max_frames
         self.window, self.recorder, self.server = window, recorder, server
         self.stats_json, self.reconnect_seconds = stats_json, reconnect_seconds
         self.snapshot_dir, self.show_stats, self.on_stats = snapshot_dir, show_stats, on_stats
+        self.opencv_threads = opencv_threads
         self.stop_event = threading.Event()
         self.stats = Stats()
         self._frames_slot, self._results_slot = Slot(), Slot()
@@ -396,8 +401,17 @@ class Loop:
         """Run until the stream ends, ``max_frames``, q/Esc, Ctrl-C/SIGTERM or a lost source.
 
         Always closes the recording and the threads; re-raises an error from a
-        worker thread after cleaning up.
+        worker thread after cleaning up. OpenCV's thread count is set to
+        ``opencv_threads`` for the run and restored afterwards.
         """
+        opencv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(self.opencv_threads)
+        try:
+            return self._run(handle_signals)
+        finally:
+            cv2.setNumThreads(opencv_threads)
+
+    def _run(self, handle_signals: bool) -> LoopResult:
         first = self.source.read()
         deadline = time.monotonic() + 2.0
         while first is None and self.source.live and time.monotonic() < deadline:

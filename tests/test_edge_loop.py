@@ -193,6 +193,26 @@ def test_picamera2_source_with_a_stand_in_module(tiny_models, monkeypatch):
     source.close()
 
 
+def test_opencv_runs_single_threaded_during_the_loop_and_is_restored(tiny_models):
+    class ThreadCountingSegmenter(SlowSegmenter):
+        def postprocess(self, raw, geometry, **options):
+            seen.append(cv2.getNumThreads())
+            return super().postprocess(raw, geometry, **options)
+
+    seen = []
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        seg = ThreadCountingSegmenter(Segmenter.from_file(tiny_models.uint8), 0.0)
+        Loop(seg, FakeCamera(5), max_frames=3).run(handle_signals=False)
+        assert seen and set(seen) == {1}
+        assert cv2.getNumThreads() == 3
+        with pytest.raises(ValueError, match="opencv_threads"):
+            Loop(seg, FakeCamera(1), opencv_threads=0)
+    finally:
+        cv2.setNumThreads(before)
+
+
 def test_keys_pause_snapshot_and_quit(tiny_models, tmp_path):
     class ScriptedWindow:
         def __init__(self, keys):
