@@ -39,6 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="synthetic (default), voc:PATH, folder:PATH or tfds:NAME (see kerasseg.data)")
     data.add_argument("--image-size", type=int, nargs="+", metavar="N",
                       help=f"training crop: N or HEIGHT WIDTH (default: {TrainConfig.image_size[0]})")
+    data.add_argument("--scale-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                      help="random scale augmentation (default: the dataset's; 0.5 2.0 for real datasets)")
     data.add_argument("--class-weights", type=str, choices=CLASS_WEIGHTS,
                       help="'auto' weighs the loss by median frequency balancing of the train labels (default: none)")
     data.add_argument("--check-data", action="store_true", help="print the dataset check before training")

@@ -33,12 +33,39 @@ def test_training_stream_repeats_past_one_epoch(source):
 
 
 def test_augmentation_never_invents_label_values(source):
-    ds = build_pipeline(source, split="train", image_size=(40, 56), batch_size=8, training=True, seed=5)
+    ds = build_pipeline(source, split="train", image_size=(40, 56), batch_size=8, training=True, seed=5,
+                        scale_range=(0.5, 2.0))
     found = set()
     for _, y in first_batches(ds, 8):
         found |= set(np.unique(y).tolist())
     assert found <= set(range(source.num_classes)) | {255}
     assert 255 in found  # scales below 1 pad the mask with ignore
+
+
+def test_scale_range_one_keeps_every_pixel_and_label(source):
+    images, masks = source.arrays("train")
+    originals = {m.tobytes() for m in masks} | {m[:, ::-1].tobytes() for m in masks}
+    ds = build_pipeline(source, split="train", image_size=source.size, batch_size=8, training=True, seed=3,
+                        scale_range=(1.0, 1.0))
+    for _, y in first_batches(ds, 4):
+        assert 255 not in y  # no scale below 1, so nothing is padded
+        assert all(m.astype(np.uint8).tobytes() in originals for m in y)  # the whole mask, maybe flipped
+
+
+def test_scale_range_defaults_to_the_sources(source):
+    narrow = SyntheticSource(num_train=16, num_val=6, size=(48, 64), seed=0)
+    narrow.scale_range = (1.0, 1.0)
+    ds = build_pipeline(narrow, split="train", image_size=(48, 64), batch_size=8, training=True, seed=3)
+    assert all(255 not in y for _, y in first_batches(ds, 4))
+    wide = build_pipeline(narrow, split="train", image_size=(48, 64), batch_size=8, training=True, seed=3,
+                          scale_range=(0.5, 0.6))
+    assert all(255 in y for _, y in first_batches(wide, 2))  # every image shrunk, so every mask is padded
+
+
+@pytest.mark.parametrize("value", [(2.0, 0.5), (0.0, 1.0), (1.0,), "wide"])
+def test_bad_scale_range_is_named(source, value):
+    with pytest.raises(ValueError, match="scale_range"):
+        build_pipeline(source, split="train", image_size=(32, 32), batch_size=2, training=True, scale_range=value)
 
 
 def test_same_seed_same_batches_other_seed_others(source):

@@ -52,6 +52,8 @@ def test_bad_values_are_named(tmp_path):
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="image_size"):
         normalize_image_size([1, 2, 3])
+    with pytest.raises(ValueError, match="scale_range"):
+        resolve_config(yaml_values={"scale_range": [2.0, 0.5]})
     assert normalize_image_size(64) == (64, 64) and normalize_image_size([48, 64]) == (48, 64)
     path = tmp_path / "c.yaml"
     path.write_text("- a list\n")
@@ -75,6 +77,10 @@ def test_cli_help_lists_every_flag(capsys):
                            "--mixed-precision", "--resume"])
     assert args.image_size == [48, 64] and args.strategy == "mirrored" and args.mixed_precision is True
     assert args.resume == "" and args.learning_rate is None
+    args = cli.parse_args(["--scale-range", "0.75", "1.5"])
+    config = resolve_config(overrides={"scale_range": args.scale_range})
+    assert config.scale_range == (0.75, 1.5) and config.to_dict()["scale_range"] == [0.75, 1.5]
+    assert resolve_config().scale_range is None  # the dataset's own range
     # Every TrainConfig field is settable from the command line.
     assert set(FIELDS) - set(vars(args)) == {"val_examples"}
     with pytest.raises(SystemExit):

@@ -16,6 +16,8 @@ import numpy as np
 
 SPLITS = ("train", "val")
 IGNORE_LABEL = 255
+# The training scale augmentation of real datasets, as in DeepLab: a factor in [0.5, 2.0].
+DEFAULT_SCALE_RANGE = (0.5, 2.0)
 
 
 class DatasetError(ValueError):
@@ -48,6 +50,8 @@ class DatasetSource:
     """Base class: subclasses set ``name``, ``labels``, ``colors`` and implement the three methods.
 
     ``colors`` is a tuple of RGB triples, or None for the default (VOC) palette.
+    ``scale_range`` is the training scale augmentation the pipeline applies by
+    default; a source whose images already vary in scale may narrow it.
     With ``skip_bad_files`` the file-based sources drop an example that fails to
     load and record its file in ``bad_files`` instead of raising.
     """
@@ -56,6 +60,7 @@ class DatasetSource:
     labels: tuple[str, ...] = ()
     colors: tuple[tuple[int, int, int], ...] | None = None
     ignore_label: int = IGNORE_LABEL
+    scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE
 
     def __init__(self, *, skip_bad_files: bool = False):
         self.skip_bad_files = bool(skip_bad_files)

@@ -2,7 +2,8 @@
 
 Training (``training=True``), per example, in this order: photometric jitter
 (brightness, contrast, saturation, hue) on the source image; random scale by a
-factor in [0.5, 2.0] (image bilinear, mask nearest); pad to at least
+factor in ``scale_range`` (default: the source's, [0.5, 2.0] for real datasets;
+image bilinear, mask nearest); pad to at least
 ``image_size`` (image with ``mean_pixel``, mask with 255); random crop to
 ``image_size``; random horizontal flip. All random draws are stateless and
 seeded by ``(seed, example counter)``, so a seed gives the same batches
@@ -22,10 +23,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from kerasseg.backend import tf
-from kerasseg.data.base import IGNORE_LABEL, DatasetSource, check_split
+from kerasseg.data.base import DEFAULT_SCALE_RANGE, IGNORE_LABEL, DatasetSource, check_split
 from kerasseg.spec import parse_size
 
-MIN_SCALE, MAX_SCALE = 0.5, 2.0
 BRIGHTNESS_DELTA = 0.125  # fraction of the 0..255 range
 CONTRAST_RANGE = (0.75, 1.25)
 SATURATION_RANGE = (0.75, 1.25)
@@ -34,10 +34,12 @@ HUE_DELTA = 0.04
 
 def build_pipeline(source: DatasetSource, *, split: str, image_size: Sequence[int], batch_size: int,
                    training: bool, seed: int = 0, mean_pixel: Sequence[float] = (127.5, 127.5, 127.5),
-                   repeat: bool | None = None, drop_remainder: bool | None = None):
+                   repeat: bool | None = None, drop_remainder: bool | None = None,
+                   scale_range: Sequence[float] | None = None):
     """Batches of ``(image, mask)`` from ``source`` for ``split``; see the module docstring.
 
-    ``image_size`` is ``(height, width)``. ``repeat`` defaults to ``training``
+    ``image_size`` is ``(height, width)``. ``scale_range`` is ``(min, max)`` of the
+    training scale augmentation; ``None`` takes ``source.scale_range``. ``repeat`` defaults to ``training``
     (an endless stream of shuffled epochs), ``drop_remainder`` likewise.
     """
     check_split(split)
@@ -46,6 +48,7 @@ def build_pipeline(source: DatasetSource, *, split: str, image_size: Sequence[in
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     if len(mean_pixel) != 3:
         raise ValueError(f"mean_pixel: expected 3 values (R, G, B), got {mean_pixel!r}")
+    scale_range = check_scale_range(source.scale_range if scale_range is None else scale_range)
     repeat = training if repeat is None else repeat
     drop_remainder = training if drop_remainder is None else drop_remainder
     mean = tf.constant(mean_pixel, tf.float32)
@@ -57,7 +60,7 @@ def build_pipeline(source: DatasetSource, *, split: str, image_size: Sequence[in
         # A running counter gives every example (in every epoch) its own random stream.
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
         ds = ds.map(lambda ex, i: augment(ex["image"], ex["mask"], size=(height, width), mean_pixel=mean,
-                                          seed=tf.stack([tf.cast(seed, tf.int64), i])),
+                                          scale_range=scale_range, seed=tf.stack([tf.cast(seed, tf.int64), i])),
                     num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda ex: resize_for_eval(ex["image"], ex["mask"], size=(height, width)),
@@ -66,13 +69,24 @@ def build_pipeline(source: DatasetSource, *, split: str, image_size: Sequence[in
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def augment(image, mask, *, size, mean_pixel, seed):
+def check_scale_range(value) -> tuple[float, float]:
+    """``(min, max)`` scale factors with ``0 < min <= max``, else a ValueError naming ``scale_range``."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"scale_range: expected two numbers (min, max), got {value!r}") from None
+    if not 0 < low <= high:
+        raise ValueError(f"scale_range: expected 0 < min <= max, got {value!r}")
+    return low, high
+
+
+def augment(image, mask, *, size, mean_pixel, seed, scale_range=DEFAULT_SCALE_RANGE):
     """One training example: jitter, scale, pad, crop, flip. ``seed`` is a shape-[2] int tensor."""
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=7)
     image = photometric_jitter(tf.cast(image, tf.float32), seeds[:4])
     mask = tf.cast(mask, tf.int32)
 
-    scale = tf.random.stateless_uniform([], seeds[4], MIN_SCALE, MAX_SCALE)
+    scale = tf.random.stateless_uniform([], seeds[4], scale_range[0], scale_range[1])
     in_size = tf.cast(tf.shape(image)[:2], tf.float32)
     scaled = tf.maximum(tf.cast(tf.round(in_size * scale), tf.int32), 1)
     image = tf.image.resize(image, scaled, method="bilinear")

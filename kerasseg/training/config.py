@@ -45,6 +45,7 @@ class TrainConfig:
     backbone_weights: str | None = None
     dataset: str = "synthetic"
     image_size: tuple[int, int] = (64, 64)
+    scale_range: tuple[float, float] | None = None
     batch_size: int = 16
     epochs: int = 10
     steps_per_epoch: int | None = None
@@ -64,6 +65,9 @@ class TrainConfig:
 
     def __post_init__(self):
         self.image_size = normalize_image_size(self.image_size)
+        if self.scale_range is not None:
+            from kerasseg.data.pipeline import check_scale_range
+            self.scale_range = check_scale_range(self.scale_range)
         self.validate()
 
     def validate(self) -> None:
@@ -98,6 +102,8 @@ class TrainConfig:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["image_size"] = list(self.image_size)
+        if self.scale_range is not None:
+            data["scale_range"] = list(self.scale_range)
         return data
 
 

@@ -104,6 +104,7 @@ def train(config: TrainConfig, *, output_dir: str | None = None, resume: bool = 
         "model": model_kwargs,
         "dataset": config.dataset,
         "image_size": list(config.image_size),
+        "scale_range": list(config.scale_range or source.scale_range),
         "seed": config.seed,
         "labels": list(labels),
         "steps_per_epoch": steps_per_epoch,
@@ -153,7 +154,7 @@ def train(config: TrainConfig, *, output_dir: str | None = None, resume: bool = 
 
     train_ds = kdata.build_pipeline(source, split="train", image_size=config.image_size,
                                     batch_size=config.batch_size, training=True, seed=config.seed,
-                                    mean_pixel=spec.mean)
+                                    mean_pixel=spec.mean, scale_range=config.scale_range)
     train_ds = _shardable(train_ds.skip(start_step))
     val_ds = kdata.build_pipeline(source, split="val", image_size=config.image_size, batch_size=config.batch_size,
                                   training=False, seed=config.seed, mean_pixel=spec.mean)
