@@ -42,8 +42,8 @@ def overlay(frame: np.ndarray, class_map: np.ndarray, colors: Sequence[Sequence[
     """Blend class colours over ``frame``: ``(1 - alpha) * frame + alpha * colour``; ignored pixels stay as they are.
 
     ``class_map`` may be at the frame's size or at the model's (smaller) one: it is coloured at its own size
-    and the colours are scaled to the frame with nearest neighbour, which gives the same pixels as scaling
-    the map first, at a fraction of the cost.
+    and the colours are scaled to the frame with OpenCV's nearest neighbour. For uint8 ids (which the segmenter
+    also scales with OpenCV) that gives exactly the pixels of scaling the map first, at a fraction of the cost.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha: expected a value in [0, 1], got {alpha}")
