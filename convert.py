@@ -30,7 +30,7 @@ def parse_args(argv=None):
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--run", type=str, default=None, help="run directory (default: the newest under --runs)")
     where.add_argument("--model", type=str, default=None, help="a .keras file (spec.json beside it, or --spec)")
-    parser.add_argument("--runs", type=str, default="runs", help="where to look for the newest run")
+    parser.add_argument("--runs", type=str, default="runs", help="where to look for the newest run (default: %(default)s)")
     parser.add_argument("--spec", type=str, default=None, help="spec JSON for --model")
     parser.add_argument("--dataset", type=str, default=None,
                         help="dataset URI for calibration, QAT and parity (default: the run's)")
@@ -39,10 +39,11 @@ def parse_args(argv=None):
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
                         help="fixed input size (default: the training crop)")
     parser.add_argument("--calibration-steps", type=int, default=DEFAULT_CALIBRATION_STEPS,
-                        help="training images drawn for post-training calibration")
-    parser.add_argument("--qat-steps", type=int, default=DEFAULT_QAT_STEPS, help="quantization-aware training steps")
+                        help="training images drawn for post-training calibration (default: %(default)s)")
+    parser.add_argument("--qat-steps", type=int, default=DEFAULT_QAT_STEPS, help="quantization-aware training steps (default: %(default)s)")
     parser.add_argument("--max-drop", type=float, default=DEFAULT_MAX_DROP,
-                        help="fail when a mode loses more mIoU points than this")
+                        help="exit 1 when a mode loses more mIoU points than this against the Keras model "
+                             "(default: %(default)s)")
     parser.add_argument("--parity-images", type=int, default=None,
                         help="validation images for the parity report (default: all)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing export files")

@@ -1,8 +1,9 @@
+import cv2
 import numpy as np
 import pytest
 
 from kerasseg.data import open_dataset
-from kerasseg.data.synthetic import SHAPE_LABELS, SyntheticSource
+from kerasseg.data.synthetic import HUE_HALF_WIDTH, SHAPE_HUES, SHAPE_LABELS, SyntheticSource
 
 
 def small(seed=0, **kw):
@@ -51,14 +52,17 @@ def test_train_and_val_are_disjoint_and_val_is_fixed():
     assert not any(im.tobytes() in train for im in a.arrays("val")[0])
 
 
-def test_shape_colours_do_not_identify_the_class():
+def test_each_class_keeps_to_its_hue_band_and_the_background_spans_all_hues():
     images, masks = small(num_train=60).arrays("train")
-    means = {label: images[masks == label].reshape(-1, 3).mean(axis=0) for label in range(1, 5)}
-    spreads = {label: images[masks == label].reshape(-1, 3).std(axis=0).mean() for label in range(1, 5)}
-    # Every shape class spans a wide range of colours, and the class means are close together.
-    assert min(spreads.values()) > 40
-    centre = np.mean(list(means.values()), axis=0)
-    assert max(np.abs(m - centre).max() for m in means.values()) < 40
+    hue = np.stack([cv2.cvtColor(im, cv2.COLOR_RGB2HSV)[..., 0] for im in images]).astype(int)
+    for label in range(1, len(SHAPE_LABELS)):
+        offset = (hue[masks == label] - SHAPE_HUES[label] + 90) % 180 - 90  # circular distance to the centre
+        assert abs(np.median(offset)) <= HUE_HALF_WIDTH, SHAPE_LABELS[label]
+        # the other classes' centres are far outside this class's band
+        others = [abs((SHAPE_HUES[k] - SHAPE_HUES[label] + 90) % 180 - 90) for k in range(1, 5) if k != label]
+        assert min(others) > 2 * HUE_HALF_WIDTH
+    counts = np.bincount(hue[masks == 0] // 10, minlength=18)
+    assert (counts > 0.01 * counts.sum()).sum() >= 15  # background colour alone cannot tell shapes apart
 
 
 def test_examples_dataset_matches_iter_examples():
