@@ -8,6 +8,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOALS = (
+    "main job (`python train.py --arch deeplabv3plus`) wall time, minutes",
+    "main job best val mean IoU (built-in dataset)",
     "input pipeline throughput / cached-data training throughput",
     "int8 speed-up over float32",
     "int8 share of the runtime's int8 1x1-conv peak",
