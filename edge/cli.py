@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "camera index (0), video file, image file/folder/glob, rtsp:// or http:// URL, or picamera2"))
     parser.add_argument("--runtime", choices=RUNTIMES, default=None,
                         help="TFLite interpreter package (default: the first of these that imports)")
-    parser.add_argument("--threads", type=int, default=None, help="interpreter threads")
+    parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the runtime's own choice)")
     parser.add_argument("--edgetpu", action="store_true", help="run on the Coral Edge TPU (libedgetpu delegate)")
     parser.add_argument("--fallback-cpu", dest="fallback_cpu", action="store_true",
                         help="with --edgetpu: run on the CPU, with a warning, when no Edge TPU is available")
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mean", type=_floats3, default=None, help="device-side normalisation mean, pixel units")
     parser.add_argument("--std", type=_floats3, default=None, help="device-side normalisation std, pixel units")
     parser.add_argument("--labels", type=_labels, default=None, help="labels file (one per line) or a,b,c")
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default: %(default)s)")
     parser.add_argument("--width", type=int, default=None, help="requested camera width")
     parser.add_argument("--height", type=int, default=None, help="requested camera height")
     parser.add_argument("--no-display", dest="display", action="store_false", help="no OpenCV window")
@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="append one JSON line of stats per second, and a final summary line")
     parser.add_argument("--max-frames", dest="max_frames", type=int, default=None, help="stop after N frames")
     parser.add_argument("--reconnect-seconds", dest="reconnect_seconds", type=float, default=10.0,
-                        help="how long to try reopening a camera or stream that stopped")
-    parser.add_argument("--snapshot-dir", dest="snapshot_dir", default=".", help="where s saves snapshots")
+                        help="how long to try reopening a camera or stream that stopped (default: %(default)s)")
+    parser.add_argument("--snapshot-dir", dest="snapshot_dir", default=".", help="where the s key saves snapshots (default: the current folder)")
     parser.add_argument("--no-stats-overlay", dest="show_stats", action="store_false",
                         help="do not draw FPS and latency on the frame")
     parser.add_argument("--log-level", dest="log_level", default="INFO",
