@@ -32,24 +32,28 @@ class Command:
     line: int  # README line the command starts on
 
 
-def shell_blocks(path=README):
-    """(first line number, [lines]) of each fenced shell block; a console block keeps only its ``$`` lines."""
+def code_blocks(path=README, *, languages=SHELL_LANGUAGES):
+    """(first line number, language, [lines]) of each fenced block whose info string is in ``languages``."""
     blocks, lines, start, language = [], None, 0, None
     for number, line in enumerate(pathlib.Path(path).read_text(encoding="utf-8").splitlines(), 1):
         fence = FENCE.match(line)
         if lines is None and fence:
             lines, start, language = [], number + 1, fence.group(2).lower()
         elif lines is not None and fence and not fence.group(2):
-            if language in SHELL_LANGUAGES:
-                if language == "console":
-                    lines = [l.split("$", 1)[1] if l.lstrip().startswith("$") else "" for l in lines]
-                blocks.append((start, lines))
+            if language in languages:
+                blocks.append((start, language, lines))
             lines = None
         elif lines is not None:
             lines.append(line)
     if lines is not None:
         raise ValueError(f"{path}: the code block opened at line {start - 1} is never closed")
     return blocks
+
+
+def shell_blocks(path=README):
+    """(first line number, [lines]) of each fenced shell block; a console block keeps only its ``$`` lines."""
+    return [(start, [l.split("$", 1)[1] if l.lstrip().startswith("$") else "" for l in lines]
+             if language == "console" else lines) for start, language, lines in code_blocks(path)]
 
 
 def split_commands(source: str, line: int = 0) -> list[Command]:

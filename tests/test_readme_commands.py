@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import pathlib
 import shutil
 import tomllib
 
@@ -20,10 +21,12 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from ai_edge_litert.interpreter import Interpreter
 
 from data_helpers import make_folder, make_voc
 from edge_helpers import write_video
-from readme_helpers import ROOT, entry_point, load_entry_point, parse_arguments, readme_commands, split_commands
+from readme_helpers import (ROOT, code_blocks, entry_point, load_entry_point, parse_arguments, readme_commands,
+                            split_commands)
 
 QUICK_START = "python train.py --arch deeplabv3plus"
 CONVERT_INT8 = "python convert.py --int8"
@@ -238,3 +241,281 @@ def assert_config_has_flags(config: dict, argv, *, ignore=()):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Slow: the RUN commands, for real.
+
+# Flags appended to a RUN command, by entry point. argparse keeps an option's last value, so these shrink the
+# run (fewer steps, images and frames, a smaller DeepLab head) without changing what the command does.
+SCALE_DOWN = {
+    "train.py": ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--image-size", "32", "--no-aspp",
+                 "--no-decoder"],
+    # --max-drop: a model trained for two steps has near-tied class scores, which int8 rounding flips (the parity
+    # bound is checked on a trained model by tests/test_e2e.py).
+    "convert.py": ["--calibration-steps", "2", "--qat-steps", "2", "--parity-images", "4", "--max-drop", "100"],
+    "edge.cli": ["--max-frames", "5"],
+    "edge.benchmark": ["--runs", "3", "--warmup", "1"],
+}
+TINY_SYNTHETIC = ["--dataset", "synthetic?train=8&val=4"]  # for a train.py command that names no dataset
+# The quick start's run trains two epochs, so that --resume can restart it after its first.
+SCALE_DOWN_MORE = {QUICK_START: ["--epochs", "2"]}
+MAX_FRAMES = 5
+MODEL_NAME = "deeplabv3plus_mobilenetv2"
+
+
+def _voc(cwd, request, argv):
+    path = cwd / "VOCdevkit" / "VOC2012"
+    make_voc(str(path))
+    return str(path)
+
+
+def _folder(cwd, request, argv):
+    path = cwd / "mydata"
+    make_folder(str(path), stems=[f"s{i}" for i in range(10)], size=(40, 48))
+    return str(path)
+
+
+def _empty_dir(name):
+    def make(cwd, request, argv):
+        (cwd / name).mkdir()
+        return str(cwd / name)
+    return make
+
+
+def _example_run(cwd, request, argv):
+    """The quick start's run, converted to int8; for --resume, as if stopped after its first epoch."""
+    run = cwd / EXAMPLE_RUN
+    shutil.copytree(request.getfixturevalue("exported").run_dir, run)
+    if "--resume" in argv:
+        from kerasseg.backend import tf
+
+        checkpoints = run / "checkpoints"
+        first = os.path.basename(tf.train.get_checkpoint_state(str(checkpoints)).all_model_checkpoint_paths[0])
+        tf.compat.v1.train.update_checkpoint_state(str(checkpoints), first, all_model_checkpoint_paths=[first])
+    return EXAMPLE_RUN
+
+
+def _photos(cwd, request, argv):
+    rng = np.random.default_rng(0)
+    (cwd / "photos").mkdir()
+    for name, size in (("beach.jpg", (40, 56)), ("street.png", (30, 30))):
+        cv2.imwrite(str(cwd / "photos" / name), rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    return "photos/"
+
+
+def _clip(cwd, request, argv):
+    write_video(str(cwd / "clip.mp4"), frames=MAX_FRAMES + 3)
+    return "clip.mp4"
+
+
+def _copy_model(name, *, fixture="exported", mode="int8"):
+    def copy(cwd, request, argv):
+        shutil.copy(request.getfixturevalue(fixture).model(mode), cwd / name)
+        return name
+    return copy
+
+
+# What each placeholder of the README stands for here: made in the command's scratch folder; the text it is
+# replaced by (a relative path is made under its own name).
+PLACEHOLDERS = {
+    "/data/VOCdevkit/VOC2012": _voc,
+    "/data/mydata": _folder,
+    "/data/tfds": _empty_dir("tfds"),
+    "/data/cityscapes-zips": _empty_dir("cityscapes-zips"),
+    EXAMPLE_RUN: _example_run,
+    "photos/": _photos,
+    "clip.mp4": _clip,
+    "model.tflite": _copy_model("model.tflite"),
+    "model_int8.tflite": _copy_model("model_int8.tflite"),
+    "model_float.tflite": _copy_model("model_float.tflite", fixture="float_model", mode="float32"),
+    # Not compiled (no edgetpu_compiler here): the missing Edge TPU is reported before the model matters.
+    "model_int8_edgetpu.tflite": _copy_model("model_int8_edgetpu.tflite"),
+    "127.0.0.1:8080": lambda cwd, request, argv: "127.0.0.1:0",  # any free port
+}
+
+
+class Outcome:
+    """A README command run in-process: its entry point, final argv, exit status and output."""
+
+    def __init__(self, text, cwd, name, argv, status, out, err):
+        self.text, self.cwd, self.name, self.argv, self.status, self.out, self.err = (text, cwd, name, argv, status,
+                                                                                      out, err)
+        self.readme_argv = argv  # after placeholders, before the scale-down flags
+
+    def tail(self):
+        return f"{self.text}\nran as {self.name} {self.argv}\n--- stdout\n{self.out[-3000:]}\n--- stderr\n{self.err[-3000:]}"
+
+    @property
+    def run_dir(self):
+        """The run a train.py or convert.py command wrote into, or converted."""
+        from kerasseg.training import latest_run
+
+        args = parse_arguments(self.name, self.argv)
+        given = getattr(args, "resume", None) or getattr(args, "run", None) or getattr(args, "output_dir", None)
+        return self.cwd / given if given else pathlib.Path(latest_run(self.cwd / "runs").path)
+
+    def model(self, mode):
+        return self.run_dir / "export" / f"{MODEL_NAME}_{mode}.tflite"
+
+
+def run_readme(text, cwd, request=None):
+    """Lay out the command's placeholders in ``cwd``, then run its entry point's main() there."""
+    name, argv = entry_point(COMMANDS[text])
+    for key in sorted(PLACEHOLDERS, key=len, reverse=True):
+        if any(key in word for word in argv):
+            replacement = PLACEHOLDERS[key](cwd, request, argv)
+            argv = [word.replace(key, replacement) for word in argv]
+    readme_argv = list(argv)
+    if "--resume" not in argv:  # a resumed run must keep its checkpoint's settings
+        argv += SCALE_DOWN.get(name, []) + SCALE_DOWN_MORE.get(text, [])
+        if name == "train.py" and "--dataset" not in argv:
+            argv += TINY_SYNTHETIC
+    if name == "convert.py" and not {"--run", "--model"} & set(argv):  # the newest run under runs/
+        if not (cwd / "runs").is_dir():
+            shutil.copytree(request.getfixturevalue("quick_start").run_dir, cwd / "runs" / "20260101-120000-x")
+    if name == "edge.cli" and "--stats-json" not in argv:
+        argv += ["--stats-json", "readme-stats.jsonl"]
+    outcome = invoke(name, argv, cwd, text=text)
+    outcome.readme_argv = readme_argv
+    return outcome
+
+
+def invoke(name, argv, cwd, *, text=""):
+    """``name``'s main(argv) in ``cwd``, its output captured; TFDS datasets read mock records."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.chdir(cwd))
+        stack.enter_context(contextlib.redirect_stdout(out))
+        stack.enter_context(contextlib.redirect_stderr(err))
+        if any(word.startswith("tfds:") for word in argv):
+            import tensorflow_datasets as tfds
+            from test_data_tfds import SIZES, fake_records
+
+            stack.enter_context(tfds.testing.mock_data(num_examples=len(SIZES), as_dataset_fn=fake_records))
+        status = load_entry_point(name).main(argv)
+    return Outcome(text or f"{name} {' '.join(argv)}", cwd, name, argv, status, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="module")
+def quick_start(tmp_path_factory):
+    """The README's main job, scaled down: the run every later quick-start command uses."""
+    return run_readme(QUICK_START, tmp_path_factory.mktemp("quick_start"))
+
+
+@pytest.fixture(scope="module")
+def exported(quick_start):
+    """``python convert.py --int8`` beside it: the newest run under runs/ is the quick start's."""
+    return run_readme(CONVERT_INT8, quick_start.cwd)
+
+
+@pytest.fixture(scope="module")
+def float_model(exported):
+    """The same run at float32, for the benchmark's --vs."""
+    done = invoke("convert.py", ["--run", str(exported.run_dir), "--float32", "--parity-images", "2"], exported.cwd)
+    assert done.status == 0, done.tail()
+    return done
+
+
+def check_train(outcome):
+    args = parse_arguments("train.py", outcome.argv)
+    run_dir = outcome.run_dir
+    for name in ("config.yaml", "spec.json", "best.keras", "last.keras", "metrics.json", "checkpoints"):
+        assert (run_dir / name).exists(), f"{outcome.text}: no {name} in {run_dir}"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    epochs = [h["epoch"] for h in json.loads((run_dir / "metrics.json").read_text())["history"]]
+    assert "Final val metrics" in outcome.out, outcome.tail()
+    if args.resume:  # the run stopped after epoch 1 of 2 (see _example_run)
+        assert "from step 1 of 2" in outcome.out and epochs == [1, 2], outcome.tail()
+        return
+    assert epochs == list(range(1, args.epochs + 1)), epochs
+    scaled = vars(parse_arguments("train.py", SCALE_DOWN["train.py"] + SCALE_DOWN_MORE.get(outcome.text, [])))
+    assert_config_has_flags(config["train"], outcome.readme_argv,
+                            ignore=[key for key, value in scaled.items() if value is not None])
+    if args.check_data:
+        assert "label values found" in outcome.out, outcome.tail()
+
+
+def check_convert(outcome):
+    args = parse_arguments("convert.py", outcome.argv)
+    for mode in args.modes:
+        model = outcome.model(mode.value)
+        for path in (model, model.with_suffix(".spec.json"), model.with_suffix(".parity.json")):
+            assert path.is_file(), f"{outcome.text}: no {path}"
+        parity = json.loads(model.with_suffix(".parity.json").read_text())
+        assert parity["mode"] == mode.value and parity["num_images"] == args.parity_images, parity
+        interpreter = Interpreter(model_path=str(model))
+        dtypes = interpreter.get_input_details()[0]["dtype"], interpreter.get_output_details()[0]["dtype"]
+        assert dtypes == (np.uint8, np.int8 if mode.full_integer else np.float32), dtypes  # raw pixels in
+
+
+def check_evaluate(outcome):
+    args = parse_arguments("evaluate.py", outcome.argv)
+    assert f"scales {args.scales}" + (" + flip" if args.flip else "") in outcome.out, outcome.tail()
+    assert "mean_iou" in outcome.out and "per-class IoU" in outcome.out, outcome.tail()
+
+
+def check_predict(outcome):
+    args = parse_arguments("predict.py", outcome.argv)
+    for photo in os.listdir(outcome.cwd / args.input):
+        stem = os.path.splitext(photo)[0]
+        image = cv2.imread(str(outcome.cwd / args.input / photo))
+        labels = cv2.imread(str(outcome.cwd / args.output / f"{stem}_labels.png"), cv2.IMREAD_UNCHANGED)
+        assert labels.shape == image.shape[:2] and labels.max() < 5, photo
+        for kind in ("mask", "overlay"):
+            assert cv2.imread(str(outcome.cwd / args.output / f"{stem}_{kind}.png")).shape == image.shape, photo
+
+
+def check_edge(outcome):
+    args = parse_arguments("edge.cli", outcome.argv)
+    assert "interpreter:" in outcome.out, outcome.tail()
+    lines = (outcome.cwd / args.stats_json).read_text().splitlines()
+    final = json.loads(lines[-1])
+    assert final["final"] is True and final["frames"] == MAX_FRAMES, final
+    if args.record:
+        video, frames = cv2.VideoCapture(str(outcome.cwd / args.record)), 0
+        while video.read()[0]:
+            frames += 1
+        assert frames == MAX_FRAMES
+    if args.serve:
+        assert "preview: http://127.0.0.1:" in outcome.out, outcome.tail()
+
+
+def check_benchmark(outcome):
+    args = parse_arguments("edge.benchmark", outcome.argv)
+    rows = [line for line in outcome.out.splitlines() if ".tflite" in line]
+    assert len(rows) == (1 + len(args.vs)) * len(args.threads), outcome.tail()  # Edge TPU rows: none here
+
+
+def check_data(outcome):
+    args = parse_arguments("kerasseg.data.__main__", outcome.argv)
+    for split in args.splits:
+        assert f"split {split}:" in outcome.out, outcome.tail()
+    if args.json:
+        report = json.loads((outcome.cwd / args.json).read_text())
+        assert set(args.splits) <= set(json.dumps(report).replace('"', " ").split()), report
+
+
+CHECKS = {"train.py": check_train, "convert.py": check_convert, "evaluate.py": check_evaluate,
+          "predict.py": check_predict, "edge.cli": check_edge, "edge.benchmark": check_benchmark,
+          "kerasseg.data.__main__": check_data}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", sorted(RUN))
+def test_readme_command_runs(text, tmp_path, request):
+    if text == QUICK_START:
+        outcome = request.getfixturevalue("quick_start")
+    elif text == CONVERT_INT8:
+        outcome = request.getfixturevalue("exported")
+    else:
+        outcome = run_readme(text, tmp_path, request)
+    status, phrase = FAILS_HERE.get(text, (0, ""))
+    assert outcome.status == status, outcome.tail()
+    assert phrase in outcome.err, outcome.tail()
+    CHECKS[outcome.name](outcome)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start", [start for start, _, _ in code_blocks(languages={"python"})])
+def test_readme_python_block_runs(start):
+    [lines] = [lines for first, _, lines in code_blocks(languages={"python"}) if first == start]
+    namespace = {}
+    exec(compile("\n".join(lines), f"README.md, the Python block at line {start}", "exec"), namespace)
+    assert {k for k in namespace if not k.startswith("__")}, "the block defined nothing"
