@@ -140,16 +140,50 @@ def load_entry_point(name: str):
     return _MODULES[name]
 
 
+def _parse_function(name: str):
+    module = load_entry_point(name)
+    return module.parse_args if hasattr(module, "parse_args") else module.build_parser().parse_args
+
+
 def parse_arguments(name: str, argv: list[str]):
     """Parse ``argv`` with the entry point's own argparse parser; a usage error raises, with argparse's message."""
     import contextlib
     import io
 
-    module = load_entry_point(name)
-    parse = module.parse_args if hasattr(module, "parse_args") else module.build_parser().parse_args
+    parse = _parse_function(name)
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
             return parse(argv)
     except SystemExit as exit_:
         raise AssertionError(f"{name} rejects {argv}: exit {exit_.code}\n{err.getvalue()}") from None
+
+
+def help_flags(name: str) -> set[str]:
+    """The ``--flags`` an entry point's ``--help`` lists (a subcommand's too, for ``python -m kerasseg.data``)."""
+    import contextlib
+    import io
+
+    parse = _parse_function(name)
+    flags = set()
+    for argv in (["--help"], ["check", "--help"]) if name == "kerasseg.data.__main__" else (["--help"],):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+            parse(argv)
+        flags |= set(re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", out.getvalue()))
+    return flags
+
+
+def file_tables(path=README) -> list[list[str]]:
+    """For each table whose first header cell is ``file``: the names in backticks in its first column."""
+    tables, names = [], None
+    for line in pathlib.Path(path).read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if line.startswith("|") else None
+        if cells and cells[0] == "file":
+            names = []
+            tables.append(names)
+        elif cells and names is not None and not set(cells[0]) <= set("-: "):
+            names += re.findall(r"`([^`]+)`", cells[0])
+        elif not cells:
+            names = None
+    return tables

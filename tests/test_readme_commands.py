@@ -10,10 +10,12 @@
 A README command that is in none of them fails ``test_every_readme_command_is_classified`` with its text.
 """
 import contextlib
+import dataclasses
 import io
 import json
 import os
 import pathlib
+import re
 import shutil
 import tomllib
 
@@ -25,8 +27,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 from data_helpers import make_folder, make_voc
 from edge_helpers import write_video
-from readme_helpers import (ROOT, code_blocks, entry_point, load_entry_point, parse_arguments, readme_commands,
-                            split_commands)
+from readme_helpers import (ENTRY_POINTS, README, ROOT, code_blocks, entry_point, file_tables, help_flags,
+                            load_entry_point, parse_arguments, readme_commands, split_commands)
 
 QUICK_START = "python train.py --arch deeplabv3plus"
 CONVERT_INT8 = "python convert.py --int8"
@@ -176,6 +178,17 @@ def test_system_commands_run_no_project_entry_point():
             entry_point(COMMANDS[text])
 
 
+OTHER_PROGRAMS_FLAGS = {"--logdir": "tensorboard", "--system-site-packages": "python3 -m venv"}
+
+
+def test_every_flag_the_readme_names_exists():
+    """Prose included: a --flag the README mentions is listed by some entry point's --help."""
+    listed = set().union(*(help_flags(name) for name in set(ENTRY_POINTS.values())))
+    named = set(re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", README.read_text(encoding="utf-8")))
+    unknown = sorted(named - listed - set(OTHER_PROGRAMS_FLAGS))
+    assert not unknown, f"README.md names flags no entry point takes: {unknown}"
+
+
 @pytest.mark.parametrize("text", PYTHON_ENTRY_POINTS)
 def test_arguments_are_what_the_entry_point_takes(text):
     name, argv = entry_point(COMMANDS[text])
@@ -200,7 +213,7 @@ class _WouldTrain(Exception):
 
 
 @pytest.mark.parametrize("text", sorted(t for t in ARGUMENTS_ONLY if entry_point(COMMANDS[t])[0] == "train.py"))
-def test_train_command_resolves_to_a_config_with_its_flags(text, monkeypatch):
+def test_train_command_resolves_to_a_config_with_its_flags(text, monkeypatch, tmp_path):
     """train.py's main up to the training call: settings merged and validated; the call is replaced here."""
     import kerasseg.training
 
@@ -218,12 +231,18 @@ def test_train_command_resolves_to_a_config_with_its_flags(text, monkeypatch):
         raise _WouldTrain
 
     monkeypatch.setattr(kerasseg.training, "train", fake_train)
-    _, argv = entry_point(command)
+    argv = lay_out(entry_point(command)[1], tmp_path)
     with pytest.raises(_WouldTrain):
         load_entry_point("train.py").main(argv)
-    assert_config_has_flags(captured["config"].to_dict(), argv)
-    args = parse_arguments("train.py", argv)
-    assert captured["output_dir"] == args.output_dir
+    config = captured["config"]
+    assert_config_has_flags(config.to_dict(), argv)
+    assert captured["output_dir"] == parse_arguments("train.py", argv).output_dir
+    if config.dataset.split(":")[0] in ("voc", "folder"):  # a local fixture: read an example of each split
+        from kerasseg.data import open_dataset
+
+        source = open_dataset(config.dataset)
+        for split in ("train", "val"):
+            assert next(iter(source.iter_examples(split))).mask.ndim == 2, (config.dataset, split)
 
 
 def assert_config_has_flags(config: dict, argv, *, ignore=()):
@@ -316,6 +335,7 @@ def _copy_model(name, *, fixture="exported", mode="int8"):
 # replaced by (a relative path is made under its own name).
 PLACEHOLDERS = {
     "/data/VOCdevkit/VOC2012": _voc,
+    "/data/VOC2012": _voc,
     "/data/mydata": _folder,
     "/data/tfds": _empty_dir("tfds"),
     "/data/cityscapes-zips": _empty_dir("cityscapes-zips"),
@@ -331,16 +351,21 @@ PLACEHOLDERS = {
 }
 
 
+@dataclasses.dataclass
 class Outcome:
     """A README command run in-process: its entry point, final argv, exit status and output."""
-
-    def __init__(self, text, cwd, name, argv, status, out, err):
-        self.text, self.cwd, self.name, self.argv, self.status, self.out, self.err = (text, cwd, name, argv, status,
-                                                                                      out, err)
-        self.readme_argv = argv  # after placeholders, before the scale-down flags
+    text: str
+    cwd: pathlib.Path
+    name: str
+    argv: list
+    status: int
+    out: str
+    err: str
+    readme_argv: list  # after the placeholders, before the scale-down flags
 
     def tail(self):
-        return f"{self.text}\nran as {self.name} {self.argv}\n--- stdout\n{self.out[-3000:]}\n--- stderr\n{self.err[-3000:]}"
+        return (f"{self.text}\nran as {self.name} {self.argv}\n--- stdout\n{self.out[-3000:]}\n"
+                f"--- stderr\n{self.err[-3000:]}")
 
     @property
     def run_dir(self):
@@ -355,13 +380,19 @@ class Outcome:
         return self.run_dir / "export" / f"{MODEL_NAME}_{mode}.tflite"
 
 
-def run_readme(text, cwd, request=None):
-    """Lay out the command's placeholders in ``cwd``, then run its entry point's main() there."""
-    name, argv = entry_point(COMMANDS[text])
+def lay_out(argv, cwd, request=None):
+    """Make what the placeholders in ``argv`` stand for in ``cwd``; ``argv`` with their replacements."""
     for key in sorted(PLACEHOLDERS, key=len, reverse=True):
         if any(key in word for word in argv):
             replacement = PLACEHOLDERS[key](cwd, request, argv)
             argv = [word.replace(key, replacement) for word in argv]
+    return argv
+
+
+def run_readme(text, cwd, request=None):
+    """Lay out the command's placeholders in ``cwd``, then run its entry point's main() there."""
+    name, argv = entry_point(COMMANDS[text])
+    argv = lay_out(argv, cwd, request)
     readme_argv = list(argv)
     if "--resume" not in argv:  # a resumed run must keep its checkpoint's settings
         argv += SCALE_DOWN.get(name, []) + SCALE_DOWN_MORE.get(text, [])
@@ -372,12 +403,10 @@ def run_readme(text, cwd, request=None):
             shutil.copytree(request.getfixturevalue("quick_start").run_dir, cwd / "runs" / "20260101-120000-x")
     if name == "edge.cli" and "--stats-json" not in argv:
         argv += ["--stats-json", "readme-stats.jsonl"]
-    outcome = invoke(name, argv, cwd, text=text)
-    outcome.readme_argv = readme_argv
-    return outcome
+    return invoke(name, argv, cwd, text=text, readme_argv=readme_argv)
 
 
-def invoke(name, argv, cwd, *, text=""):
+def invoke(name, argv, cwd, *, text="", readme_argv=None):
     """``name``'s main(argv) in ``cwd``, its output captured; TFDS datasets read mock records."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.ExitStack() as stack:
@@ -390,7 +419,8 @@ def invoke(name, argv, cwd, *, text=""):
 
             stack.enter_context(tfds.testing.mock_data(num_examples=len(SIZES), as_dataset_fn=fake_records))
         status = load_entry_point(name).main(argv)
-    return Outcome(text or f"{name} {' '.join(argv)}", cwd, name, argv, status, out.getvalue(), err.getvalue())
+    return Outcome(text or f"{name} {' '.join(argv)}", cwd, name, argv, status, out.getvalue(), err.getvalue(),
+                   readme_argv or argv)
 
 
 @pytest.fixture(scope="module")
@@ -510,6 +540,21 @@ def test_readme_command_runs(text, tmp_path, request):
     assert outcome.status == status, outcome.tail()
     assert phrase in outcome.err, outcome.tail()
     CHECKS[outcome.name](outcome)
+
+
+@pytest.mark.slow
+def test_the_files_the_readme_lists_are_written(exported):
+    """The README's tables of a run directory's files and of an export's, against the quick start's run."""
+    run_files, export_files = file_tables()
+    for name in run_files:
+        path = exported.run_dir / name
+        assert path.is_dir() if name.endswith("/") else path.is_file(), f"the README lists {name}; not in the run"
+    for name in export_files:
+        path = exported.run_dir / "export" / name.replace("NAME", MODEL_NAME).replace("MODE", "int8")
+        assert path.is_file(), f"the README lists {name}; no {path}"
+    from edge.metadata import read_metadata
+
+    assert "kerasseg_spec" in read_metadata(exported.model("int8"))  # the README: the spec is inside, under this name
 
 
 @pytest.mark.slow
