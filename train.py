@@ -50,7 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     opt.add_argument("--epochs", type=int, help=f"default: {TrainConfig.epochs}")
     opt.add_argument("--steps-per-epoch", type=int, help="default: train images // batch size")
     opt.add_argument("--batch-size", type=int, help=f"global batch size over all replicas (default: {TrainConfig.batch_size})")
-    opt.add_argument("--learning-rate", type=float, help="peak learning rate (default: per arch)")
+    opt.add_argument("--learning-rate", type=float, help="peak learning rate (default: DeepLab 0.02 from random weights, 0.001 with "
+                          "--backbone-weights; FCN 1e-4)")
     opt.add_argument("--optimizer", type=str, choices=OPTIMIZERS, help="default: per arch (FCN: sgd)")
     opt.add_argument("--momentum", type=float, help="SGD momentum (default: 0.9)")
     opt.add_argument("--weight-decay", type=float, help="decoupled weight decay (default: per arch; FCN: 5e-4)")

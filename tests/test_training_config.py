@@ -30,6 +30,11 @@ def test_precedence_defaults_arch_yaml_flags():
     config = resolve_config(yaml_values={"arch": "fcn32s", "learning_rate": 0.01, "epochs": 3},
                             overrides={"learning_rate": 0.02, "epochs": None})
     assert (config.arch, config.learning_rate, config.epochs, config.weight_decay) == ("fcn32s", 0.02, 3, 5e-4)
+    # DeepLab from random weights trains at a high peak rate; a pretrained backbone is fine-tuned gently.
+    scratch = resolve_config()
+    tuned = resolve_config(overrides={"backbone_weights": "imagenet"})
+    assert tuned.learning_rate < scratch.learning_rate and tuned.optimizer == scratch.optimizer
+    assert resolve_config(overrides={"backbone_weights": "imagenet", "learning_rate": 0.5}).learning_rate == 0.5
     # A non-MobileNet backbone gets no alpha.
     assert resolve_config(overrides={"backbone": "xception65"}).alpha is None
 

@@ -21,11 +21,14 @@ CONFIG_FILENAME = "config.yaml"
 FCN_DEFAULTS = {"optimizer": "sgd", "learning_rate": 1e-4, "momentum": 0.9, "weight_decay": 5e-4,
                 "warmup_steps": 0}
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {"fcn32s": FCN_DEFAULTS, "fcn16s": FCN_DEFAULTS, "fcn8s": FCN_DEFAULTS}
-# DeepLab: sized so that `python train.py --arch deeplabv3plus` finishes in ~10 minutes on 2 CPU cores.
+# DeepLab: sized so that `python train.py --arch deeplabv3plus` (random weights, the built-in dataset) reaches
+# val mIoU 0.9 in under 10 minutes on 2 CPU cores; measured there: peak lr 3e-3 gave 0.76 after 620 steps, 6e-3
+# 0.895 after 1240, 1.2e-2 0.914 and 2e-2 0.925. A pretrained backbone is fine-tuned at PRETRAINED_LEARNING_RATE.
 # bn_momentum 0.9: the backbones' 0.999 (keras.applications) leaves the moving statistics stale for thousands of
 # steps, which a short run never reaches; validation then sees garbage.
-DEEPLAB_DEFAULTS = {"optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 1e-4, "warmup_steps": 50,
+DEEPLAB_DEFAULTS = {"optimizer": "adamw", "learning_rate": 2e-2, "weight_decay": 1e-4, "warmup_steps": 50,
                     "bn_momentum": 0.9}
+PRETRAINED_LEARNING_RATE = 1e-3
 # The MobileNetV2 width when the backbone is MobileNetV2 (the models' default backbone for DeepLab).
 DEEPLAB_MOBILENETV2_ALPHA = 0.35
 
@@ -47,7 +50,7 @@ class TrainConfig:
     image_size: tuple[int, int] = (64, 64)
     scale_range: tuple[float, float] | None = None
     batch_size: int = 16
-    epochs: int = 10
+    epochs: int = 20
     steps_per_epoch: int | None = None
     learning_rate: float = 1e-3
     optimizer: str = "adamw"
@@ -126,11 +129,13 @@ def normalize_image_size(value) -> tuple[int, int]:
     return (size[0], size[1])
 
 
-def arch_defaults(arch: str, backbone: str | None = None) -> dict:
-    """Defaults that depend on the architecture (FCN keeps its paper settings) and backbone."""
+def arch_defaults(arch: str, backbone: str | None = None, backbone_weights: str | None = None) -> dict:
+    """Defaults that depend on the architecture (FCN keeps its paper settings), backbone and initial weights."""
     if arch in ARCH_DEFAULTS:
         return dict(ARCH_DEFAULTS[arch])
     defaults = dict(DEEPLAB_DEFAULTS)
+    if backbone_weights:
+        defaults["learning_rate"] = PRETRAINED_LEARNING_RATE
     if backbone in (None, "mobilenetv2"):
         defaults["alpha"] = DEEPLAB_MOBILENETV2_ALPHA
     return defaults
@@ -161,7 +166,8 @@ def resolve_config(*, overrides: Mapping[str, Any] | None = None, yaml_values: M
         if unknown:
             raise ValueError(f"{source_name}: unknown keys {unknown}; valid keys are {sorted(FIELDS)}")
         given.update({k: v for k, v in source.items() if v is not None})
-    values = {} if base else arch_defaults(given.get("arch", TrainConfig.arch), given.get("backbone"))
+    values = {} if base else arch_defaults(given.get("arch", TrainConfig.arch), given.get("backbone"),
+                                            given.get("backbone_weights"))
     values.update(given)
     return TrainConfig(**values)
 
