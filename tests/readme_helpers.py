@@ -81,8 +81,26 @@ def quote(word: str) -> str:
     return word if word == "|" or SAFE_WORD.match(word) else shlex.quote(word)
 
 
-def readme_commands(path=README) -> list[Command]:
-    """Every shell command in the fenced blocks of ``path``, in order."""
+# An inline code span in the prose is a command when it starts with one of these programs.
+INLINE_PROGRAMS = ("python", "python3", "pip", "apt-get", "sudo", "tensorboard", "edgetpu_compiler")
+
+
+def inline_commands(path=README) -> list[Command]:
+    """Commands written inline in the prose (outside code blocks), e.g. `python train.py --help`."""
+    commands, fenced = [], False
+    for number, line in enumerate(pathlib.Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if FENCE.match(line):
+            fenced = not fenced
+            continue
+        if not fenced:
+            for span in re.findall(r"`([^`]+)`", line):
+                if span.split()[0] in INLINE_PROGRAMS:
+                    commands += split_commands(span, number)
+    return commands
+
+
+def readme_commands(path=README, *, inline=True) -> list[Command]:
+    """Every shell command in the fenced blocks of ``path``, in order, then (``inline``) those in the prose."""
     commands = []
     for start, lines in shell_blocks(path):
         logical, first = "", None
@@ -96,7 +114,7 @@ def readme_commands(path=README) -> list[Command]:
             logical, first = "", None
         if logical.strip():
             raise ValueError(f"{path}:{first}: the block ends on a continuation line")
-    return commands
+    return commands + (inline_commands(path) if inline else [])
 
 
 # How each Python entry point is reached from a command's words: (words that name it, how to load it).
@@ -106,6 +124,7 @@ ENTRY_POINTS = {
     ("python", "evaluate.py"): "evaluate.py",
     ("python", "predict.py"): "predict.py",
     ("python", "benchmarks/run.py"): "benchmarks/run.py",
+    ("python", "benchmarks/bench_models.py"): "benchmarks/bench_models.py",
     ("python", "-m", "edge"): "edge.cli",
     ("python", "-m", "edge.benchmark"): "edge.benchmark",
     ("python", "-m", "kerasseg.data"): "kerasseg.data.__main__",
@@ -141,8 +160,11 @@ def load_entry_point(name: str):
 
 
 def _parse_function(name: str):
+    """The entry point's argv parser: its ``parse_args``, else its ``build_parser().parse_args``, else None."""
     module = load_entry_point(name)
-    return module.parse_args if hasattr(module, "parse_args") else module.build_parser().parse_args
+    if hasattr(module, "parse_args"):
+        return module.parse_args
+    return module.build_parser().parse_args if hasattr(module, "build_parser") else None
 
 
 def parse_arguments(name: str, argv: list[str]):
@@ -151,11 +173,17 @@ def parse_arguments(name: str, argv: list[str]):
     import io
 
     parse = _parse_function(name)
+    if parse is None:  # a script that parses inside main(): nothing to check without running it
+        if argv:
+            raise ValueError(f"{name} has no parse_args or build_parser to check {argv} with")
+        return None
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
             return parse(argv)
     except SystemExit as exit_:
+        if exit_.code == 0:  # --help
+            return None
         raise AssertionError(f"{name} rejects {argv}: exit {exit_.code}\n{err.getvalue()}") from None
 
 
@@ -165,6 +193,8 @@ def help_flags(name: str) -> set[str]:
     import io
 
     parse = _parse_function(name)
+    if parse is None:
+        return set()
     flags = set()
     for argv in (["--help"], ["check", "--help"]) if name == "kerasseg.data.__main__" else (["--help"],):
         out = io.StringIO()

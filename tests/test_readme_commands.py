@@ -1,11 +1,14 @@
-"""Every shell command in README.md is classified here, and each class is checked, so the README cannot rot.
+"""Every command in README.md is classified here, and each class is checked, so the README cannot rot.
+
+The commands are those of the fenced shell blocks and the inline ones in the prose (`python train.py --help`).
 
 - RUN: run for real, in-process through the entry point's ``main(argv)``, in a scratch folder laid out as the
   README's user would have it (PLACEHOLDERS), with SCALE_DOWN flags appended (argparse keeps the last value).
 - ELSEWHERE: run for real by another test (named); here its arguments are parsed by the entry point.
 - ARGUMENTS_ONLY: needs hardware or another machine; its arguments are parsed by the entry point's parser, and
   for train.py ``main`` runs up to the call that would train, whose configuration must carry every flag.
-- BY_CI: ``.ci/run`` runs it verbatim. PIP_INSTALL: the extras it names exist. SYSTEM: not a project command.
+- BY_CI: ``.ci/run`` runs it verbatim. PIP_INSTALL: what it installs is declared in pyproject.toml.
+  PYTEST_SELECTIONS: the markers exist. NAMES_ONLY: the program exists. SYSTEM: not a project command, not run.
 
 A README command that is in none of them fails ``test_every_readme_command_is_classified`` with its text.
 """
@@ -36,7 +39,12 @@ EXAMPLE_RUN = "runs/20260101-120000-deeplabv3plus"  # the README's name for "the
 
 BY_CI = {"pip install -e '.[train,edge,dev]'", "python -m pytest"}
 
-PIP_INSTALL = {"pip install -e '.[train,edge]'", "pip install -e '.[edge]'"}
+PIP_INSTALL = {"pip install -e '.[train,edge]'", "pip install -e '.[edge]'", "pip install pydensecrf2",
+               "pip install 'numpy<2'", "pip install ai-edge-litert"}
+
+PYTEST_SELECTIONS = {"python -m pytest -m 'not slow'"}  # the markers it names are declared
+
+NAMES_ONLY = {"python -m edge.benchmark"}  # a program named in a sentence; its command lines are in code blocks
 
 SYSTEM = {  # Debian, the Pi's venv and Coral's apt repository: set-up of the machine, not run here
     "sudo apt install python3-venv python3-picamera2",
@@ -47,10 +55,17 @@ SYSTEM = {  # Debian, the Pi's venv and Coral's apt repository: set-up of the ma
     "curl https://packages.cloud.google.com/apt/doc/apt-key.gpg | sudo apt-key add -",
     "sudo apt-get update",
     "sudo apt-get install libedgetpu1-std",
+    "apt-get install chromium",
+    "apt-get install edgetpu-compiler",
+    "edgetpu_compiler",
+    "edgetpu_compiler -s",
+    "tensorboard --logdir runs",
 }
 
 RUN = {
     QUICK_START,
+    "python train.py --help",
+    "python -m kerasseg.models",
     f"python train.py --resume {EXAMPLE_RUN}",
     f"python evaluate.py {EXAMPLE_RUN} --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip",
     f"python predict.py --run {EXAMPLE_RUN} --input photos/ --output predictions/",
@@ -83,6 +98,7 @@ FAILS_HERE = {
 ELSEWHERE = {  # command -> the test that runs it for real
     "python convert.py --edgetpu": "tests/test_export_cli.py::test_edgetpu_from_the_newest_run",
     "python benchmarks/run.py": "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
+    "python benchmarks/bench_models.py": "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
 }
 
 _TF_CONFIG = ("TF_CONFIG='{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, \"task\": "
@@ -111,7 +127,8 @@ ARGUMENTS_ONLY = {  # command -> why it does not run here
                                             "tests/test_e2e_benchmarks.py runs the same script",
 }
 
-CATEGORIES = {"BY_CI": BY_CI, "PIP_INSTALL": PIP_INSTALL, "SYSTEM": SYSTEM, "RUN": RUN, "ELSEWHERE": ELSEWHERE,
+CATEGORIES = {"BY_CI": BY_CI, "PIP_INSTALL": PIP_INSTALL, "PYTEST_SELECTIONS": PYTEST_SELECTIONS,
+              "NAMES_ONLY": NAMES_ONLY, "SYSTEM": SYSTEM, "RUN": RUN, "ELSEWHERE": ELSEWHERE,
               "ARGUMENTS_ONLY": ARGUMENTS_ONLY}
 COMMANDS = {command.text: command for command in readme_commands()}
 PYTHON_ENTRY_POINTS = sorted(RUN | set(ELSEWHERE) | set(ARGUMENTS_ONLY))
@@ -145,12 +162,14 @@ not shell
 ```
 python -m edge --help
 ```
+Prose with `python -m kerasseg.models` and `not a command`.
 """)
     commands = readme_commands(readme)
     assert [c.text for c in commands] == ["A=1 B='x y' python train.py --seed 3", "pip install -e '.[edge]'",
-                                          "python -m pytest -m 'not slow'", "echo a | tee b", "python -m edge --help"]
+                                          "python -m pytest -m 'not slow'", "echo a | tee b", "python -m edge --help",
+                                          "python -m kerasseg.models"]
     assert commands[0].env == (("A", "1"), ("B", "x y")) and commands[0].words == ("python", "train.py", "--seed", "3")
-    assert [c.line for c in commands] == [3, 5, 5, 5, 11]
+    assert [c.line for c in commands] == [3, 5, 5, 5, 11, 13]
 
 
 def test_ci_runs_the_readme_test_commands_verbatim():
@@ -161,15 +180,40 @@ def test_ci_runs_the_readme_test_commands_verbatim():
         assert text in ci, f".ci/run does not run the README command {text!r}"
 
 
-def test_pip_install_names_existing_extras():
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+def _requirement_name(requirement: str) -> str:
+    return re.match(r"[A-Za-z0-9._-]+", requirement).group(0).lower().replace("_", "-")
+
+
+def test_pip_install_names_what_pyproject_declares():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    declared = {_requirement_name(r) for r in project["dependencies"] + sum(extras.values(), [])}
     for text in PIP_INSTALL | BY_CI:
         words = COMMANDS[text].words
         if words[:2] != ("pip", "install"):
             continue
-        assert words[2:4] and words[2] == "-e" and words[3].startswith(".["), text
-        named = words[3][2:-1].split(",")
-        assert set(named) <= set(extras), f"{text}: no extra {sorted(set(named) - set(extras))} in pyproject.toml"
+        if words[2] == "-e":  # the project itself, with extras
+            assert words[3].startswith(".["), text
+            named = words[3][2:-1].split(",")
+            assert set(named) <= set(extras), f"{text}: no extra {sorted(set(named) - set(extras))} in pyproject.toml"
+        else:
+            for requirement in words[2:]:
+                assert _requirement_name(requirement) in declared, f"{text}: pyproject.toml does not declare it"
+
+
+def test_pytest_selections_name_declared_markers():
+    markers = {line.split(":")[0] for line in
+               tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]}
+    for text in PYTEST_SELECTIONS:
+        words = COMMANDS[text].words
+        expression = words[words.index("-m", 3) + 1]
+        named = set(re.findall(r"\w+", expression)) - {"not", "and", "or"}
+        assert named <= markers, f"{text}: markers {sorted(named - markers)} are not declared in pyproject.toml"
+
+
+def test_programs_named_in_sentences_exist():
+    for text in NAMES_ONLY:
+        assert callable(load_entry_point(entry_point(COMMANDS[text])[0]).main), text
 
 
 def test_system_commands_run_no_project_entry_point():
@@ -394,7 +438,7 @@ def run_readme(text, cwd, request=None):
     name, argv = entry_point(COMMANDS[text])
     argv = lay_out(argv, cwd, request)
     readme_argv = list(argv)
-    if "--resume" not in argv:  # a resumed run must keep its checkpoint's settings
+    if not {"--resume", "--help"} & set(argv):  # a resumed run must keep its checkpoint's settings
         argv += SCALE_DOWN.get(name, []) + SCALE_DOWN_MORE.get(text, [])
         if name == "train.py" and "--dataset" not in argv:
             argv += TINY_SYNTHETIC
@@ -418,7 +462,10 @@ def invoke(name, argv, cwd, *, text="", readme_argv=None):
             from test_data_tfds import SIZES, fake_records
 
             stack.enter_context(tfds.testing.mock_data(num_examples=len(SIZES), as_dataset_fn=fake_records))
-        status = load_entry_point(name).main(argv)
+        try:
+            status = load_entry_point(name).main(argv)
+        except SystemExit as exit_:  # argparse's --help
+            status = exit_.code
     return Outcome(text or f"{name} {' '.join(argv)}", cwd, name, argv, status, out.getvalue(), err.getvalue(),
                    readme_argv or argv)
 
@@ -522,7 +569,14 @@ def check_data(outcome):
         assert set(args.splits) <= set(json.dumps(report).replace('"', " ").split()), report
 
 
-CHECKS = {"train.py": check_train, "convert.py": check_convert, "evaluate.py": check_evaluate,
+def check_models(outcome):
+    from kerasseg.models import list_models
+
+    for arch in list_models():
+        assert arch in outcome.out, outcome.tail()
+
+
+CHECKS = {"kerasseg.models.__main__": check_models, "train.py": check_train, "convert.py": check_convert, "evaluate.py": check_evaluate,
           "predict.py": check_predict, "edge.cli": check_edge, "edge.benchmark": check_benchmark,
           "kerasseg.data.__main__": check_data}
 
@@ -539,7 +593,10 @@ def test_readme_command_runs(text, tmp_path, request):
     status, phrase = FAILS_HERE.get(text, (0, ""))
     assert outcome.status == status, outcome.tail()
     assert phrase in outcome.err, outcome.tail()
-    CHECKS[outcome.name](outcome)
+    if "--help" in outcome.argv:
+        assert outcome.out.startswith("usage:"), outcome.tail()
+    else:
+        CHECKS[outcome.name](outcome)
 
 
 @pytest.mark.slow
