@@ -18,7 +18,7 @@ RUN_FILES = ("config.yaml", "spec.json", "best.keras", "last.keras", "checkpoint
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("run") / "tiny")
-    result = train(TrainConfig(**TINY_CONFIG, epochs=3, steps_per_epoch=6, seed=1), output_dir=run_dir,
+    result = train(TrainConfig(**TINY_CONFIG, epochs=3, steps_per_epoch=12, seed=1), output_dir=run_dir,
                    verbose=False)
     return run_dir, result
 
@@ -38,7 +38,7 @@ def test_run_directory_holds_every_file(tiny_run):
     assert config["model"] == {"arch": "deeplabv3plus", "num_classes": 5, "backbone": "mobilenetv2",
                                "output_stride": 16, "aspp": False, "decoder": False, "dropout": 0.1,
                                "edgetpu_friendly": False, "alpha": 0.35}
-    assert config["train"]["learning_rate"] == 0.01 and config["total_steps"] == 18
+    assert config["train"]["learning_rate"] == 0.01 and config["total_steps"] == 36
 
     spec = Spec.load(run_dir)
     assert spec.labels == ("background", "circle", "square", "triangle", "cross")
@@ -48,7 +48,7 @@ def test_run_directory_holds_every_file(tiny_run):
     assert spec.mean == tuple(expected["mean"]) and spec.channel_order == expected["channel_order"]
 
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
-    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3] and metrics["steps"] == 18
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3] and metrics["steps"] == 36
     assert metrics["best"] == result.best and set(result.best) >= {"pixel_accuracy", "mean_accuracy", "mean_iou",
                                                                    "frequency_weighted_iou", "per_class_iou"}
 
