@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from kerasseg.data import DatasetError, build_pipeline, open_dataset
     from kerasseg.models import load_model, min_input_size
-    from kerasseg.spec import Spec, SpecError
+    from kerasseg.artifact import Spec, SpecError
     from kerasseg.training import RunError, format_results, load_run
     from kerasseg.training.evaluation import evaluate
     from kerasseg.training.files import write_json

@@ -2,8 +2,7 @@
 
 Modules (import what you need; this package imports nothing itself):
 
-- ``edge.spec``: the one Spec (labels, colours, input size, output kind, resize mode).
-- ``edge.metadata``: read the spec embedded in a ``.tflite`` (or ``MODEL.spec.json`` beside it).
+- the spec and the metadata inside a ``.tflite`` come from ``kerasseg.artifact`` (no TensorFlow there either).
 - ``edge.interpreter``: choose ai_edge_litert / tflite_runtime / tensorflow.lite; the Edge TPU delegate.
 - ``edge.segmenter``: ``Segmenter``: BGR frame -> class map (preprocess, invoke, dequantize, argmax).
 - ``edge.visualize``: pure drawing functions (colourise, overlay, legend, stats panel).

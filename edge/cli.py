@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
     from edge.interpreter import EdgeTPUError, ModelError, RuntimeNotFound
     from edge.loop import DisplayError
-    from edge.metadata import FlatbufferError
+    from kerasseg.artifact import FlatbufferError
     from edge.sources import SourceError
-    from edge.spec import SpecError
+    from kerasseg.artifact import SpecError
     try:
         return run(args)
     except (ModelError, FlatbufferError, SpecError, SourceError, EdgeTPUError, RuntimeNotFound,

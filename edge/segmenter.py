@@ -1,6 +1,6 @@
 """A frame in, a class map out: pre-processing, invoke, dequantization, argmax.
 
-The contract with our exported models (see ``edge.spec``): the model takes raw
+The contract with our exported models (see ``kerasseg.artifact``): the model takes raw
 RGB pixels and normalises inside its graph, so with a spec the device only
 resizes and, for quantized inputs, quantizes the raw pixel with the input
 tensor's own scale and zero point. A foreign model without a spec gets its
@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from edge.interpreter import LoadedInterpreter, ModelError, load_interpreter
-from edge.metadata import custom_ops, load_spec
-from edge.spec import Spec, SpecError, default_colors
+from kerasseg.artifact import custom_ops, load_spec
+from kerasseg.artifact import Spec, SpecError, default_colors
 
 log = logging.getLogger(__name__)
 

@@ -93,7 +93,7 @@ def embed_metadata(model: bytes, name: str, data: bytes) -> bytes:
 
 
 def spec_for_tiny(**changes):
-    from edge.spec import Spec
+    from kerasseg.artifact import Spec
 
     fields = dict(labels=LABELS, input_size=(H, W), mean=(0, 0, 0), std=(255, 255, 255))
     fields.update(changes)

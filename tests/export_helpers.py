@@ -60,7 +60,7 @@ def make_run_dir(path, *, arch="deeplabv3plus", size=64, train_images=16, val_im
 
     from kerasseg.data import build_pipeline, open_dataset
     from kerasseg.models import build_model, preprocessing_for
-    from kerasseg.spec import Spec
+    from kerasseg.artifact import Spec
 
     dataset = f"synthetic:{train_images}?val={val_images}&size={size}"
     source = open_dataset(dataset, seed=seed)

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from edge.metadata import (SPEC_METADATA_NAME, FlatbufferError, custom_ops, load_spec, read_metadata,
+from kerasseg.artifact import (SPEC_METADATA_NAME, FlatbufferError, custom_ops, load_spec, read_metadata,
                            spec_path_beside)
-from edge.spec import SpecError
+from kerasseg.artifact import SpecError
 from edge_helpers import embed_metadata, spec_for_tiny, tiny_models  # noqa: F401
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from edge.interpreter import (EdgeTPUError, ModelError, RuntimeNotFound, load_interpreter, resolve_runtime)
 from edge import interpreter as interpreter_module
-from edge.metadata import FlatbufferError
+from kerasseg.artifact import FlatbufferError
 from edge.segmenter import (Segmenter, SpecMismatch, dequantize, derived_normalisation, input_lut,
                             letterbox_geometry, resize_nearest)
 from edge_helpers import H, LABELS, W, expected_stripes, spec_for_tiny, stripes_frame, tiny_models  # noqa: F401

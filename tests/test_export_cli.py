@@ -10,7 +10,7 @@ from export_helpers import make_run_dir
 import convert
 from kerasseg.export import edgetpu, metadata, tflite
 from kerasseg.export.parity import TFLiteSegmenter
-from kerasseg.spec import Spec
+from kerasseg.artifact import Spec
 
 SIZE = 64
 

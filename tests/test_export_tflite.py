@@ -6,7 +6,7 @@ from export_helpers import LABELS, synthetic_batches, tiny_model
 from kerasseg.export import metadata, tflite
 from kerasseg.export.modes import Mode
 from kerasseg.export.parity import TFLiteSegmenter, parity_report, to_uint8
-from kerasseg.spec import Spec, SpecError
+from kerasseg.artifact import Spec, SpecError
 
 SIZE = 32
 
@@ -106,7 +106,7 @@ def test_mode_parse_rejects_unknown_names():
 
 
 def test_the_edge_runtime_reads_the_spec_we_embed(converted, tmp_path):
-    from edge.metadata import load_spec
+    from kerasseg.artifact import load_spec
     spec = Spec(labels=LABELS, input_size=(SIZE, SIZE))
     path = tmp_path / "model_int8.tflite"
     path.write_bytes(metadata.embed_spec(converted[Mode.INT8], spec))

@@ -609,7 +609,7 @@ def test_the_files_the_readme_lists_are_written(exported):
     for name in export_files:
         path = exported.run_dir / "export" / name.replace("NAME", MODEL_NAME).replace("MODE", "int8")
         assert path.is_file(), f"the README lists {name}; no {path}"
-    from edge.metadata import read_metadata
+    from kerasseg.artifact import read_metadata
 
     assert "kerasseg_spec" in read_metadata(exported.model("int8"))  # the README: the spec is inside, under this name
 

@@ -100,7 +100,7 @@ def test_cli_reports_config_errors(tmp_path, capsys):
 
 
 def _fake_run(path, *, model=True):
-    from kerasseg.spec import Spec
+    from kerasseg.artifact import Spec
 
     os.makedirs(path)
     (path / "config.yaml").write_text(yaml.safe_dump({"train": {}, "model": {"arch": "deeplabv3plus"}}))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from kerasseg.spec import Spec
+from kerasseg.artifact import Spec
 from kerasseg.training import ConfusionMatrix, TrainConfig, load_run, train
 from training_helpers import TINY_CONFIG, load_script, run_script
 

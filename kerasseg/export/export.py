@@ -23,7 +23,7 @@ from kerasseg.export import edgetpu as edgetpu_lib
 from kerasseg.export import metadata, qat, tflite
 from kerasseg.export.modes import Mode
 from kerasseg.export.parity import ParityReport, parity_report
-from kerasseg.spec import Spec
+from kerasseg.artifact import Spec
 
 DEFAULT_CALIBRATION_STEPS = 100
 DEFAULT_QAT_STEPS = 200

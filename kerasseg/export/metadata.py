@@ -13,7 +13,7 @@ import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
-from kerasseg.spec import Spec, SpecError
+from kerasseg.artifact import Spec, SpecError
 
 METADATA_NAME = "kerasseg_spec"
 

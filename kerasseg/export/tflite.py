@@ -16,7 +16,7 @@ import numpy as np
 
 from kerasseg.backend import tf
 from kerasseg.export.modes import Mode
-from kerasseg.spec import parse_size
+from kerasseg.artifact import parse_size
 
 OUTPUT_KIND = "logits"
 # Tensor types allowed inside a full-integer graph (int32 for biases and shapes).

@@ -4,7 +4,7 @@
 
     runs/20260101-120000-deeplabv3plus/
       config.yaml          resolved TrainConfig + `model` (the build_model kwargs) + dataset facts
-      spec.json            kerasseg.spec.Spec: labels, colours, input size, normalisation, ignore label
+      spec.json            kerasseg.artifact.Spec: labels, colours, input size, normalisation, ignore label
       best.keras           best model by val mean IoU (kerasseg.models.load_model)
       last.keras           model after the last finished epoch
       checkpoints/         tf.train.CheckpointManager: model, optimizer, epoch and step, for --resume
@@ -22,7 +22,7 @@ import os
 
 import yaml
 
-from kerasseg.spec import SPEC_FILENAME, Spec
+from kerasseg.artifact import SPEC_FILENAME, Spec
 from kerasseg.training.config import CONFIG_FILENAME
 
 BEST_MODEL = "best.keras"

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from kerasseg.backend import keras, tf
-from kerasseg.spec import Spec
+from kerasseg.artifact import Spec
 from kerasseg.training import distribute, files, report
 from kerasseg.training import run as rundir
 from kerasseg.training.config import CONFIG_FILENAME, TrainConfig, config_differences

@@ -3,8 +3,7 @@
 It says what a device needs to use a segmentation model: input size, the
 normalisation the model applies to raw RGB pixels, class names, colours, the
 ignore label, and what the output holds. It is plain Python (no TensorFlow),
-so the edge runtime reads it with nothing from the training side;
-``kerasseg.spec`` re-exports it for the training side.
+so the edge runtime and the training side read exactly the same format.
 """
 from __future__ import annotations
 
@@ -17,6 +16,12 @@ SPEC_FILENAME = "spec.json"
 OUTPUT_KINDS = ("logits", "probabilities", "class_ids")
 RESIZE_MODES = ("stretch", "letterbox")
 CHANNEL_ORDERS = ("rgb", "bgr")
+# How an output pixel's centre maps to input pixels when the output is coarser than the input:
+#   half_pixel  y_out = (y_in + 0.5) * out / in - 0.5   (TF2 resize, OpenCV; the scale is the size ratio)
+#   legacy      y_out = y_in * out / in                 (TF1 resize without half-pixel centres; Edge TPU form)
+#   stride      y_out = (y_in + 0.5) / stride - 0.5     (FCN's transposed convolution, then a top-left crop)
+OUTPUT_ALIGNMENTS = ("half_pixel", "legacy", "stride")
+IGNORE_LABEL = 255
 
 
 class SpecError(ValueError):
@@ -57,7 +62,9 @@ class Spec:
     computes ``(pixel - mean) / std`` inside its graph, after reversing the
     channels when ``channel_order`` is ``"bgr"``. The device always feeds raw
     RGB; these fields are recorded so that a reader knows what happens inside.
-    ``input_size`` is ``(height, width)``.
+    ``input_size`` is ``(height, width)``. ``output_stride`` is 1 when the output has
+    the input's size, else the output has ``ceil(input / output_stride)`` pixels a side
+    and ``output_alignment`` (see ``OUTPUT_ALIGNMENTS``) says where their centres lie.
     """
 
     labels: tuple[str, ...]
@@ -66,9 +73,11 @@ class Spec:
     mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
     std: tuple[float, float, float] = (127.5, 127.5, 127.5)
     channel_order: str = "rgb"
-    ignore_label: int = 255
+    ignore_label: int = IGNORE_LABEL
     output_kind: str = "logits"
     resize_mode: str = "stretch"
+    output_stride: int = 1
+    output_alignment: str = "half_pixel"
 
     def __post_init__(self):
         object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
@@ -82,6 +91,11 @@ class Spec:
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(height, width) of the model's output map: the input size divided by the output stride, rounded up."""
+        return tuple(-(-side // self.output_stride) for side in self.input_size)
 
     def validate(self) -> None:
         if len(self.labels) < 2:
@@ -106,6 +120,11 @@ class Spec:
             raise SpecError(f"spec output_kind: expected one of {OUTPUT_KINDS}, got {self.output_kind!r}")
         if self.resize_mode not in RESIZE_MODES:
             raise SpecError(f"spec resize_mode: expected one of {RESIZE_MODES}, got {self.resize_mode!r}")
+        if isinstance(self.output_stride, bool) or not isinstance(self.output_stride, int) or self.output_stride < 1:
+            raise SpecError(f"spec output_stride: expected a positive int, got {self.output_stride!r}")
+        if self.output_alignment not in OUTPUT_ALIGNMENTS:
+            raise SpecError(f"spec output_alignment: expected one of {OUTPUT_ALIGNMENTS}, "
+                            f"got {self.output_alignment!r}")
         if 0 <= self.ignore_label < len(self.labels):
             raise SpecError(
                 f"spec ignore_label: {self.ignore_label} collides with a class id (0..{len(self.labels) - 1})")
@@ -172,8 +191,3 @@ class Spec:
             raise SpecError(f"no spec at {path}")
         with open(path, "rb") as f:
             return cls.from_json(f.read(), source=path)
-
-
-def make_spec(*, labels: Sequence[str], input_size: Sequence[int], **fields) -> Spec:
-    """Keyword-only constructor, for symmetry with the builders."""
-    return Spec(labels=tuple(labels), input_size=tuple(input_size), **fields)

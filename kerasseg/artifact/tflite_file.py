@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import struct
 
-from edge.spec import Spec, SpecError
+from kerasseg.artifact.spec import Spec, SpecError
 
 SPEC_METADATA_NAME = "kerasseg_spec"
 SPEC_SUFFIX = ".spec.json"
