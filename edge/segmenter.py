@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from edge.interpreter import LoadedInterpreter, ModelError, load_interpreter
-from kerasseg.artifact import custom_ops, load_spec
-from kerasseg.artifact import Spec, SpecError, default_colors
+from kerasseg.artifact import (ArtifactMetadata, MetadataError, Spec, SpecError, StandardMetadata, check_agreement,
+                               custom_ops, default_colors, read_artifact)
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +155,16 @@ def check_spec(spec: Spec, *, input_size: tuple[int, int], kind: str, channels: 
 class Segmenter:
     """Runs one segmentation model on BGR frames (as OpenCV delivers them).
 
-    ``spec`` is the model's spec, or None for a foreign model; ``mean``/``std``
-    (pixel units, RGB) make the device normalise; ``labels`` replace the
-    class names.
+    ``spec`` is the model's spec, or None for a foreign model; ``standard`` is its standard
+    TFLite Model Metadata, if any (for our artifacts it must agree with the spec; for a
+    foreign model its normalisation, labels and output kind beat guesses from the tensors).
+    ``mean``/``std`` (pixel units, RGB) make the device normalise; ``labels`` replace the
+    class names. ``sources`` says where the normalisation, labels and output kind came from.
     """
 
     def __init__(self, loaded: LoadedInterpreter, *, spec: Spec | None = None, spec_source: str | None = None,
-                 mean=None, std=None, labels=None, model_path: str = "model"):
+                 standard: StandardMetadata | None = None, mean=None, std=None, labels=None,
+                 model_path: str = "model"):
         self.loaded = loaded
         self.interpreter = loaded.interpreter
         self.model_path = model_path
@@ -185,15 +188,13 @@ class Segmenter:
 
         if spec is not None:
             check_spec(spec, input_size=self.input_size, kind=self.kind, channels=channels, where=spec_source or "spec")
+            if standard is not None:
+                check_agreement(spec, standard, where=model_path)
+            self.sources = {"normalisation": "flags" if mean is not None else "our spec", "labels": "our spec",
+                            "output kind": "our spec"}
         else:
-            spec = self._derived_spec(channels, labels)
-            spec_source = "none: derived from the model's tensors"
-            if mean is None:
-                mean, std = derived_normalisation(dtype=self.input_dtype, quantization=self.input_quantization)
-                if self.input_dtype == np.float32:
-                    log.warning("model %s has a float input and no spec: assuming pixels scaled to [-1, 1] "
-                                "(mean %s, std %s); pass --mean/--std if it expects otherwise",
-                                model_path, mean[0], std[0])
+            spec, mean, std = self._foreign(channels, labels, standard or StandardMetadata(), mean, std)
+            spec_source = "none: derived from the model's tensors" + (" and standard metadata" if standard else "")
         if labels is not None:
             labels = tuple(labels)
             if len(labels) != spec.num_classes and self.kind != CLASS_IDS:
@@ -201,6 +202,7 @@ class Segmenter:
                                  f"{list(labels)}")
             colors = spec.colors if len(labels) == spec.num_classes else ()
             spec = spec.replace(labels=labels, colors=colors)
+            self.sources["labels"] = "flags"
         self.spec, self.spec_source = spec, spec_source
         self.mean = None if mean is None else tuple(float(x) for x in mean)
         self.std = None if std is None else tuple(float(x) for x in std)
@@ -209,16 +211,52 @@ class Segmenter:
         # One channel: a probability > 0.5, or a logit > 0 when the spec says logits.
         self.threshold = 0.0 if spec.output_kind == "logits" else 0.5
 
-    def _derived_spec(self, channels: int, labels) -> Spec:
+    def _foreign(self, channels: int, labels, standard: StandardMetadata, mean, std):
+        """(derived spec, mean, std) of a model without a spec; fills ``self.sources``."""
+        flagged = mean is not None
+        self.sources = {"normalisation": "flags" if flagged else "tensors", "labels": "tensors",
+                        "output kind": "tensors"}
+        stated = standard.normalisation()
+        if not flagged and stated is not None and self.input_dtype == np.float32:
+            mean, std = stated
+            self.sources["normalisation"] = "standard metadata"
+        elif not flagged:
+            mean, std = derived_normalisation(dtype=self.input_dtype, quantization=self.input_quantization)
+            if self.input_dtype == np.float32:
+                log.warning("model %s has a float input and no spec or standard normalisation: assuming pixels "
+                            "scaled to [-1, 1] (mean %s, std %s); pass --mean/--std if it expects otherwise",
+                            self.model_path, mean[0], std[0])
+            elif stated is not None:  # MediaPipe and the Task Library feed integer inputs the raw pixels too
+                self.sources["normalisation"] = "tensors (standard metadata normalises float inputs only)"
+        spec = self._derived_spec(channels, labels, standard)
+        return spec, mean, std
+
+    def _derived_spec(self, channels: int, labels, standard: StandardMetadata) -> Spec:
+        kind = {SCORES: "logits", PROBABILITY: "probabilities", CLASS_IDS: "class_ids"}[self.kind]
+        if standard.output_kind is not None:
+            if (standard.output_kind == "class_ids") != (self.kind == CLASS_IDS):
+                raise MetadataError(f"model {self.model_path}: its standard metadata describes "
+                                    f"{standard.output_kind!r}, but its output is {_describe_tensor(self._output)}")
+            kind = standard.output_kind
+            self.sources["output kind"] = "standard metadata"
+        names = standard.labels
+        if names is not None and self.kind == PROBABILITY and len(names) == 1:
+            names = ("background",) + tuple(names)  # one channel: the label of its class
         if self.kind == SCORES:
             count = channels
         elif self.kind == PROBABILITY:
             count = 2
         else:  # class ids: the tensors don't say how many; labels do, else allow every uint8 id
-            count = len(labels) if labels is not None else 256
-        names = tuple(labels) if labels is not None and len(labels) == count else tuple(
-            f"class {i}" for i in range(count))
-        kind = {SCORES: "logits", PROBABILITY: "probabilities", CLASS_IDS: "class_ids"}[self.kind]
+            count = len(labels) if labels is not None else len(names) if names is not None else 256
+        if names is not None and labels is None:
+            if len(names) != count:
+                raise MetadataError(f"model {self.model_path}: the label file in its standard metadata has "
+                                    f"{len(names)} names for {count} classes: {list(names)}")
+            self.sources["labels"] = "standard metadata"
+        elif labels is None or len(labels) != count:
+            names = tuple(f"class {i}" for i in range(count))
+        else:
+            names = tuple(labels)
         ignore = 255 if count < 255 else -1
         return Spec(labels=names, input_size=self.input_size, output_kind=kind, ignore_label=ignore)
 
@@ -226,17 +264,21 @@ class Segmenter:
     def from_file(cls, model_path: str, *, runtime: str | None = None, threads: int | None = None,
                   edgetpu: bool = False, fallback_cpu: bool = False, use_spec: bool = True,
                   mean=None, std=None, labels=None) -> "Segmenter":
-        """Load ``model_path`` and its spec (embedded, or ``MODEL.spec.json`` beside it)."""
+        """Load ``model_path``, its spec (embedded, or ``MODEL.spec.json`` beside it) and its standard metadata.
+
+        ``use_spec=False`` ignores both and derives everything from the tensors (and the flags).
+        """
         model_path = os.fspath(model_path)
         if not os.path.isfile(model_path):
             raise ModelError(f"model: no such file {model_path!r}")
-        spec, where = load_spec(model_path) if use_spec else (None, None)
+        found = read_artifact(model_path) if use_spec else ArtifactMetadata()
         if "edgetpu-custom-op" in custom_ops(model_path) and not edgetpu:
             raise ModelError(f"model {model_path!r} is compiled for the Edge TPU (it uses edgetpu-custom-op); "
                              f"run it with --edgetpu, or use the CPU .tflite it was compiled from")
         loaded = load_interpreter(model_path, runtime=runtime, threads=threads, edgetpu=edgetpu,
                                   fallback_cpu=fallback_cpu)
-        return cls(loaded, spec=spec, spec_source=where, mean=mean, std=std, labels=labels, model_path=model_path)
+        return cls(loaded, spec=found.spec, spec_source=found.spec_source, standard=found.standard, mean=mean,
+                   std=std, labels=labels, model_path=model_path)
 
     # -- the three stages -------------------------------------------------------------------------
 
@@ -321,7 +363,9 @@ class Segmenter:
             norm = f"device normalisation mean {list(self.mean)} std {list(self.std)}"
         return (f"model {self.model_path}: input {self.input_size[0]}x{self.input_size[1]} "
                 f"{self.input_dtype.name} ({norm}), output {_describe_tensor(self._output)} {self.kind}, "
-                f"{self.spec.num_classes} classes, spec {self.spec_source}; {self.loaded.describe()}")
+                f"{self.spec.num_classes} classes, spec {self.spec_source}; "
+                + ", ".join(f"{what} from {where}" for what, where in self.sources.items())
+                + f"; {self.loaded.describe()}")
 
 
 __all__ = ["CLASS_IDS", "PROBABILITY", "SCORES", "Geometry", "Segmenter", "SpecMismatch", "check_spec",

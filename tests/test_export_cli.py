@@ -8,9 +8,9 @@ import pytest
 from export_helpers import make_run_dir
 
 import convert
-from kerasseg.export import edgetpu, metadata, tflite
+from kerasseg.export import edgetpu, tflite
 from kerasseg.export.parity import TFLiteSegmenter
-from kerasseg.artifact import Spec
+from kerasseg.artifact import Spec, load_spec
 
 SIZE = 64
 
@@ -46,7 +46,7 @@ def test_edgetpu_from_the_newest_run(run_dir, capsys):
     out = capsys.readouterr().out
     assert "parity [edgetpu]" in out and "edgetpu_compiler: NOT FOUND" in out
     stem = os.path.join(run_dir, "export", "deeplabv3plus_mobilenetv2_")
-    spec = metadata.read_spec(stem + "edgetpu.tflite")
+    spec = load_spec(stem + "edgetpu.tflite")[0]
     assert spec == Spec.load(stem + "edgetpu.spec.json") == Spec.load(run_dir).replace(input_size=(SIZE, SIZE))
     assert spec.output_kind == "logits"
     content = open(stem + "edgetpu.tflite", "rb").read()

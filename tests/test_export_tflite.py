@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from export_helpers import LABELS, synthetic_batches, tiny_model
 
-from kerasseg.export import metadata, tflite
+from kerasseg.export import tflite
 from kerasseg.export.modes import Mode
 from kerasseg.export.parity import TFLiteSegmenter, parity_report, to_uint8
-from kerasseg.artifact import Spec, SpecError
+from kerasseg.artifact import FlatbufferError, Spec, embed_spec, load_spec, read_artifact
 
 SIZE = 32
 
@@ -73,25 +73,28 @@ def test_int8_output_dequantizes_close_to_keras_scores(model, converted, batches
 
 def test_spec_round_trips_through_the_tflite_file(converted, tmp_path):
     spec = Spec(labels=LABELS, input_size=(SIZE, SIZE), output_kind="logits")
-    content = metadata.embed_spec(converted[Mode.INT8], spec)
-    assert metadata.read_spec(content) == spec
     path = tmp_path / "m.tflite"
-    path.write_bytes(metadata.embed_spec(content, spec.replace(ignore_label=254)))
-    assert metadata.read_spec(path).ignore_label == 254  # replaced, not duplicated
+    path.write_bytes(embed_spec(converted[Mode.INT8], spec))
+    assert load_spec(path)[0] == spec
+    path.write_bytes(embed_spec(path.read_bytes(), spec.replace(ignore_label=254)))
+    found = read_artifact(path)
+    assert found.spec.ignore_label == 254  # replaced, not duplicated
+    assert found.standard.labels == LABELS
     segmenter = TFLiteSegmenter(path.read_bytes())  # still a runnable model
     assert segmenter.predict(np.zeros((SIZE, SIZE, 3), np.uint8)).shape == (SIZE, SIZE)
 
 
-def test_reading_a_spec_from_a_model_without_one_names_the_entry(converted):
-    with pytest.raises(SpecError, match="kerasseg_spec"):
-        metadata.read_spec(converted[Mode.FLOAT32])
+def test_a_model_without_a_spec_reads_as_foreign(converted, tmp_path):
+    path = tmp_path / "plain.tflite"
+    path.write_bytes(converted[Mode.FLOAT32])
+    assert load_spec(path) == (None, None)
 
 
 def test_corrupt_tflite_is_rejected(tmp_path):
     path = tmp_path / "bad.tflite"
     path.write_bytes(b"not a flatbuffer at all")
-    with pytest.raises(ValueError, match="bad.tflite"):
-        metadata.read_spec(path)
+    with pytest.raises(FlatbufferError, match="bad.tflite"):
+        load_spec(path)
 
 
 def test_zero_calibration_steps_is_an_error(batches):
@@ -109,6 +112,6 @@ def test_the_edge_runtime_reads_the_spec_we_embed(converted, tmp_path):
     from kerasseg.artifact import load_spec
     spec = Spec(labels=LABELS, input_size=(SIZE, SIZE))
     path = tmp_path / "model_int8.tflite"
-    path.write_bytes(metadata.embed_spec(converted[Mode.INT8], spec))
+    path.write_bytes(embed_spec(converted[Mode.INT8], spec))
     loaded, where = load_spec(path)
     assert loaded == spec and "kerasseg_spec" in where

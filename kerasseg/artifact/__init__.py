@@ -2,14 +2,21 @@
 
 Plain Python and numpy, no TensorFlow: the training side writes artifacts through
 this package and the edge runtime reads them through it, so there is one format,
-one reader and one name for each metadata entry. Data flows one way:
+one reader, one writer and one name for each metadata entry (``kerasseg_spec``,
+``TFLITE_METADATA``, ``SEGMENTER_METADATA``). Data flows one way:
 ``kerasseg.data -> kerasseg.artifact -> kerasseg.models/training -> kerasseg.export -> edge``.
 """
+from kerasseg.artifact.contents import (RAW_PIXELS, ArtifactMetadata, MetadataMismatch, check_agreement,
+                                        embed_metadata, embed_spec, load_spec, read_artifact)
 from kerasseg.artifact.spec import (CHANNEL_ORDERS, IGNORE_LABEL, OUTPUT_ALIGNMENTS, OUTPUT_KINDS, RESIZE_MODES,
                                     SPEC_FILENAME, Spec, SpecError, default_colors, parse_size)
-from kerasseg.artifact.tflite_file import (SPEC_METADATA_NAME, FlatbufferError, custom_ops, load_spec, read_metadata,
+from kerasseg.artifact.standard import (LABELS_FILENAME, SEGMENTER_OPTIONS_NAME, STANDARD_METADATA_NAME,
+                                        MetadataError, StandardMetadata)
+from kerasseg.artifact.tflite_file import (SPEC_METADATA_NAME, FlatbufferError, custom_ops, read_metadata,
                                            spec_path_beside)
 
-__all__ = ["CHANNEL_ORDERS", "IGNORE_LABEL", "OUTPUT_ALIGNMENTS", "OUTPUT_KINDS", "RESIZE_MODES", "SPEC_FILENAME",
-           "SPEC_METADATA_NAME", "FlatbufferError", "Spec", "SpecError", "custom_ops", "default_colors", "load_spec",
-           "parse_size", "read_metadata", "spec_path_beside"]
+__all__ = ["CHANNEL_ORDERS", "IGNORE_LABEL", "LABELS_FILENAME", "OUTPUT_ALIGNMENTS", "OUTPUT_KINDS", "RAW_PIXELS",
+           "RESIZE_MODES", "SEGMENTER_OPTIONS_NAME", "SPEC_FILENAME", "SPEC_METADATA_NAME", "STANDARD_METADATA_NAME",
+           "ArtifactMetadata", "FlatbufferError", "MetadataError", "MetadataMismatch", "Spec", "SpecError",
+           "StandardMetadata", "check_agreement", "custom_ops", "default_colors", "embed_metadata", "embed_spec",
+           "load_spec", "parse_size", "read_artifact", "read_metadata", "spec_path_beside"]

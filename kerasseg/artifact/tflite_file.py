@@ -1,10 +1,11 @@
-"""Read a kerasseg spec from a ``.tflite`` file, without TensorFlow.
+"""The ``.tflite`` container: metadata entries, packed files and tensors, read and written without TensorFlow.
 
-The export step stores ``Spec.to_dict()`` as UTF-8 JSON in a ``Model.metadata``
-entry named ``kerasseg_spec`` and also writes ``MODEL.spec.json`` beside the
-model. This module walks the TFLite flatbuffer with ``struct`` alone (the
-schema module is not shipped by every interpreter wheel), so it runs
-wherever the interpreter runs.
+A ``Model.metadata`` entry names a buffer; kerasseg stores its spec as JSON in one named
+``kerasseg_spec`` (and writes ``MODEL.spec.json`` beside the model), and the standard TFLite
+Model Metadata in one named ``TFLITE_METADATA`` (see ``standard.py``), whose files follow
+the flatbuffer as a zip archive. This module walks the TFLite flatbuffer with ``struct``
+alone: the schema modules of TensorFlow and ai_edge_litert take ~0.26 s to import, too slow
+for the device's start-up, and not every interpreter wheel ships one.
 
 Field numbers come from the TFLite schema (tensorflow/compiler/mlir/lite/schema/schema.fbs):
 ``Model { version:0, operator_codes:1, subgraphs:2, description:3, buffers:4,
@@ -13,14 +14,18 @@ metadata_buffer:5, metadata:6 }``, ``Metadata { name:0, buffer:1 }``,
 """
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
 import struct
-
-from kerasseg.artifact.spec import Spec, SpecError
+import zipfile
 
 SPEC_METADATA_NAME = "kerasseg_spec"
 SPEC_SUFFIX = ".spec.json"
 FILE_IDENTIFIER = b"TFL3"
+# The fields of the TFLite Model table, in schema order (field index = position).
+MODEL_FIELDS = ("version", "operator_codes", "subgraphs", "description", "buffers", "metadata_buffer", "metadata",
+                "signature_defs")
 
 
 class FlatbufferError(ValueError):
@@ -82,32 +87,38 @@ class _Reader:
         return bytes(self.data[start:start + length])
 
 
-def _read_model(path: str) -> tuple[_Reader, int]:
+def read_model_file(path: str | os.PathLike) -> bytes:
+    """The bytes of a ``.tflite`` file; :class:`FlatbufferError` naming the file when it cannot be read."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except OSError as err:
-        raise FlatbufferError(f"model: cannot read {path!r} ({err.strerror})") from None
+        raise FlatbufferError(f"model: cannot read {os.fspath(path)!r} ({err.strerror})") from None
+
+
+def _model(data: bytes, source: str) -> tuple[_Reader, int]:
     if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
         found = repr(data[4:8]) if len(data) >= 8 else f"{len(data)} bytes"
         raise FlatbufferError(
-            f"model {path!r} is not a TFLite flatbuffer: expected file identifier {FILE_IDENTIFIER!r} "
+            f"model {source!r} is not a TFLite flatbuffer: expected file identifier {FILE_IDENTIFIER!r} "
             f"at bytes 4..8, found {found}")
-    reader = _Reader(data, path)
+    reader = _Reader(data, source)
     return reader, reader.root()
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, bytes]:
-    """All ``Model.metadata`` entries of a ``.tflite`` file, name -> buffer bytes."""
-    path = os.fspath(path)
-    reader, model = _read_model(path)
+def _read_model(path: str) -> tuple[_Reader, int]:
+    return _model(read_model_file(path), path)
+
+
+def _entries(reader: _Reader, model: int) -> dict[str, bytes]:
     buffers = reader.tables(model, 4)
     entries = {}
     for meta in reader.tables(model, 6):
         name = (reader.bytes_field(meta, 0) or b"").decode("utf-8", "replace")
         index = reader.scalar(meta, 1, "I")
         if index >= len(buffers):
-            raise FlatbufferError(f"{path}: metadata {name!r} points at buffer {index}, but there are {len(buffers)}")
+            raise FlatbufferError(f"{reader.source}: metadata {name!r} points at buffer {index}, "
+                                  f"but there are {len(buffers)}")
         buffer = buffers[index]
         data = reader.bytes_field(buffer, 0)
         offset, size = reader.scalar(buffer, 1, "Q"), reader.scalar(buffer, 2, "Q")
@@ -115,6 +126,16 @@ def read_metadata(path: str | os.PathLike) -> dict[str, bytes]:
             data = bytes(reader.data[offset:offset + size])
         entries[name] = data or b""
     return entries
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, bytes]:
+    """All ``Model.metadata`` entries of a ``.tflite`` file, name -> buffer bytes."""
+    return _entries(*_read_model(os.fspath(path)))
+
+
+def model_entries(data: bytes, *, source: str) -> dict[str, bytes]:
+    """``read_metadata`` for a model already in memory (``source`` names it in errors)."""
+    return _entries(*_model(data, source))
 
 
 def custom_ops(path: str | os.PathLike) -> list[str]:
@@ -129,29 +150,164 @@ def custom_ops(path: str | os.PathLike) -> list[str]:
     return names
 
 
+# TFLite TensorType values (schema.fbs) -> numpy dtype names, for the types an image model uses.
+TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    """Shape and dtype name of a subgraph input or output, read from the flatbuffer."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def io_tensors(content: bytes, *, source: str) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """(inputs, outputs) of the model's first subgraph.
+
+    Fields: ``SubGraph { tensors:0, inputs:1, outputs:2 }``, ``Tensor { shape:0, type:1 }``.
+    """
+    reader, model = _model(content, source)
+    subgraphs = reader.tables(model, 2)
+    if not subgraphs:
+        raise FlatbufferError(f"{source}: the model has no subgraph")
+    graph = subgraphs[0]
+    tensors = reader.tables(graph, 0)
+
+    def describe(index_field: int) -> list[TensorInfo]:
+        start, length = reader.vector(graph, index_field)
+        infos = []
+        for i in range(length):
+            tensor = tensors[reader._unpack("i", start + 4 * i)]
+            shape_start, rank = reader.vector(tensor, 0)
+            shape = tuple(reader._unpack("i", shape_start + 4 * k) for k in range(rank))
+            code = reader.scalar(tensor, 1, "b")
+            infos.append(TensorInfo(shape=shape, dtype=TENSOR_TYPES.get(code, f"tensor type {code}")))
+        return infos
+
+    return describe(1), describe(2)
+
+
+def _appended_zip_start(data: bytes) -> int | None:
+    """Where a zip archive appended to the flatbuffer starts (associated files), or None."""
+    if data.rfind(b"PK\x05\x06", max(0, len(data) - 65557)) < 0:  # no end-of-central-directory record
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            offsets = [info.header_offset for info in archive.infolist()]
+    except zipfile.BadZipFile:  # the signature occurred by chance inside the model's weights
+        return None
+    return min(offsets, default=None)
+
+
+def associated_files(content: bytes, *, source: str) -> dict[str, bytes]:
+    """The files packed after the flatbuffer as a zip archive (TFLite Model Metadata's associated files)."""
+    if _appended_zip_start(content) is None:
+        return {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise FlatbufferError(f"{source}: the associated files appended to the model are corrupt ({err})") from None
+
+
+def _copy_block(builder, data: bytes) -> int:
+    """Place ``data`` in ``builder`` at a 64-byte aligned position; returns its offset from the buffer end."""
+    builder.Prep(64, len(data))  # the copied tables keep their alignment (TFLite buffers need 16)
+    builder.head -= len(data)
+    builder.Bytes[builder.head:builder.head + len(data)] = data
+    return builder.Offset()
+
+
+def _new_buffer(builder, payload: bytes) -> int:
+    builder.StartVector(1, len(payload), 16)  # Buffer.data is force_align 16
+    builder.head -= len(payload)
+    builder.Bytes[builder.head:builder.head + len(payload)] = payload
+    data = builder.EndVector(len(payload))
+    builder.StartObject(3)
+    builder.PrependUOffsetTRelativeSlot(0, data, 0)
+    return builder.EndObject()
+
+
+def _offset_vector(builder, offsets: list[int]) -> int:
+    builder.StartVector(4, len(offsets), 4)
+    for offset in reversed(offsets):
+        builder.PrependUOffsetTRelative(offset)
+    return builder.EndVector(len(offsets))
+
+
+def with_metadata(content: bytes, entries: dict[str, bytes], *, files: dict[str, bytes] | None = None,
+                  source: str = "model") -> bytes:
+    """``content`` with ``Model.metadata`` entries ``entries`` (name -> payload) and, if given, ``files``.
+
+    An entry of the same name is replaced in place (its buffer index is kept); other entries,
+    the graph and the weights are copied byte for byte: the new ``Model`` table and vectors
+    point into the original flatbuffer, which is placed unchanged after them. ``files`` replace
+    any archive already appended and are packed as an uncompressed zip after the flatbuffer,
+    as the TFLite Model Metadata populator does.
+    """
+    import flatbuffers
+
+    end = _appended_zip_start(content)
+    flat = content if end is None else content[:end]
+    reader, model = _model(flat, source)
+    vtable = model - reader._unpack("i", model)
+    if reader._unpack("H", vtable) > 4 + 2 * len(MODEL_FIELDS):
+        raise FlatbufferError(f"{source}: the Model table has fields after {MODEL_FIELDS[-1]!r} that this "
+                              f"writer does not know; refusing to drop them")
+    buffers, metas = reader.tables(model, 4), reader.tables(model, 6)
+    if any(reader.scalar(b, 1, "Q") > 1 for b in buffers):
+        raise FlatbufferError(f"{source}: the model keeps its weights outside the flatbuffer (a model over 2 GB); "
+                              f"adding metadata to it is not supported")
+    names = [(reader.bytes_field(m, 0) or b"").decode("utf-8", "replace") for m in metas]
+    builder = flatbuffers.Builder(len(flat) + sum(len(v) + 256 for v in entries.values()) + 1024)
+    base = _copy_block(builder, flat)
+
+    def old(position: int) -> int:  # an object of the copied flatbuffer, as a builder offset
+        return base - position
+
+    buffer_refs = [old(b) for b in buffers]
+    meta_refs = [old(m) for m in metas]
+    for name, payload in entries.items():
+        new_buffer = _new_buffer(builder, bytes(payload))
+        if name in names:
+            index = reader.scalar(metas[names.index(name)], 1, "I")
+            buffer_refs[index] = new_buffer
+            continue
+        buffer_refs.append(new_buffer)
+        label = builder.CreateString(name)
+        builder.StartObject(2)
+        builder.PrependUint32Slot(1, len(buffer_refs) - 1, 0)
+        builder.PrependUOffsetTRelativeSlot(0, label, 0)
+        meta_refs.append(builder.EndObject())
+    buffers_vector, metas_vector = _offset_vector(builder, buffer_refs), _offset_vector(builder, meta_refs)
+    builder.StartObject(len(MODEL_FIELDS))
+    for index, field in enumerate(MODEL_FIELDS):
+        if field == "buffers":
+            builder.PrependUOffsetTRelativeSlot(index, buffers_vector, 0)
+        elif field == "metadata":
+            builder.PrependUOffsetTRelativeSlot(index, metas_vector, 0)
+        elif field == "version":
+            builder.PrependUint32Slot(index, reader.scalar(model, index, "I"), 0)
+        elif reader.field(model, index) is not None:
+            builder.PrependUOffsetTRelativeSlot(index, old(reader.indirect(reader.field(model, index))), 0)
+    builder.Finish(builder.EndObject(), file_identifier=FILE_IDENTIFIER)
+    output = bytes(builder.Output())
+    if files:
+        stream = io.BytesIO(output)
+        stream.seek(0, io.SEEK_END)
+        with zipfile.ZipFile(stream, "a", compression=zipfile.ZIP_STORED) as archive:
+            for name, data in files.items():
+                archive.writestr(name, data)
+        output = stream.getvalue()
+    return output
+
+
 def spec_path_beside(model_path: str | os.PathLike) -> str:
     """``dir/MODEL.spec.json`` for ``dir/MODEL.tflite``."""
     root, _ = os.path.splitext(os.fspath(model_path))
     return root + SPEC_SUFFIX
 
 
-def load_spec(model_path: str | os.PathLike) -> tuple[Spec | None, str | None]:
-    """The model's spec and where it came from, or ``(None, None)`` for a foreign model.
-
-    The entry embedded in the model wins over the JSON file beside it. A spec
-    that is present but malformed raises :class:`SpecError` rather than being
-    skipped.
-    """
-    model_path = os.fspath(model_path)
-    entries = read_metadata(model_path)
-    if SPEC_METADATA_NAME in entries:
-        where = f"{model_path} (metadata {SPEC_METADATA_NAME!r})"
-        return Spec.from_json(entries[SPEC_METADATA_NAME], source=where), where
-    beside = spec_path_beside(model_path)
-    if os.path.exists(beside):
-        return Spec.load(beside), beside
-    return None, None
-
-
-__all__ = ["SPEC_METADATA_NAME", "FlatbufferError", "SpecError", "custom_ops", "load_spec", "read_metadata",
-           "spec_path_beside"]
+__all__ = ["MODEL_FIELDS", "SPEC_METADATA_NAME", "FlatbufferError", "TensorInfo", "associated_files", "custom_ops",
+           "io_tensors", "model_entries", "read_metadata", "read_model_file", "spec_path_beside", "with_metadata"]

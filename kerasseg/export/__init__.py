@@ -1,9 +1,8 @@
 """Export: TFLite conversion modes, quantization-aware fine-tuning, the Edge TPU op report,
-the parity report, and the spec stored inside each ``.tflite`` file."""
-from kerasseg.export.metadata import METADATA_NAME, embed_spec, read_spec
+and the parity report. What each ``.tflite`` file carries (the spec, the standard
+metadata) is written and read by ``kerasseg.artifact``."""
 from kerasseg.export.modes import Mode
 from kerasseg.export.parity import ParityReport, TFLiteSegmenter, parity_report
 from kerasseg.export.tflite import convert, float_ops
 
-__all__ = ["METADATA_NAME", "Mode", "ParityReport", "TFLiteSegmenter", "convert", "embed_spec", "float_ops",
-           "parity_report", "read_spec"]
+__all__ = ["Mode", "ParityReport", "TFLiteSegmenter", "convert", "float_ops", "parity_report"]

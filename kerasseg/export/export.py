@@ -20,10 +20,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from kerasseg.export import edgetpu as edgetpu_lib
-from kerasseg.export import metadata, qat, tflite
+from kerasseg.export import qat, tflite
 from kerasseg.export.modes import Mode
 from kerasseg.export.parity import ParityReport, parity_report
-from kerasseg.artifact import Spec
+from kerasseg.artifact import Spec, embed_spec
 
 DEFAULT_CALIBRATION_STEPS = 100
 DEFAULT_QAT_STEPS = 200
@@ -212,8 +212,7 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, input_size=None
             model = rebuild(source, input_size=input_size, edgetpu_friendly=True)
         if mode is Mode.QAT:
             model = _quantization_aware(source, data, static, input_size=input_size, qat_steps=qat_steps, log=log)
-        content = metadata.embed_spec(tflite.convert(model, mode=mode, input_size=input_size,
-                                                     calibration=calibration), spec)
+        content = embed_spec(tflite.convert(model, mode=mode, input_size=input_size, calibration=calibration), spec)
         if mode.full_integer:
             floats = tflite.float_ops(content)
             if floats:

@@ -1,0 +1,360 @@
+"""The standard TFLite Model Metadata of an image segmenter, written and read without TensorFlow.
+
+MediaPipe's ImageSegmenter, the LiteRT Task Library and Android tooling read a
+``Model.metadata`` entry named ``TFLITE_METADATA``: a ``ModelMetadata`` flatbuffer
+(metadata_schema.fbs, file identifier "M001") whose associated files (here the labels)
+are packed as a zip archive after the model. For an image segmenter it holds, as
+MediaPipe's ``metadata_writers/image_segmenter.py`` writes it:
+
+- the input image: RGB ``ImageProperties``, ``NormalizationOptions`` (a float input gets
+  ``(pixel - mean) / std``; a uint8 input gets the raw pixels) and value stats;
+- the output: a segmentation mask (grayscale ``ImageProperties`` over dimensions 1..2)
+  with its labels file;
+- custom metadata ``SEGMENTER_METADATA``: ``ImageSegmenterOptions`` (file identifier
+  "V001"), whose ``activation`` is the function a client applies to the output to get
+  confidences (MediaPipe applies it before its confidence masks).
+
+No maintained writer installs here: ``mediapipe``'s writer needs opencv-contrib-python
+(which clashes with our opencv-python-headless) and imports MediaPipe's C bindings;
+``tflite-support`` 0.4.4 requires protobuf<4, which TensorFlow 2.21 cannot take. So the
+tables are built and read with code that flatc generated from the published schemas
+(``kerasseg/artifact/_generated``, see its ``regenerate.py``), not written by hand.
+"""
+from __future__ import annotations
+
+import dataclasses
+import struct
+
+STANDARD_METADATA_NAME = "TFLITE_METADATA"
+SEGMENTER_OPTIONS_NAME = "SEGMENTER_METADATA"
+LABELS_FILENAME = "labels.txt"
+METADATA_IDENTIFIER, SEGMENTER_IDENTIFIER = b"M001", b"V001"
+# custom_metadata (where SEGMENTER_METADATA lives) arrived in metadata schema 1.5.0.
+MIN_PARSER_VERSION = "1.5.0"
+ACTIVATIONS = ("none", "sigmoid", "softmax")  # ImageSegmenterOptions.activation, in schema order
+# How each of our output kinds is described: (activation a client applies, label file type, dimension names).
+# Scores carry one label per channel (TENSOR_AXIS_LABELS); a class-id map carries names of its values
+# (TENSOR_VALUE_LABELS). Logits need a softmax (several channels) or a sigmoid (one) to become confidences.
+AXIS_LABELS, VALUE_LABELS = 2, 3  # AssociatedFileType values
+SCORE_DIMENSIONS = ("batch", "height", "width", "class")
+CLASS_ID_DIMENSIONS = ("batch", "height", "width")
+
+
+class MetadataError(ValueError):
+    """Standard metadata that does not parse, or that contradicts itself or the model."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StandardMetadata:
+    """What a model's standard metadata says, in kerasseg's terms; None where it says nothing.
+
+    ``mean``/``std`` are the device-side normalisation (pixel units, 1 or 3 values, as stored);
+    ``output_kind`` is one of ``spec.OUTPUT_KINDS``, read from the activation and the label file type.
+    """
+
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    labels: tuple[str, ...] | None = None
+    output_kind: str | None = None
+    activation: str | None = None
+
+    def normalisation(self) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
+        """(mean, std) per RGB channel, a single stored value broadcast to three; None when not stated."""
+        if self.mean is None:
+            return None
+        return tuple(self.mean * (3 // len(self.mean))), tuple(self.std * (3 // len(self.std)))
+
+
+def _activation_for(output_kind: str, channels: int) -> str:
+    if output_kind == "logits":
+        return "sigmoid" if channels == 1 else "softmax"
+    return "none"
+
+
+def _check_normalisation(mean, std, *, source: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    if len(mean) not in (1, 3) or len(std) not in (1, 3):
+        raise MetadataError(f"{source}: input normalisation needs 1 or 3 values each for mean and std "
+                            f"(one per RGB channel), got mean {list(mean)} and std {list(std)}")
+    if any(s <= 0 for s in std):
+        raise MetadataError(f"{source}: input normalisation std must be positive, got {list(std)}")
+    return mean, std
+
+
+# -- writing ----------------------------------------------------------------------------------------
+
+def _strings(builder, values, start_vector) -> int:
+    offsets = [builder.CreateString(v) for v in values]
+    start_vector(builder, len(offsets))
+    for offset in reversed(offsets):
+        builder.PrependUOffsetTRelative(offset)
+    return builder.EndVector(len(offsets))
+
+
+def _tables(builder, offsets, start_vector) -> int:
+    start_vector(builder, len(offsets))
+    for offset in reversed(offsets):
+        builder.PrependUOffsetTRelative(offset)
+    return builder.EndVector(len(offsets))
+
+
+def _floats(builder, values, start_vector) -> int:
+    start_vector(builder, len(values))
+    for value in reversed(values):
+        builder.PrependFloat32(value)
+    return builder.EndVector(len(values))
+
+
+def _image_content(builder, *, color_space: int, size: tuple[int, int] | None, dims: tuple[int, int] | None) -> int:
+    from kerasseg.artifact._generated.tflite import Content, ImageProperties, ImageSize, ValueRange
+    from kerasseg.artifact._generated.tflite.ContentProperties import ContentProperties
+
+    default_size = None
+    if size is not None:
+        ImageSize.Start(builder)
+        ImageSize.AddHeight(builder, size[0])
+        ImageSize.AddWidth(builder, size[1])
+        default_size = ImageSize.End(builder)
+    ImageProperties.Start(builder)
+    ImageProperties.AddColorSpace(builder, color_space)
+    if default_size is not None:
+        ImageProperties.AddDefaultSize(builder, default_size)
+    properties = ImageProperties.End(builder)
+    value_range = None
+    if dims is not None:
+        ValueRange.Start(builder)
+        ValueRange.AddMin(builder, dims[0])
+        ValueRange.AddMax(builder, dims[1])
+        value_range = ValueRange.End(builder)
+    Content.Start(builder)
+    Content.AddContentPropertiesType(builder, ContentProperties.ImageProperties)
+    Content.AddContentProperties(builder, properties)
+    if value_range is not None:
+        Content.AddRange(builder, value_range)
+    return Content.End(builder)
+
+
+def _input_tensor(builder, *, mean, std, input_dtype: str, input_size) -> int:
+    from kerasseg.artifact._generated.tflite import NormalizationOptions, ProcessUnit, Stats, TensorMetadata
+    from kerasseg.artifact._generated.tflite.ColorSpaceType import ColorSpaceType
+    from kerasseg.artifact._generated.tflite.ProcessUnitOptions import ProcessUnitOptions
+
+    name, description = builder.CreateString("image"), builder.CreateString("RGB image, pixels 0..255")
+    content = _image_content(builder, color_space=ColorSpaceType.RGB, size=input_size, dims=None)
+    mean_vector = _floats(builder, mean, NormalizationOptions.StartMeanVector)
+    std_vector = _floats(builder, std, NormalizationOptions.StartStdVector)
+    NormalizationOptions.Start(builder)
+    NormalizationOptions.AddMean(builder, mean_vector)
+    NormalizationOptions.AddStd(builder, std_vector)
+    options = NormalizationOptions.End(builder)
+    ProcessUnit.Start(builder)
+    ProcessUnit.AddOptionsType(builder, ProcessUnitOptions.NormalizationOptions)
+    ProcessUnit.AddOptions(builder, options)
+    units = _tables(builder, [ProcessUnit.End(builder)], TensorMetadata.StartProcessUnitsVector)
+    stats = None
+    if input_dtype in ("uint8", "float32"):  # the value range the tensor receives (as MediaPipe's writer states it)
+        if input_dtype == "uint8":
+            low, high = [0.0], [255.0]
+        else:
+            low = [(0.0 - m) / s for m, s in zip(mean, std)]
+            high = [(255.0 - m) / s for m, s in zip(mean, std)]
+        low_vector, high_vector = _floats(builder, low, Stats.StartMinVector), _floats(builder, high, Stats.StartMaxVector)
+        Stats.Start(builder)
+        Stats.AddMax(builder, high_vector)
+        Stats.AddMin(builder, low_vector)
+        stats = Stats.End(builder)
+    TensorMetadata.Start(builder)
+    TensorMetadata.AddName(builder, name)
+    TensorMetadata.AddDescription(builder, description)
+    TensorMetadata.AddContent(builder, content)
+    TensorMetadata.AddProcessUnits(builder, units)
+    if stats is not None:
+        TensorMetadata.AddStats(builder, stats)
+    return TensorMetadata.End(builder)
+
+
+def _output_tensor(builder, *, output_kind: str) -> int:
+    from kerasseg.artifact._generated.tflite import AssociatedFile, TensorMetadata
+    from kerasseg.artifact._generated.tflite.ColorSpaceType import ColorSpaceType
+
+    class_ids = output_kind == "class_ids"
+    name = builder.CreateString("segmentation_masks")
+    description = builder.CreateString(
+        "class id of each pixel" if class_ids else f"{output_kind} of each class at each pixel")
+    dimensions = _strings(builder, CLASS_ID_DIMENSIONS if class_ids else SCORE_DIMENSIONS,
+                          TensorMetadata.StartDimensionNamesVector)
+    file_name = builder.CreateString(LABELS_FILENAME)
+    file_description = builder.CreateString(
+        "names of the class ids" if class_ids else "labels of the classes, one per output channel")
+    AssociatedFile.Start(builder)
+    AssociatedFile.AddName(builder, file_name)
+    AssociatedFile.AddDescription(builder, file_description)
+    AssociatedFile.AddType(builder, VALUE_LABELS if class_ids else AXIS_LABELS)
+    files = _tables(builder, [AssociatedFile.End(builder)], TensorMetadata.StartAssociatedFilesVector)
+    content = _image_content(builder, color_space=ColorSpaceType.GRAYSCALE, size=None, dims=(1, 2))
+    TensorMetadata.Start(builder)
+    TensorMetadata.AddName(builder, name)
+    TensorMetadata.AddDescription(builder, description)
+    TensorMetadata.AddDimensionNames(builder, dimensions)
+    TensorMetadata.AddContent(builder, content)
+    TensorMetadata.AddAssociatedFiles(builder, files)
+    return TensorMetadata.End(builder)
+
+
+def _segmenter_options(activation: str) -> bytes:
+    import flatbuffers
+    from kerasseg.artifact._generated.mediapipe.tasks import ImageSegmenterOptions
+
+    builder = flatbuffers.Builder(64)
+    ImageSegmenterOptions.Start(builder)
+    ImageSegmenterOptions.AddActivation(builder, ACTIVATIONS.index(activation))
+    builder.Finish(ImageSegmenterOptions.End(builder), file_identifier=SEGMENTER_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def segmenter_metadata(*, labels, output_kind: str, input_dtype: str, channels: int, mean=(0.0,), std=(1.0,),
+                       input_size: tuple[int, int] | None = None, name: str = "segmenter",
+                       description: str = "") -> tuple[bytes, dict[str, bytes]]:
+    """The ``TFLITE_METADATA`` payload of a one-input, one-output image segmenter, and its files.
+
+    ``mean``/``std`` are the normalisation a client applies to float inputs (mean 0, std 1:
+    raw pixels, the graph normalises); ``channels`` is the output's last dimension (1 for a
+    class-id map). Returns ``(metadata bytes, {file name: bytes})``.
+    """
+    import flatbuffers
+    from kerasseg.artifact._generated.tflite import CustomMetadata, ModelMetadata, SubGraphMetadata
+    from kerasseg.artifact.spec import OUTPUT_KINDS
+
+    if output_kind not in OUTPUT_KINDS:
+        raise MetadataError(f"output_kind: expected one of {OUTPUT_KINDS}, got {output_kind!r}")
+    mean, std = _check_normalisation(mean, std, source="segmenter_metadata")
+    if len(mean) != len(std):
+        raise MetadataError(f"segmenter_metadata: mean and std need as many values, got {list(mean)} and {list(std)}")
+    labels = tuple(str(label) for label in labels)
+    if not labels or any("\n" in label or "\r" in label for label in labels):
+        raise MetadataError(f"labels: expected non-empty names without line breaks, got {list(labels)}")
+    builder = flatbuffers.Builder(1024)
+    inputs = _tables(builder, [_input_tensor(builder, mean=mean, std=std, input_dtype=input_dtype,
+                                             input_size=input_size)],
+                     SubGraphMetadata.StartInputTensorMetadataVector)
+    outputs = _tables(builder, [_output_tensor(builder, output_kind=output_kind)],
+                      SubGraphMetadata.StartOutputTensorMetadataVector)
+    options = _segmenter_options(_activation_for(output_kind, channels))
+    options_name = builder.CreateString(SEGMENTER_OPTIONS_NAME)
+    CustomMetadata.StartDataVector(builder, len(options))
+    builder.head -= len(options)
+    builder.Bytes[builder.head:builder.head + len(options)] = options
+    options_data = builder.EndVector(len(options))
+    CustomMetadata.Start(builder)
+    CustomMetadata.AddName(builder, options_name)
+    CustomMetadata.AddData(builder, options_data)
+    custom = _tables(builder, [CustomMetadata.End(builder)], SubGraphMetadata.StartCustomMetadataVector)
+    SubGraphMetadata.Start(builder)
+    SubGraphMetadata.AddInputTensorMetadata(builder, inputs)
+    SubGraphMetadata.AddOutputTensorMetadata(builder, outputs)
+    SubGraphMetadata.AddCustomMetadata(builder, custom)
+    subgraph = _tables(builder, [SubGraphMetadata.End(builder)], ModelMetadata.StartSubgraphMetadataVector)
+    strings = [builder.CreateString(text) for text in (name, description, MIN_PARSER_VERSION)]
+    ModelMetadata.Start(builder)
+    ModelMetadata.AddName(builder, strings[0])
+    ModelMetadata.AddDescription(builder, strings[1])
+    ModelMetadata.AddSubgraphMetadata(builder, subgraph)
+    ModelMetadata.AddMinParserVersion(builder, strings[2])
+    builder.Finish(ModelMetadata.End(builder), file_identifier=METADATA_IDENTIFIER)
+    return bytes(builder.Output()), {LABELS_FILENAME: ("\n".join(labels) + "\n").encode("utf-8")}
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+def _normalisation(tensor, *, source: str):
+    from kerasseg.artifact._generated.tflite.NormalizationOptions import NormalizationOptions
+    from kerasseg.artifact._generated.tflite.ProcessUnitOptions import ProcessUnitOptions
+
+    for i in range(tensor.ProcessUnitsLength()):
+        unit = tensor.ProcessUnits(i)
+        if unit.OptionsType() == ProcessUnitOptions.NormalizationOptions:
+            options = NormalizationOptions()
+            table = unit.Options()
+            options.Init(table.Bytes, table.Pos)
+            mean = [options.Mean(k) for k in range(options.MeanLength())]
+            std = [options.Std(k) for k in range(options.StdLength())]
+            return _check_normalisation(mean, std, source=f"{source} input normalisation")
+    return None, None
+
+
+def _labels(tensor, files: dict[str, bytes], *, source: str) -> tuple[tuple[str, ...] | None, int | None]:
+    """(names, file type) of the output's label file (the one without a locale first)."""
+    candidates = [tensor.AssociatedFiles(i) for i in range(tensor.AssociatedFilesLength())]
+    candidates = [f for f in candidates if f.Type() in (AXIS_LABELS, VALUE_LABELS)]
+    if not candidates:
+        return None, None
+    chosen = sorted(candidates, key=lambda f: f.Locale() is not None)[0]
+    name = (chosen.Name() or b"").decode("utf-8")
+    if name not in files:
+        raise MetadataError(f"{source}: the output's label file {name!r} is not among the files packed with "
+                            f"the model ({sorted(files) or 'none'})")
+    try:
+        text = files[name].decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise MetadataError(f"{source}: label file {name!r} is not UTF-8 ({err})") from None
+    return tuple(line.strip() for line in text.splitlines() if line.strip()), chosen.Type()
+
+
+def _activation(subgraph, *, source: str) -> str | None:
+    from kerasseg.artifact._generated.mediapipe.tasks.ImageSegmenterOptions import ImageSegmenterOptions
+
+    for i in range(subgraph.CustomMetadataLength()):
+        custom = subgraph.CustomMetadata(i)
+        if (custom.Name() or b"").decode("utf-8") != SEGMENTER_OPTIONS_NAME:
+            continue
+        data = custom.DataAsNumpy().tobytes() if custom.DataLength() else b""
+        if len(data) < 8 or data[4:8] != SEGMENTER_IDENTIFIER:
+            raise MetadataError(f"{source}: custom metadata {SEGMENTER_OPTIONS_NAME!r} is not an "
+                                f"ImageSegmenterOptions flatbuffer (file identifier {SEGMENTER_IDENTIFIER!r})")
+        code = ImageSegmenterOptions.GetRootAs(data, 0).Activation()
+        if not 0 <= code < len(ACTIVATIONS):
+            raise MetadataError(f"{source}: unknown segmenter activation {code}; known: {list(ACTIVATIONS)}")
+        return ACTIVATIONS[code]
+    return None
+
+
+def _output_kind(activation: str | None, label_type: int | None) -> str | None:
+    if label_type == VALUE_LABELS:
+        return "class_ids"
+    if activation is None:
+        return None
+    return "probabilities" if activation == "none" else "logits"
+
+
+def parse_segmenter_metadata(data: bytes, files: dict[str, bytes], *, source: str) -> StandardMetadata:
+    """Read a ``TFLITE_METADATA`` payload (and the model's packed ``files``) as :class:`StandardMetadata`.
+
+    Raises :class:`MetadataError` naming ``source`` when it does not parse or states impossible values.
+    """
+    from kerasseg.artifact._generated.tflite.ModelMetadata import ModelMetadata
+
+    if len(data) < 8 or data[4:8] != METADATA_IDENTIFIER:
+        raise MetadataError(f"{source}: not a TFLite Model Metadata flatbuffer (expected file identifier "
+                            f"{METADATA_IDENTIFIER!r} at bytes 4..8, found {bytes(data[4:8])!r})")
+    try:
+        model = ModelMetadata.GetRootAs(data, 0)
+        if model.SubgraphMetadataLength() < 1:
+            return StandardMetadata()
+        subgraph = model.SubgraphMetadata(0)
+        mean = std = labels = label_type = None
+        if subgraph.InputTensorMetadataLength() >= 1:
+            mean, std = _normalisation(subgraph.InputTensorMetadata(0), source=source)
+        if subgraph.OutputTensorMetadataLength() >= 1:
+            labels, label_type = _labels(subgraph.OutputTensorMetadata(0), files, source=source)
+        activation = _activation(subgraph, source=source)
+    except (struct.error, IndexError, ValueError, TypeError, AttributeError) as err:
+        if isinstance(err, MetadataError):
+            raise
+        raise MetadataError(f"{source}: the TFLite Model Metadata does not parse "
+                            f"({type(err).__name__}: {err})") from None
+    return StandardMetadata(mean=mean, std=std, labels=labels, activation=activation,
+                            output_kind=_output_kind(activation, label_type))
+
+
+__all__ = ["ACTIVATIONS", "LABELS_FILENAME", "SEGMENTER_OPTIONS_NAME", "STANDARD_METADATA_NAME", "MetadataError",
+           "StandardMetadata", "parse_segmenter_metadata", "segmenter_metadata"]
