@@ -33,6 +33,7 @@ class Models:
     class_ids: str  # (1, H, W) int32 ids
     classifier: str  # (1, 10): not a segmentation model
     spec_embedded: str  # float32 model with a kerasseg_spec metadata entry
+    artifact: str  # uint8 model as export writes it: spec + standard TFLite Model Metadata + labels.txt
     float32_bytes: bytes = b""
 
 
@@ -114,6 +115,8 @@ def make_models(root: str) -> Models:
     }
     blobs["spec_embedded"] = embed_metadata(blobs["float32"], "kerasseg_spec",
                                             spec_for_tiny().to_json().encode("utf-8"))
+    from kerasseg.artifact import embed_spec
+    blobs["artifact"] = embed_spec(blobs["uint8"], spec_for_tiny())
     paths = {}
     for name, blob in blobs.items():
         paths[name] = os.path.join(root, f"{name}.tflite")

@@ -276,8 +276,9 @@ def _normalisation(tensor, *, source: str):
             options = NormalizationOptions()
             table = unit.Options()
             options.Init(table.Bytes, table.Pos)
-            mean = [options.Mean(k) for k in range(options.MeanLength())]
-            std = [options.Std(k) for k in range(options.StdLength())]
+            # Stored as float32: keep the 7 significant digits it holds (123.675, not 123.67500305).
+            mean = [float(f"{options.Mean(k):.7g}") for k in range(options.MeanLength())]
+            std = [float(f"{options.Std(k):.7g}") for k in range(options.StdLength())]
             return _check_normalisation(mean, std, source=f"{source} input normalisation")
     return None, None
 
