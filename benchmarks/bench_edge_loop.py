@@ -125,17 +125,19 @@ def loop_fps(seg: Segmenter, video: str, record: str | None) -> tuple[float, flo
     return result.frames / wall, 1e3 * cpu / result.frames, result.stats["stages_ms"]
 
 
-def process_cost(model: str, video: str, runtime: str) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of ``python -m edge`` for one frame with ``runtime``."""
+def process_cost(model: str, video: str, runtime: str, *, root: str = ROOT) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS MB, CPU seconds) of ``python -m edge`` for one frame with ``runtime``, run from
+    checkout ``root``."""
     command = [sys.executable, "-m", "edge", "--model", model, "--source", video, "--no-display",
                "--max-frames", "1", "--runtime", runtime, "--log-level", "WARNING"]
+    env = dict(os.environ, PYTHONPATH=root)
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     took = time.perf_counter() - start
     if status != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()[-500:]}")
-    return took, usage.ru_maxrss / 1024.0  # KB on Linux
+    return took, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime  # ru_maxrss is in KB on Linux
 
 
 def main(argv=None) -> int:

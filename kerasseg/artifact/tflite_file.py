@@ -18,7 +18,6 @@ import dataclasses
 import io
 import os
 import struct
-import zipfile
 
 SPEC_METADATA_NAME = "kerasseg_spec"
 SPEC_SUFFIX = ".spec.json"
@@ -188,26 +187,27 @@ def io_tensors(content: bytes, *, source: str) -> tuple[list[TensorInfo], list[T
     return describe(1), describe(2)
 
 
-def _appended_zip_start(data: bytes) -> int | None:
-    """Where a zip archive appended to the flatbuffer starts (associated files), or None."""
+def _archive(data: bytes):
+    """The zip archive appended to the flatbuffer (the associated files), or None."""
     if data.rfind(b"PK\x05\x06", max(0, len(data) - 65557)) < 0:  # no end-of-central-directory record
         return None
+    import zipfile  # only for models that carry files
+
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            offsets = [info.header_offset for info in archive.infolist()]
-    except zipfile.BadZipFile:  # the signature occurred by chance inside the model's weights
+        return zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:  # the signature occurred by chance inside the model's weights, or a broken archive
         return None
-    return min(offsets, default=None)
 
 
 def associated_files(content: bytes, *, source: str) -> dict[str, bytes]:
     """The files packed after the flatbuffer as a zip archive (TFLite Model Metadata's associated files)."""
-    if _appended_zip_start(content) is None:
+    archive = _archive(content)
+    if archive is None:
         return {}
     try:
-        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        with archive:
             return {name: archive.read(name) for name in archive.namelist()}
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
+    except (ValueError, OSError, EOFError) as err:  # zipfile.BadZipFile is a ValueError
         raise FlatbufferError(f"{source}: the associated files appended to the model are corrupt ({err})") from None
 
 
@@ -248,8 +248,11 @@ def with_metadata(content: bytes, entries: dict[str, bytes], *, files: dict[str,
     """
     import flatbuffers
 
-    end = _appended_zip_start(content)
-    flat = content if end is None else content[:end]
+    archive = _archive(content)
+    if archive is not None:
+        with archive:
+            offsets = [info.header_offset for info in archive.infolist()]
+    flat = content[:min(offsets)] if archive is not None and offsets else content
     reader, model = _model(flat, source)
     vtable = model - reader._unpack("i", model)
     if reader._unpack("H", vtable) > 4 + 2 * len(MODEL_FIELDS):
@@ -294,6 +297,8 @@ def with_metadata(content: bytes, entries: dict[str, bytes], *, files: dict[str,
     builder.Finish(builder.EndObject(), file_identifier=FILE_IDENTIFIER)
     output = bytes(builder.Output())
     if files:
+        import zipfile
+
         stream = io.BytesIO(output)
         stream.seek(0, io.SEEK_END)
         with zipfile.ZipFile(stream, "a", compression=zipfile.ZIP_STORED) as archive:

@@ -1,0 +1,108 @@
+"""What reading the artifact's metadata costs ``python -m edge`` at start-up.
+
+    python benchmarks/bench_edge_startup.py                      # this checkout: spec-only vs full artifact
+    python benchmarks/bench_edge_startup.py --baseline /tmp/old  # also another checkout's code (git worktree)
+
+Start-up time (process start to exit after one frame, wall) and peak RSS of ``python -m edge``
+on an int8 MobileNetV2 segmenter (as bench_edge_loop.py builds it), alternating the
+configurations in every repeat so background load hits all alike:
+
+- ``spec only``: the model with only the ``kerasseg_spec`` entry (what artifacts carried before
+  the standard metadata), run by this checkout;
+- ``artifact``: the same model as ``convert.py`` writes it now (spec + ``TFLITE_METADATA`` +
+  ``labels.txt``), run by this checkout, which parses and cross-checks both;
+- ``baseline``: the artifact run by the ``--baseline`` checkout's code.
+
+Goal: the artifact's start-up time and peak RSS within 5% of the baseline's (or of spec only).
+Python compiles modules without a ``.pyc`` on every start when PYTHONDONTWRITEBYTECODE is set;
+the header says which case was measured.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench_edge_loop import ROOT, build_model, process_cost, write_video  # noqa: E402
+
+from kerasseg.artifact import Spec, embed_spec  # noqa: E402
+from kerasseg.artifact.tflite_file import SPEC_METADATA_NAME, io_tensors, with_metadata  # noqa: E402
+
+GOAL = 1.05
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "asimd", "asimddp")
+
+
+def cpu() -> str:
+    """CPU model and the SIMD flags the interpreter's kernels can use, from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?")
+    words = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith(("flags", "Features"))), []))
+    return f"{model}; flags {' '.join(f for f in SIMD_FLAGS if f in words) or 'none of ' + ' '.join(SIMD_FLAGS)}"
+
+
+def models(source: str, out_dir: str) -> dict[str, str]:
+    """The source model as a spec-only file and as a full artifact."""
+    with open(source, "rb") as f:
+        content = f.read()
+    (image,), (scores,) = io_tensors(content, source=source)
+    spec = Spec(labels=[f"class {i}" for i in range(scores.shape[-1])], input_size=image.shape[1:3])
+    paths = {"spec only": os.path.join(out_dir, "spec_only.tflite"), "artifact": os.path.join(out_dir, "artifact.tflite")}
+    blobs = {"spec only": with_metadata(content, {SPEC_METADATA_NAME: spec.to_json().encode("utf-8")}),
+             "artifact": embed_spec(content, spec)}
+    for name, path in paths.items():
+        with open(path, "wb") as f:
+            f.write(blobs[name])
+    return paths
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="a .tflite segmentation model (default: build one)")
+    parser.add_argument("--baseline", default=None, help="another checkout of kerasseg to compare with")
+    parser.add_argument("--repeats", type=int, default=7, help="alternated runs of each configuration")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = args.model
+        if source is None:
+            source = os.path.join(tmp, "mnv2_int8.tflite")
+            print("building an int8 MobileNetV2 (alpha 0.5) segmenter at 257x257 ...", flush=True)
+            build_model(source, 257, 0.5)
+        paths = models(source, tmp)
+        video = os.path.join(tmp, "video.avi")
+        write_video(video, 3)
+        configs = {"spec only": (ROOT, paths["spec only"]), "artifact": (ROOT, paths["artifact"])}
+        if args.baseline:
+            configs["baseline"] = (os.path.abspath(args.baseline), paths["artifact"])
+        runs = {name: [] for name in configs}
+        for _ in range(args.repeats):
+            for name, (root, model) in configs.items():
+                runs[name].append(process_cost(model, video, "ai_edge_litert", root=root))
+    bytecode = "off (PYTHONDONTWRITEBYTECODE set)" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "on"
+    print(f"cpu: {cpu()}; cores {len(os.sched_getaffinity(0))}; load (1 min) {os.getloadavg()[0]:.2f}; "
+          f".pyc writing {bytecode}; {args.repeats} alternated runs each")
+    print(f"{'configuration':<12} {'start-up + 1 frame s':>21} {'CPU s':>7} {'peak RSS MB':>12}   "
+          f"(medians; RSS max)   wall of each run")
+    summary = {}
+    for name, values in runs.items():
+        wall, rss = statistics.median(v[0] for v in values), max(v[1] for v in values)
+        cpu_s = statistics.median(v[2] for v in values)
+        summary[name] = wall, cpu_s, rss
+        print(f"{name:<12} {wall:>21.3f} {cpu_s:>7.3f} {rss:>12.1f}   {' '.join(f'{v[0]:.2f}' for v in values)}")
+    reference = "baseline" if "baseline" in summary else "spec only"
+    ratios = [a / b for a, b in zip(summary["artifact"], summary[reference])]
+    met = all(r <= GOAL for r in ratios)
+    print(f"artifact / {reference}: start-up {ratios[0]:.3f}, CPU {ratios[1]:.3f}, peak RSS {ratios[2]:.3f}; "
+          f"goal <= {GOAL}: {'met' if met else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
