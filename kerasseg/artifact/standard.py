@@ -25,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import struct
 
+from kerasseg.artifact.tflite_file import byte_vector, offset_vector
+
 STANDARD_METADATA_NAME = "TFLITE_METADATA"
 SEGMENTER_OPTIONS_NAME = "SEGMENTER_METADATA"
 LABELS_FILENAME = "labels.txt"
@@ -83,21 +85,6 @@ def _check_normalisation(mean, std, *, source: str) -> tuple[tuple[float, ...], 
 
 # -- writing ----------------------------------------------------------------------------------------
 
-def _strings(builder, values, start_vector) -> int:
-    offsets = [builder.CreateString(v) for v in values]
-    start_vector(builder, len(offsets))
-    for offset in reversed(offsets):
-        builder.PrependUOffsetTRelative(offset)
-    return builder.EndVector(len(offsets))
-
-
-def _tables(builder, offsets, start_vector) -> int:
-    start_vector(builder, len(offsets))
-    for offset in reversed(offsets):
-        builder.PrependUOffsetTRelative(offset)
-    return builder.EndVector(len(offsets))
-
-
 def _floats(builder, values, start_vector) -> int:
     start_vector(builder, len(values))
     for value in reversed(values):
@@ -150,7 +137,7 @@ def _input_tensor(builder, *, mean, std, input_dtype: str, input_size) -> int:
     ProcessUnit.Start(builder)
     ProcessUnit.AddOptionsType(builder, ProcessUnitOptions.NormalizationOptions)
     ProcessUnit.AddOptions(builder, options)
-    units = _tables(builder, [ProcessUnit.End(builder)], TensorMetadata.StartProcessUnitsVector)
+    units = offset_vector(builder, [ProcessUnit.End(builder)])
     stats = None
     if input_dtype in ("uint8", "float32"):  # the value range the tensor receives (as MediaPipe's writer states it)
         if input_dtype == "uint8":
@@ -181,8 +168,8 @@ def _output_tensor(builder, *, output_kind: str) -> int:
     name = builder.CreateString("segmentation_masks")
     description = builder.CreateString(
         "class id of each pixel" if class_ids else f"{output_kind} of each class at each pixel")
-    dimensions = _strings(builder, CLASS_ID_DIMENSIONS if class_ids else SCORE_DIMENSIONS,
-                          TensorMetadata.StartDimensionNamesVector)
+    dimensions = offset_vector(builder, [builder.CreateString(name) for name in
+                                         (CLASS_ID_DIMENSIONS if class_ids else SCORE_DIMENSIONS)])
     file_name = builder.CreateString(LABELS_FILENAME)
     file_description = builder.CreateString(
         "names of the class ids" if class_ids else "labels of the classes, one per output channel")
@@ -190,7 +177,7 @@ def _output_tensor(builder, *, output_kind: str) -> int:
     AssociatedFile.AddName(builder, file_name)
     AssociatedFile.AddDescription(builder, file_description)
     AssociatedFile.AddType(builder, VALUE_LABELS if class_ids else AXIS_LABELS)
-    files = _tables(builder, [AssociatedFile.End(builder)], TensorMetadata.StartAssociatedFilesVector)
+    files = offset_vector(builder, [AssociatedFile.End(builder)])
     content = _image_content(builder, color_space=ColorSpaceType.GRAYSCALE, size=None, dims=(1, 2))
     TensorMetadata.Start(builder)
     TensorMetadata.AddName(builder, name)
@@ -234,26 +221,21 @@ def segmenter_metadata(*, labels, output_kind: str, input_dtype: str, channels: 
     if not labels or any("\n" in label or "\r" in label for label in labels):
         raise MetadataError(f"labels: expected non-empty names without line breaks, got {list(labels)}")
     builder = flatbuffers.Builder(1024)
-    inputs = _tables(builder, [_input_tensor(builder, mean=mean, std=std, input_dtype=input_dtype,
-                                             input_size=input_size)],
-                     SubGraphMetadata.StartInputTensorMetadataVector)
-    outputs = _tables(builder, [_output_tensor(builder, output_kind=output_kind)],
-                      SubGraphMetadata.StartOutputTensorMetadataVector)
+    inputs = offset_vector(builder, [_input_tensor(builder, mean=mean, std=std, input_dtype=input_dtype,
+                                                   input_size=input_size)])
+    outputs = offset_vector(builder, [_output_tensor(builder, output_kind=output_kind)])
     options = _segmenter_options(_activation_for(output_kind, channels))
     options_name = builder.CreateString(SEGMENTER_OPTIONS_NAME)
-    CustomMetadata.StartDataVector(builder, len(options))
-    builder.head -= len(options)
-    builder.Bytes[builder.head:builder.head + len(options)] = options
-    options_data = builder.EndVector(len(options))
+    options_data = byte_vector(builder, options)
     CustomMetadata.Start(builder)
     CustomMetadata.AddName(builder, options_name)
     CustomMetadata.AddData(builder, options_data)
-    custom = _tables(builder, [CustomMetadata.End(builder)], SubGraphMetadata.StartCustomMetadataVector)
+    custom = offset_vector(builder, [CustomMetadata.End(builder)])
     SubGraphMetadata.Start(builder)
     SubGraphMetadata.AddInputTensorMetadata(builder, inputs)
     SubGraphMetadata.AddOutputTensorMetadata(builder, outputs)
     SubGraphMetadata.AddCustomMetadata(builder, custom)
-    subgraph = _tables(builder, [SubGraphMetadata.End(builder)], ModelMetadata.StartSubgraphMetadataVector)
+    subgraph = offset_vector(builder, [SubGraphMetadata.End(builder)])
     strings = [builder.CreateString(text) for text in (name, description, MIN_PARSER_VERSION)]
     ModelMetadata.Start(builder)
     ModelMetadata.AddName(builder, strings[0])

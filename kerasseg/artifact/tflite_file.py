@@ -219,21 +219,28 @@ def _copy_block(builder, data: bytes) -> int:
     return builder.Offset()
 
 
-def _new_buffer(builder, payload: bytes) -> int:
-    builder.StartVector(1, len(payload), 16)  # Buffer.data is force_align 16
+def byte_vector(builder, payload: bytes, *, alignment: int = 16) -> int:
+    """A ``[ubyte]`` vector of ``payload`` in a flatbuffers ``builder`` (``Buffer.data`` and
+    ``CustomMetadata.data`` are ``force_align: 16``)."""
+    builder.StartVector(1, len(payload), alignment)
     builder.head -= len(payload)
     builder.Bytes[builder.head:builder.head + len(payload)] = payload
-    data = builder.EndVector(len(payload))
-    builder.StartObject(3)
-    builder.PrependUOffsetTRelativeSlot(0, data, 0)
-    return builder.EndObject()
+    return builder.EndVector(len(payload))
 
 
-def _offset_vector(builder, offsets: list[int]) -> int:
+def offset_vector(builder, offsets: list[int]) -> int:
+    """A vector of tables or strings (already in ``builder``), in the order given."""
     builder.StartVector(4, len(offsets), 4)
     for offset in reversed(offsets):
         builder.PrependUOffsetTRelative(offset)
     return builder.EndVector(len(offsets))
+
+
+def _new_buffer(builder, payload: bytes) -> int:
+    data = byte_vector(builder, payload)
+    builder.StartObject(3)
+    builder.PrependUOffsetTRelativeSlot(0, data, 0)
+    return builder.EndObject()
 
 
 def with_metadata(content: bytes, entries: dict[str, bytes], *, files: dict[str, bytes] | None = None,
@@ -283,7 +290,7 @@ def with_metadata(content: bytes, entries: dict[str, bytes], *, files: dict[str,
         builder.PrependUint32Slot(1, len(buffer_refs) - 1, 0)
         builder.PrependUOffsetTRelativeSlot(0, label, 0)
         meta_refs.append(builder.EndObject())
-    buffers_vector, metas_vector = _offset_vector(builder, buffer_refs), _offset_vector(builder, meta_refs)
+    buffers_vector, metas_vector = offset_vector(builder, buffer_refs), offset_vector(builder, meta_refs)
     builder.StartObject(len(MODEL_FIELDS))
     for index, field in enumerate(MODEL_FIELDS):
         if field == "buffers":
