@@ -66,6 +66,9 @@ def test_embedding_again_replaces_both_entries(tiny_models, tmp_path):
     found = read_artifact(path)
     assert found.spec.labels == found.standard.labels == ("x", "y", "z")
     assert Segmenter.from_file(path, threads=1).labels == ("x", "y", "z")
+    other = with_metadata(twice, {"other": b"\x01"})  # without files: the packed labels stay
+    assert associated_files(other, source="other") == {"labels.txt": b"x\ny\nz\n"}
+    assert read_artifact(_write(tmp_path, "other.tflite", other)).standard.labels == ("x", "y", "z")
 
 
 def test_foreign_float_model_is_normalised_as_its_metadata_says(tiny_models, tmp_path):

@@ -199,16 +199,22 @@ def _archive(data: bytes):
         return None
 
 
-def associated_files(content: bytes, *, source: str) -> dict[str, bytes]:
-    """The files packed after the flatbuffer as a zip archive (TFLite Model Metadata's associated files)."""
+def _split_archive(content: bytes, *, source: str) -> tuple[bytes, dict[str, bytes]]:
+    """(the flatbuffer, the files packed after it as a zip archive)."""
     archive = _archive(content)
     if archive is None:
-        return {}
+        return content, {}
     try:
         with archive:
-            return {name: archive.read(name) for name in archive.namelist()}
+            start = min((info.header_offset for info in archive.infolist()), default=len(content))
+            return content[:start], {name: archive.read(name) for name in archive.namelist()}
     except (ValueError, OSError, EOFError) as err:  # zipfile.BadZipFile is a ValueError
         raise FlatbufferError(f"{source}: the associated files appended to the model are corrupt ({err})") from None
+
+
+def associated_files(content: bytes, *, source: str) -> dict[str, bytes]:
+    """The files packed after the flatbuffer as a zip archive (TFLite Model Metadata's associated files)."""
+    return _split_archive(content, source=source)[1]
 
 
 def _copy_block(builder, data: bytes) -> int:
@@ -243,6 +249,33 @@ def _new_buffer(builder, payload: bytes) -> int:
     return builder.EndObject()
 
 
+def _pack_files(flatbuffer: bytes, files: dict[str, bytes]) -> bytes:
+    """``flatbuffer`` followed by ``files`` as an uncompressed zip whose offsets count from the file's start."""
+    import zipfile
+
+    stream = io.BytesIO(flatbuffer)
+    stream.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(stream, "a", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return stream.getvalue()
+
+
+def _model_table(builder, reader: _Reader, model: int, *, old, buffers_vector: int, metas_vector: int) -> int:
+    """A new Model table: new buffers and metadata vectors, every other field pointing at the old one."""
+    builder.StartObject(len(MODEL_FIELDS))
+    for index, field in enumerate(MODEL_FIELDS):
+        if field == "buffers":
+            builder.PrependUOffsetTRelativeSlot(index, buffers_vector, 0)
+        elif field == "metadata":
+            builder.PrependUOffsetTRelativeSlot(index, metas_vector, 0)
+        elif field == "version":
+            builder.PrependUint32Slot(index, reader.scalar(model, index, "I"), 0)
+        elif reader.field(model, index) is not None:
+            builder.PrependUOffsetTRelativeSlot(index, old(reader.indirect(reader.field(model, index))), 0)
+    return builder.EndObject()
+
+
 def with_metadata(content: bytes, entries: dict[str, bytes], *, files: dict[str, bytes] | None = None,
                   source: str = "model") -> bytes:
     """``content`` with ``Model.metadata`` entries ``entries`` (name -> payload) and, if given, ``files``.
@@ -250,19 +283,15 @@ def with_metadata(content: bytes, entries: dict[str, bytes], *, files: dict[str,
     An entry of the same name is replaced in place (its buffer index is kept); other entries,
     the graph and the weights are copied byte for byte: the new ``Model`` table and vectors
     point into the original flatbuffer, which is placed unchanged after them. ``files`` replace
-    any archive already appended and are packed as an uncompressed zip after the flatbuffer,
-    as the TFLite Model Metadata populator does.
+    the files already packed after the model (None keeps them); they are packed as an
+    uncompressed zip after the flatbuffer, as the TFLite Model Metadata populator does.
     """
     import flatbuffers
 
-    archive = _archive(content)
-    if archive is not None:
-        with archive:
-            offsets = [info.header_offset for info in archive.infolist()]
-    flat = content[:min(offsets)] if archive is not None and offsets else content
+    flat, packed = _split_archive(content, source=source)
+    files = packed if files is None else files
     reader, model = _model(flat, source)
-    vtable = model - reader._unpack("i", model)
-    if reader._unpack("H", vtable) > 4 + 2 * len(MODEL_FIELDS):
+    if reader._unpack("H", model - reader._unpack("i", model)) > 4 + 2 * len(MODEL_FIELDS):
         raise FlatbufferError(f"{source}: the Model table has fields after {MODEL_FIELDS[-1]!r} that this "
                               f"writer does not know; refusing to drop them")
     buffers, metas = reader.tables(model, 4), reader.tables(model, 6)
@@ -276,13 +305,11 @@ def with_metadata(content: bytes, entries: dict[str, bytes], *, files: dict[str,
     def old(position: int) -> int:  # an object of the copied flatbuffer, as a builder offset
         return base - position
 
-    buffer_refs = [old(b) for b in buffers]
-    meta_refs = [old(m) for m in metas]
+    buffer_refs, meta_refs = [old(b) for b in buffers], [old(m) for m in metas]
     for name, payload in entries.items():
         new_buffer = _new_buffer(builder, bytes(payload))
         if name in names:
-            index = reader.scalar(metas[names.index(name)], 1, "I")
-            buffer_refs[index] = new_buffer
+            buffer_refs[reader.scalar(metas[names.index(name)], 1, "I")] = new_buffer
             continue
         buffer_refs.append(new_buffer)
         label = builder.CreateString(name)
@@ -290,29 +317,11 @@ def with_metadata(content: bytes, entries: dict[str, bytes], *, files: dict[str,
         builder.PrependUint32Slot(1, len(buffer_refs) - 1, 0)
         builder.PrependUOffsetTRelativeSlot(0, label, 0)
         meta_refs.append(builder.EndObject())
-    buffers_vector, metas_vector = offset_vector(builder, buffer_refs), offset_vector(builder, meta_refs)
-    builder.StartObject(len(MODEL_FIELDS))
-    for index, field in enumerate(MODEL_FIELDS):
-        if field == "buffers":
-            builder.PrependUOffsetTRelativeSlot(index, buffers_vector, 0)
-        elif field == "metadata":
-            builder.PrependUOffsetTRelativeSlot(index, metas_vector, 0)
-        elif field == "version":
-            builder.PrependUint32Slot(index, reader.scalar(model, index, "I"), 0)
-        elif reader.field(model, index) is not None:
-            builder.PrependUOffsetTRelativeSlot(index, old(reader.indirect(reader.field(model, index))), 0)
-    builder.Finish(builder.EndObject(), file_identifier=FILE_IDENTIFIER)
+    table = _model_table(builder, reader, model, old=old, buffers_vector=offset_vector(builder, buffer_refs),
+                         metas_vector=offset_vector(builder, meta_refs))
+    builder.Finish(table, file_identifier=FILE_IDENTIFIER)
     output = bytes(builder.Output())
-    if files:
-        import zipfile
-
-        stream = io.BytesIO(output)
-        stream.seek(0, io.SEEK_END)
-        with zipfile.ZipFile(stream, "a", compression=zipfile.ZIP_STORED) as archive:
-            for name, data in files.items():
-                archive.writestr(name, data)
-        output = stream.getvalue()
-    return output
+    return _pack_files(output, files) if files else output
 
 
 def spec_path_beside(model_path: str | os.PathLike) -> str:
