@@ -30,7 +30,8 @@ sys.path.insert(0, HERE)
 from bench_edge_loop import ROOT, build_model, process_cost, write_video  # noqa: E402
 
 from kerasseg.artifact import Spec, embed_spec  # noqa: E402
-from kerasseg.artifact.tflite_file import SPEC_METADATA_NAME, io_tensors, with_metadata  # noqa: E402
+from kerasseg.artifact.tflite_file import SPEC_METADATA_NAME, io_tensors  # noqa: E402
+from kerasseg.artifact.writer import with_metadata  # noqa: E402
 
 GOAL = 1.05
 SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "asimd", "asimddp")

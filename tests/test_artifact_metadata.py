@@ -12,8 +12,9 @@ from edge.segmenter import Segmenter
 from edge_helpers import LABELS, spec_for_tiny, tiny_models, write_video  # noqa: F401
 from kerasseg.artifact import (RAW_PIXELS, SPEC_METADATA_NAME, STANDARD_METADATA_NAME, MetadataError,
                                MetadataMismatch, embed_metadata, embed_spec, read_artifact, read_metadata)
-from kerasseg.artifact import standard as standard_module
-from kerasseg.artifact.tflite_file import associated_files, with_metadata
+from kerasseg.artifact import writer as writer_module
+from kerasseg.artifact.tflite_file import associated_files
+from kerasseg.artifact.writer import with_metadata
 
 # ImageNet's normalisation: per channel, and unlike the [-1, 1] guess for float inputs without metadata.
 IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
@@ -119,7 +120,7 @@ def _bad_models(tiny_models, tmp_path, monkeypatch) -> dict[str, str]:
             "few_labels": embed_metadata(plain, labels=("r", "g"), output_kind="logits")}
     with pytest.raises(MetadataError, match=r"1 or 3 values.*got mean \[1.0, 2.0\]"):
         embed_metadata(plain, labels=LABELS, output_kind="logits", mean=(1, 2), std=(3, 4))  # the writer refuses
-    monkeypatch.setattr(standard_module, "_check_normalisation", lambda mean, std, source: (mean, std))
+    monkeypatch.setattr(writer_module, "check_normalisation", lambda mean, std, source: (mean, std))
     made["two_means"] = embed_metadata(plain, labels=LABELS, output_kind="logits", mean=(1, 2), std=(3, 4))
     monkeypatch.undo()
     return {name: _write(tmp_path, f"{name}.tflite", content) for name, content in made.items()}

@@ -257,6 +257,7 @@ def test_no_tensorflow_after_a_full_run(tiny_models, tmp_path):
         f"rc = main(['--model', {tiny_models.artifact!r}, '--source', {video!r}, '--no-display',"
         f" '--serve', '127.0.0.1:0', '--record', {str(tmp_path / 'o.avi')!r}])\n"
         "assert 'kerasseg.artifact._generated.tflite.NormalizationOptions' in sys.modules  # it read the metadata\n"
+        "assert 'kerasseg.artifact.writer' not in sys.modules  # and compiled no writer\n"
         "import edge.benchmark, kerasseg.artifact\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')\n"
         "             or m.startswith('kerasseg.') and not m.startswith('kerasseg.artifact'))\n"

@@ -6,14 +6,24 @@ one reader, one writer and one name for each metadata entry (``kerasseg_spec``,
 ``TFLITE_METADATA``, ``SEGMENTER_METADATA``). Data flows one way:
 ``kerasseg.data -> kerasseg.artifact -> kerasseg.models/training -> kerasseg.export -> edge``.
 """
-from kerasseg.artifact.contents import (RAW_PIXELS, ArtifactMetadata, MetadataMismatch, check_agreement,
-                                        embed_metadata, embed_spec, load_spec, read_artifact)
+from kerasseg.artifact.contents import (RAW_PIXELS, ArtifactMetadata, MetadataMismatch, check_agreement, load_spec,
+                                        read_artifact)
 from kerasseg.artifact.spec import (CHANNEL_ORDERS, IGNORE_LABEL, OUTPUT_ALIGNMENTS, OUTPUT_KINDS, RESIZE_MODES,
                                     SPEC_FILENAME, Spec, SpecError, default_colors, parse_size)
 from kerasseg.artifact.standard import (LABELS_FILENAME, SEGMENTER_OPTIONS_NAME, STANDARD_METADATA_NAME,
                                         MetadataError, StandardMetadata)
 from kerasseg.artifact.tflite_file import (SPEC_METADATA_NAME, FlatbufferError, custom_ops, read_metadata,
                                            spec_path_beside)
+
+WRITERS = ("embed_metadata", "embed_spec")  # from kerasseg.artifact.writer, imported on first use: the device only reads
+
+
+def __getattr__(name: str):
+    if name in WRITERS:
+        from kerasseg.artifact import writer
+        return getattr(writer, name)
+    raise AttributeError(f"module 'kerasseg.artifact' has no attribute {name!r}")
+
 
 __all__ = ["CHANNEL_ORDERS", "IGNORE_LABEL", "LABELS_FILENAME", "OUTPUT_ALIGNMENTS", "OUTPUT_KINDS", "RAW_PIXELS",
            "RESIZE_MODES", "SEGMENTER_OPTIONS_NAME", "SPEC_FILENAME", "SPEC_METADATA_NAME", "STANDARD_METADATA_NAME",

@@ -9,6 +9,7 @@ Every kerasseg artifact holds both, derived from the one :class:`Spec`:
   normalise inside the graph, so it states mean 0 and std 1 (feed raw pixels).
 
 :func:`check_agreement` refuses an artifact whose two descriptions contradict each other.
+``kerasseg.artifact.writer`` writes both; this module only reads, so the device never compiles the writer.
 """
 from __future__ import annotations
 
@@ -16,10 +17,9 @@ import dataclasses
 import os
 
 from kerasseg.artifact.spec import Spec, SpecError
-from kerasseg.artifact.standard import (STANDARD_METADATA_NAME, MetadataError, StandardMetadata,
-                                        parse_segmenter_metadata, segmenter_metadata)
-from kerasseg.artifact.tflite_file import (SPEC_METADATA_NAME, associated_files, io_tensors, model_entries,
-                                           read_model_file, spec_path_beside, with_metadata)
+from kerasseg.artifact.standard import STANDARD_METADATA_NAME, StandardMetadata, parse_segmenter_metadata
+from kerasseg.artifact.tflite_file import (SPEC_METADATA_NAME, associated_files, model_entries, read_model_file,
+                                           spec_path_beside)
 
 RAW_PIXELS = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # (mean, std) of "feed the pixels as they are"
 
@@ -36,37 +36,6 @@ class ArtifactMetadata:
     spec_source: str | None = None
     standard: StandardMetadata | None = None
     standard_source: str | None = None
-
-
-def embed_metadata(content: bytes, *, labels, output_kind: str, mean=(0.0,), std=(1.0,), spec: Spec | None = None,
-                   name: str = "segmenter", description: str = "", source: str = "model") -> bytes:
-    """``content`` with standard image-segmenter metadata (and ``spec``'s entry when given).
-
-    ``mean``/``std`` are what a client must apply to float inputs. Input dtype, input size and
-    output channels are read from the model's tensors.
-    """
-    inputs, outputs = io_tensors(content, source=source)
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise MetadataError(f"{source}: an image segmenter has one input and one output, this model has "
-                            f"{len(inputs)} and {len(outputs)}")
-    image, scores = inputs[0], outputs[0]
-    input_size = tuple(image.shape[1:3]) if len(image.shape) == 4 else None
-    channels = scores.shape[-1] if len(scores.shape) == 4 else 1
-    payload, files = segmenter_metadata(labels=labels, output_kind=output_kind, input_dtype=image.dtype,
-                                        channels=channels, mean=mean, std=std, input_size=input_size, name=name,
-                                        description=description)
-    entries = {STANDARD_METADATA_NAME: payload}
-    if spec is not None:
-        entries[SPEC_METADATA_NAME] = spec.to_json().encode("utf-8")
-    return with_metadata(content, entries, files=files, source=source)
-
-
-def embed_spec(content: bytes, spec: Spec) -> bytes:
-    """A kerasseg artifact: ``content`` with ``spec`` and the standard metadata derived from it."""
-    return embed_metadata(content, labels=spec.labels, output_kind=spec.output_kind, mean=RAW_PIXELS[0],
-                          std=RAW_PIXELS[1], spec=spec, name="kerasseg segmenter", source="embed_spec",
-                          description=f"semantic segmentation, {spec.num_classes} classes, takes raw RGB pixels "
-                                      f"(normalised inside the graph)")
 
 
 def read_artifact(model_path: str | os.PathLike) -> ArtifactMetadata:
@@ -119,5 +88,4 @@ def check_agreement(spec: Spec, standard: StandardMetadata, *, where: str) -> No
                                + "; ".join(problems))
 
 
-__all__ = ["ArtifactMetadata", "MetadataMismatch", "RAW_PIXELS", "check_agreement", "embed_metadata", "embed_spec",
-           "load_spec", "read_artifact"]
+__all__ = ["ArtifactMetadata", "MetadataMismatch", "RAW_PIXELS", "check_agreement", "load_spec", "read_artifact"]

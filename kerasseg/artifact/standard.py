@@ -25,8 +25,6 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-from kerasseg.artifact.tflite_file import byte_vector, offset_vector
-
 STANDARD_METADATA_NAME = "TFLITE_METADATA"
 SEGMENTER_OPTIONS_NAME = "SEGMENTER_METADATA"
 LABELS_FILENAME = "labels.txt"
@@ -67,13 +65,7 @@ class StandardMetadata:
         return tuple(self.mean * (3 // len(self.mean))), tuple(self.std * (3 // len(self.std)))
 
 
-def _activation_for(output_kind: str, channels: int) -> str:
-    if output_kind == "logits":
-        return "sigmoid" if channels == 1 else "softmax"
-    return "none"
-
-
-def _check_normalisation(mean, std, *, source: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def check_normalisation(mean, std, *, source: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
     if len(mean) not in (1, 3) or len(std) not in (1, 3):
         raise MetadataError(f"{source}: input normalisation needs 1 or 3 values each for mean and std "
@@ -81,169 +73,6 @@ def _check_normalisation(mean, std, *, source: str) -> tuple[tuple[float, ...], 
     if any(s <= 0 for s in std):
         raise MetadataError(f"{source}: input normalisation std must be positive, got {list(std)}")
     return mean, std
-
-
-# -- writing ----------------------------------------------------------------------------------------
-
-def _floats(builder, values, start_vector) -> int:
-    start_vector(builder, len(values))
-    for value in reversed(values):
-        builder.PrependFloat32(value)
-    return builder.EndVector(len(values))
-
-
-def _image_content(builder, *, color_space: int, size: tuple[int, int] | None, dims: tuple[int, int] | None) -> int:
-    from kerasseg.artifact._generated.tflite import Content, ImageProperties, ImageSize, ValueRange
-    from kerasseg.artifact._generated.tflite.ContentProperties import ContentProperties
-
-    default_size = None
-    if size is not None:
-        ImageSize.Start(builder)
-        ImageSize.AddHeight(builder, size[0])
-        ImageSize.AddWidth(builder, size[1])
-        default_size = ImageSize.End(builder)
-    ImageProperties.Start(builder)
-    ImageProperties.AddColorSpace(builder, color_space)
-    if default_size is not None:
-        ImageProperties.AddDefaultSize(builder, default_size)
-    properties = ImageProperties.End(builder)
-    value_range = None
-    if dims is not None:
-        ValueRange.Start(builder)
-        ValueRange.AddMin(builder, dims[0])
-        ValueRange.AddMax(builder, dims[1])
-        value_range = ValueRange.End(builder)
-    Content.Start(builder)
-    Content.AddContentPropertiesType(builder, ContentProperties.ImageProperties)
-    Content.AddContentProperties(builder, properties)
-    if value_range is not None:
-        Content.AddRange(builder, value_range)
-    return Content.End(builder)
-
-
-def _input_tensor(builder, *, mean, std, input_dtype: str, input_size) -> int:
-    from kerasseg.artifact._generated.tflite import NormalizationOptions, ProcessUnit, Stats, TensorMetadata
-    from kerasseg.artifact._generated.tflite.ColorSpaceType import ColorSpaceType
-    from kerasseg.artifact._generated.tflite.ProcessUnitOptions import ProcessUnitOptions
-
-    name, description = builder.CreateString("image"), builder.CreateString("RGB image, pixels 0..255")
-    content = _image_content(builder, color_space=ColorSpaceType.RGB, size=input_size, dims=None)
-    mean_vector = _floats(builder, mean, NormalizationOptions.StartMeanVector)
-    std_vector = _floats(builder, std, NormalizationOptions.StartStdVector)
-    NormalizationOptions.Start(builder)
-    NormalizationOptions.AddMean(builder, mean_vector)
-    NormalizationOptions.AddStd(builder, std_vector)
-    options = NormalizationOptions.End(builder)
-    ProcessUnit.Start(builder)
-    ProcessUnit.AddOptionsType(builder, ProcessUnitOptions.NormalizationOptions)
-    ProcessUnit.AddOptions(builder, options)
-    units = offset_vector(builder, [ProcessUnit.End(builder)])
-    stats = None
-    if input_dtype in ("uint8", "float32"):  # the value range the tensor receives (as MediaPipe's writer states it)
-        if input_dtype == "uint8":
-            low, high = [0.0], [255.0]
-        else:
-            low = [(0.0 - m) / s for m, s in zip(mean, std)]
-            high = [(255.0 - m) / s for m, s in zip(mean, std)]
-        low_vector, high_vector = _floats(builder, low, Stats.StartMinVector), _floats(builder, high, Stats.StartMaxVector)
-        Stats.Start(builder)
-        Stats.AddMax(builder, high_vector)
-        Stats.AddMin(builder, low_vector)
-        stats = Stats.End(builder)
-    TensorMetadata.Start(builder)
-    TensorMetadata.AddName(builder, name)
-    TensorMetadata.AddDescription(builder, description)
-    TensorMetadata.AddContent(builder, content)
-    TensorMetadata.AddProcessUnits(builder, units)
-    if stats is not None:
-        TensorMetadata.AddStats(builder, stats)
-    return TensorMetadata.End(builder)
-
-
-def _output_tensor(builder, *, output_kind: str) -> int:
-    from kerasseg.artifact._generated.tflite import AssociatedFile, TensorMetadata
-    from kerasseg.artifact._generated.tflite.ColorSpaceType import ColorSpaceType
-
-    class_ids = output_kind == "class_ids"
-    name = builder.CreateString("segmentation_masks")
-    description = builder.CreateString(
-        "class id of each pixel" if class_ids else f"{output_kind} of each class at each pixel")
-    dimensions = offset_vector(builder, [builder.CreateString(name) for name in
-                                         (CLASS_ID_DIMENSIONS if class_ids else SCORE_DIMENSIONS)])
-    file_name = builder.CreateString(LABELS_FILENAME)
-    file_description = builder.CreateString(
-        "names of the class ids" if class_ids else "labels of the classes, one per output channel")
-    AssociatedFile.Start(builder)
-    AssociatedFile.AddName(builder, file_name)
-    AssociatedFile.AddDescription(builder, file_description)
-    AssociatedFile.AddType(builder, VALUE_LABELS if class_ids else AXIS_LABELS)
-    files = offset_vector(builder, [AssociatedFile.End(builder)])
-    content = _image_content(builder, color_space=ColorSpaceType.GRAYSCALE, size=None, dims=(1, 2))
-    TensorMetadata.Start(builder)
-    TensorMetadata.AddName(builder, name)
-    TensorMetadata.AddDescription(builder, description)
-    TensorMetadata.AddDimensionNames(builder, dimensions)
-    TensorMetadata.AddContent(builder, content)
-    TensorMetadata.AddAssociatedFiles(builder, files)
-    return TensorMetadata.End(builder)
-
-
-def _segmenter_options(activation: str) -> bytes:
-    import flatbuffers
-    from kerasseg.artifact._generated.mediapipe.tasks import ImageSegmenterOptions
-
-    builder = flatbuffers.Builder(64)
-    ImageSegmenterOptions.Start(builder)
-    ImageSegmenterOptions.AddActivation(builder, ACTIVATIONS.index(activation))
-    builder.Finish(ImageSegmenterOptions.End(builder), file_identifier=SEGMENTER_IDENTIFIER)
-    return bytes(builder.Output())
-
-
-def segmenter_metadata(*, labels, output_kind: str, input_dtype: str, channels: int, mean=(0.0,), std=(1.0,),
-                       input_size: tuple[int, int] | None = None, name: str = "segmenter",
-                       description: str = "") -> tuple[bytes, dict[str, bytes]]:
-    """The ``TFLITE_METADATA`` payload of a one-input, one-output image segmenter, and its files.
-
-    ``mean``/``std`` are the normalisation a client applies to float inputs (mean 0, std 1:
-    raw pixels, the graph normalises); ``channels`` is the output's last dimension (1 for a
-    class-id map). Returns ``(metadata bytes, {file name: bytes})``.
-    """
-    import flatbuffers
-    from kerasseg.artifact._generated.tflite import CustomMetadata, ModelMetadata, SubGraphMetadata
-    from kerasseg.artifact.spec import OUTPUT_KINDS
-
-    if output_kind not in OUTPUT_KINDS:
-        raise MetadataError(f"output_kind: expected one of {OUTPUT_KINDS}, got {output_kind!r}")
-    mean, std = _check_normalisation(mean, std, source="segmenter_metadata")
-    if len(mean) != len(std):
-        raise MetadataError(f"segmenter_metadata: mean and std need as many values, got {list(mean)} and {list(std)}")
-    labels = tuple(str(label) for label in labels)
-    if not labels or any("\n" in label or "\r" in label for label in labels):
-        raise MetadataError(f"labels: expected non-empty names without line breaks, got {list(labels)}")
-    builder = flatbuffers.Builder(1024)
-    inputs = offset_vector(builder, [_input_tensor(builder, mean=mean, std=std, input_dtype=input_dtype,
-                                                   input_size=input_size)])
-    outputs = offset_vector(builder, [_output_tensor(builder, output_kind=output_kind)])
-    options = _segmenter_options(_activation_for(output_kind, channels))
-    options_name = builder.CreateString(SEGMENTER_OPTIONS_NAME)
-    options_data = byte_vector(builder, options)
-    CustomMetadata.Start(builder)
-    CustomMetadata.AddName(builder, options_name)
-    CustomMetadata.AddData(builder, options_data)
-    custom = offset_vector(builder, [CustomMetadata.End(builder)])
-    SubGraphMetadata.Start(builder)
-    SubGraphMetadata.AddInputTensorMetadata(builder, inputs)
-    SubGraphMetadata.AddOutputTensorMetadata(builder, outputs)
-    SubGraphMetadata.AddCustomMetadata(builder, custom)
-    subgraph = offset_vector(builder, [SubGraphMetadata.End(builder)])
-    strings = [builder.CreateString(text) for text in (name, description, MIN_PARSER_VERSION)]
-    ModelMetadata.Start(builder)
-    ModelMetadata.AddName(builder, strings[0])
-    ModelMetadata.AddDescription(builder, strings[1])
-    ModelMetadata.AddSubgraphMetadata(builder, subgraph)
-    ModelMetadata.AddMinParserVersion(builder, strings[2])
-    builder.Finish(ModelMetadata.End(builder), file_identifier=METADATA_IDENTIFIER)
-    return bytes(builder.Output()), {LABELS_FILENAME: ("\n".join(labels) + "\n").encode("utf-8")}
 
 
 # -- reading ----------------------------------------------------------------------------------------
@@ -261,7 +90,7 @@ def _normalisation(tensor, *, source: str):
             # Stored as float32: keep the 7 significant digits it holds (123.675, not 123.67500305).
             mean = [float(f"{options.Mean(k):.7g}") for k in range(options.MeanLength())]
             std = [float(f"{options.Std(k):.7g}") for k in range(options.StdLength())]
-            return _check_normalisation(mean, std, source=f"{source} input normalisation")
+            return check_normalisation(mean, std, source=f"{source} input normalisation")
     return None, None
 
 
@@ -340,4 +169,4 @@ def parse_segmenter_metadata(data: bytes, files: dict[str, bytes], *, source: st
 
 
 __all__ = ["ACTIVATIONS", "LABELS_FILENAME", "SEGMENTER_OPTIONS_NAME", "STANDARD_METADATA_NAME", "MetadataError",
-           "StandardMetadata", "parse_segmenter_metadata", "segmenter_metadata"]
+           "StandardMetadata", "check_normalisation", "parse_segmenter_metadata"]

@@ -95,7 +95,7 @@ def read_model_file(path: str | os.PathLike) -> bytes:
         raise FlatbufferError(f"model: cannot read {os.fspath(path)!r} ({err.strerror})") from None
 
 
-def _model(data: bytes, source: str) -> tuple[_Reader, int]:
+def model_reader(data: bytes, source: str) -> tuple[_Reader, int]:
     if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
         found = repr(data[4:8]) if len(data) >= 8 else f"{len(data)} bytes"
         raise FlatbufferError(
@@ -105,8 +105,8 @@ def _model(data: bytes, source: str) -> tuple[_Reader, int]:
     return reader, reader.root()
 
 
-def _read_model(path: str) -> tuple[_Reader, int]:
-    return _model(read_model_file(path), path)
+def _readmodel_reader(path: str) -> tuple[_Reader, int]:
+    return model_reader(read_model_file(path), path)
 
 
 def _entries(reader: _Reader, model: int) -> dict[str, bytes]:
@@ -129,18 +129,18 @@ def _entries(reader: _Reader, model: int) -> dict[str, bytes]:
 
 def read_metadata(path: str | os.PathLike) -> dict[str, bytes]:
     """All ``Model.metadata`` entries of a ``.tflite`` file, name -> buffer bytes."""
-    return _entries(*_read_model(os.fspath(path)))
+    return _entries(*_readmodel_reader(os.fspath(path)))
 
 
 def model_entries(data: bytes, *, source: str) -> dict[str, bytes]:
     """``read_metadata`` for a model already in memory (``source`` names it in errors)."""
-    return _entries(*_model(data, source))
+    return _entries(*model_reader(data, source))
 
 
 def custom_ops(path: str | os.PathLike) -> list[str]:
     """Names of the custom operators a model uses (``edgetpu-custom-op`` after Edge TPU compilation)."""
     path = os.fspath(path)
-    reader, model = _read_model(path)
+    reader, model = _readmodel_reader(path)
     names = []
     for code in reader.tables(model, 1):
         custom = reader.bytes_field(code, 1)
@@ -166,7 +166,7 @@ def io_tensors(content: bytes, *, source: str) -> tuple[list[TensorInfo], list[T
 
     Fields: ``SubGraph { tensors:0, inputs:1, outputs:2 }``, ``Tensor { shape:0, type:1 }``.
     """
-    reader, model = _model(content, source)
+    reader, model = model_reader(content, source)
     subgraphs = reader.tables(model, 2)
     if not subgraphs:
         raise FlatbufferError(f"{source}: the model has no subgraph")
@@ -199,7 +199,7 @@ def _archive(data: bytes):
         return None
 
 
-def _split_archive(content: bytes, *, source: str) -> tuple[bytes, dict[str, bytes]]:
+def split_archive(content: bytes, *, source: str) -> tuple[bytes, dict[str, bytes]]:
     """(the flatbuffer, the files packed after it as a zip archive)."""
     archive = _archive(content)
     if archive is None:
@@ -214,114 +214,7 @@ def _split_archive(content: bytes, *, source: str) -> tuple[bytes, dict[str, byt
 
 def associated_files(content: bytes, *, source: str) -> dict[str, bytes]:
     """The files packed after the flatbuffer as a zip archive (TFLite Model Metadata's associated files)."""
-    return _split_archive(content, source=source)[1]
-
-
-def _copy_block(builder, data: bytes) -> int:
-    """Place ``data`` in ``builder`` at a 64-byte aligned position; returns its offset from the buffer end."""
-    builder.Prep(64, len(data))  # the copied tables keep their alignment (TFLite buffers need 16)
-    builder.head -= len(data)
-    builder.Bytes[builder.head:builder.head + len(data)] = data
-    return builder.Offset()
-
-
-def byte_vector(builder, payload: bytes, *, alignment: int = 16) -> int:
-    """A ``[ubyte]`` vector of ``payload`` in a flatbuffers ``builder`` (``Buffer.data`` and
-    ``CustomMetadata.data`` are ``force_align: 16``)."""
-    builder.StartVector(1, len(payload), alignment)
-    builder.head -= len(payload)
-    builder.Bytes[builder.head:builder.head + len(payload)] = payload
-    return builder.EndVector(len(payload))
-
-
-def offset_vector(builder, offsets: list[int]) -> int:
-    """A vector of tables or strings (already in ``builder``), in the order given."""
-    builder.StartVector(4, len(offsets), 4)
-    for offset in reversed(offsets):
-        builder.PrependUOffsetTRelative(offset)
-    return builder.EndVector(len(offsets))
-
-
-def _new_buffer(builder, payload: bytes) -> int:
-    data = byte_vector(builder, payload)
-    builder.StartObject(3)
-    builder.PrependUOffsetTRelativeSlot(0, data, 0)
-    return builder.EndObject()
-
-
-def _pack_files(flatbuffer: bytes, files: dict[str, bytes]) -> bytes:
-    """``flatbuffer`` followed by ``files`` as an uncompressed zip whose offsets count from the file's start."""
-    import zipfile
-
-    stream = io.BytesIO(flatbuffer)
-    stream.seek(0, io.SEEK_END)
-    with zipfile.ZipFile(stream, "a", compression=zipfile.ZIP_STORED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return stream.getvalue()
-
-
-def _model_table(builder, reader: _Reader, model: int, *, old, buffers_vector: int, metas_vector: int) -> int:
-    """A new Model table: new buffers and metadata vectors, every other field pointing at the old one."""
-    builder.StartObject(len(MODEL_FIELDS))
-    for index, field in enumerate(MODEL_FIELDS):
-        if field == "buffers":
-            builder.PrependUOffsetTRelativeSlot(index, buffers_vector, 0)
-        elif field == "metadata":
-            builder.PrependUOffsetTRelativeSlot(index, metas_vector, 0)
-        elif field == "version":
-            builder.PrependUint32Slot(index, reader.scalar(model, index, "I"), 0)
-        elif reader.field(model, index) is not None:
-            builder.PrependUOffsetTRelativeSlot(index, old(reader.indirect(reader.field(model, index))), 0)
-    return builder.EndObject()
-
-
-def with_metadata(content: bytes, entries: dict[str, bytes], *, files: dict[str, bytes] | None = None,
-                  source: str = "model") -> bytes:
-    """``content`` with ``Model.metadata`` entries ``entries`` (name -> payload) and, if given, ``files``.
-
-    An entry of the same name is replaced in place (its buffer index is kept); other entries,
-    the graph and the weights are copied byte for byte: the new ``Model`` table and vectors
-    point into the original flatbuffer, which is placed unchanged after them. ``files`` replace
-    the files already packed after the model (None keeps them); they are packed as an
-    uncompressed zip after the flatbuffer, as the TFLite Model Metadata populator does.
-    """
-    import flatbuffers
-
-    flat, packed = _split_archive(content, source=source)
-    files = packed if files is None else files
-    reader, model = _model(flat, source)
-    if reader._unpack("H", model - reader._unpack("i", model)) > 4 + 2 * len(MODEL_FIELDS):
-        raise FlatbufferError(f"{source}: the Model table has fields after {MODEL_FIELDS[-1]!r} that this "
-                              f"writer does not know; refusing to drop them")
-    buffers, metas = reader.tables(model, 4), reader.tables(model, 6)
-    if any(reader.scalar(b, 1, "Q") > 1 for b in buffers):
-        raise FlatbufferError(f"{source}: the model keeps its weights outside the flatbuffer (a model over 2 GB); "
-                              f"adding metadata to it is not supported")
-    names = [(reader.bytes_field(m, 0) or b"").decode("utf-8", "replace") for m in metas]
-    builder = flatbuffers.Builder(len(flat) + sum(len(v) + 256 for v in entries.values()) + 1024)
-    base = _copy_block(builder, flat)
-
-    def old(position: int) -> int:  # an object of the copied flatbuffer, as a builder offset
-        return base - position
-
-    buffer_refs, meta_refs = [old(b) for b in buffers], [old(m) for m in metas]
-    for name, payload in entries.items():
-        new_buffer = _new_buffer(builder, bytes(payload))
-        if name in names:
-            buffer_refs[reader.scalar(metas[names.index(name)], 1, "I")] = new_buffer
-            continue
-        buffer_refs.append(new_buffer)
-        label = builder.CreateString(name)
-        builder.StartObject(2)
-        builder.PrependUint32Slot(1, len(buffer_refs) - 1, 0)
-        builder.PrependUOffsetTRelativeSlot(0, label, 0)
-        meta_refs.append(builder.EndObject())
-    table = _model_table(builder, reader, model, old=old, buffers_vector=offset_vector(builder, buffer_refs),
-                         metas_vector=offset_vector(builder, meta_refs))
-    builder.Finish(table, file_identifier=FILE_IDENTIFIER)
-    output = bytes(builder.Output())
-    return _pack_files(output, files) if files else output
+    return split_archive(content, source=source)[1]
 
 
 def spec_path_beside(model_path: str | os.PathLike) -> str:
@@ -331,4 +224,5 @@ def spec_path_beside(model_path: str | os.PathLike) -> str:
 
 
 __all__ = ["MODEL_FIELDS", "SPEC_METADATA_NAME", "FlatbufferError", "TensorInfo", "associated_files", "custom_ops",
-           "io_tensors", "model_entries", "read_metadata", "read_model_file", "spec_path_beside", "with_metadata"]
+           "io_tensors", "model_entries", "model_reader", "read_metadata", "read_model_file", "spec_path_beside",
+           "split_archive"]
