@@ -138,8 +138,6 @@ def _activation_for(output_kind: str, channels: int) -> str:
     return "none"
 
 
-# -- writing ----------------------------------------------------------------------------------------
-
 def _floats(builder, values, start_vector) -> int:
     start_vector(builder, len(values))
     for value in reversed(values):
