@@ -8,7 +8,8 @@ from edge.interpreter import (EdgeTPUError, ModelError, RuntimeNotFound, load_in
 from edge import interpreter as interpreter_module
 from kerasseg.artifact import FlatbufferError
 from edge.segmenter import (Segmenter, SpecMismatch, dequantize, derived_normalisation, input_lut,
-                            letterbox_geometry, resize_nearest)
+                            letterbox_geometry)
+from edge.upsample import nearest
 from edge_helpers import H, LABELS, W, expected_stripes, spec_for_tiny, stripes_frame, tiny_models  # noqa: F401
 
 
@@ -188,10 +189,10 @@ def test_letterbox_keeps_aspect_and_crops_padding(tiny_models, tmp_path):
     assert (tensor[0, :6] == tensor[0, 0, 0]).all()  # padding rows are uniform
     # Black padding would segment as class 0 ("red"); cropping it keeps the map exact.
     np.testing.assert_array_equal(seg.segment(frame), expected_stripes(48, 128))
-    # At the model's resolution: the 6 padding rows above and below are cropped, nothing is scaled.
+    # At the model's resolution the padding is still there (black: class 0); the grid places the content only.
     small = seg.postprocess(seg.invoke(tensor), frame_geometry, to_frame=False)
-    assert small.shape == (12, 32)
-    np.testing.assert_array_equal(resize_nearest(small, (48, 128)), seg.segment(frame))
+    assert small.shape == (H, W) and (small[:6] == 0).all()
+    np.testing.assert_array_equal(nearest(seg.grid(frame_geometry), small), seg.segment(frame))
 
 
 def test_frame_validation(tiny_models):
