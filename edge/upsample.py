@@ -110,12 +110,18 @@ def nearest(grid: Grid, image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image).reshape(h, w * k)[rows][:, flat_cols].reshape(len(rows), len(cols), k)
 
 
-def _blend_rows(grid: Grid, values: np.ndarray, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
-    """Scores blended between output rows, for each frame row: (frame_h, w, k) float32."""
-    low, high = grid.rows.low[rows], grid.rows.high[rows]
-    weight = grid.rows.weight[rows][:, None, None]
-    top = values[low].astype(np.float32)
-    return top + weight * (values[high].astype(np.float32) - top)
+def _blend_rows(grid: Grid, values: np.ndarray) -> np.ndarray:
+    """Values blended between output rows, for each frame row: (frame_h, w, k) float32."""
+    weight = grid.rows.weight[:, None, None]
+    top = values[grid.rows.low].astype(np.float32)
+    return top + weight * (values[grid.rows.high].astype(np.float32) - top)
+
+
+def _blend_rows_at(grid: Grid, values: np.ndarray, ys: np.ndarray, js: np.ndarray) -> np.ndarray:
+    """``_blend_rows(grid, values)[ys, js]`` computed for those points only, with the same arithmetic: (n, k)."""
+    weight = grid.rows.weight[ys][:, None]
+    top = values[grid.rows.low[ys], js].astype(np.float32)
+    return top + weight * (values[grid.rows.high[ys], js].astype(np.float32) - top)
 
 
 def bilinear(grid: Grid, values: np.ndarray) -> np.ndarray:
@@ -136,30 +142,51 @@ def exact(grid: Grid, values: np.ndarray, ids: np.ndarray, threshold: float | No
     """The class of :func:`bilinear` scores at every frame pixel, interpolating only where sources disagree.
 
     ``ids`` is ``decide(values, threshold)`` at the output resolution, in the dtype wanted for the result.
+    First down each output column: a frame row whose two source rows agree there takes their class, the
+    others are blended (as :func:`bilinear` does first). Then along each frame row: pixels between two
+    output columns of the same class take it, and only the runs between columns of different classes
+    are blended horizontally.
     """
-    out = nearest_corner(grid, ids)
-    # A 2x2 block of output pixels disagrees when any of its four ids differs from the top-left one.
     h, w = ids.shape
-    lower = ids[np.minimum(np.arange(h) + 1, h - 1)]
-    block = (lower != ids)
-    right = np.minimum(np.arange(w) + 1, w - 1)
-    block |= (ids[:, right] != ids) | (lower[:, right] != ids)
-    mask = block[grid.rows.low][:, grid.cols.low]
-    ys, xs = np.nonzero(mask)
+    column_ids = ids[grid.rows.low]  # (frame rows, output columns)
+    ys, js = np.nonzero((ids[np.minimum(np.arange(h) + 1, h - 1)] != ids)[grid.rows.low])
     if len(ys):
-        rows = np.flatnonzero(mask.any(axis=1))
-        vertical = _blend_rows(grid, values, rows)  # only the frame rows that have boundary pixels
-        where = np.searchsorted(rows, ys)
-        left = vertical[where, grid.cols.low[xs]]
-        blended = left + grid.cols.weight[xs][:, None] * (vertical[where, grid.cols.high[xs]] - left)
-        out[ys, xs] = decide(blended, threshold)
+        column_ids[ys, js] = decide(_blend_rows_at(grid, values, ys, js), threshold)
+    out = column_ids[:, grid.cols.low]
+    ys, js = np.nonzero(column_ids[:, :-1] != column_ids[:, 1:])  # runs between output columns j and j + 1
+    start = np.searchsorted(grid.cols.low, js)  # each run's frame columns: those whose low source is j
+    count = np.searchsorted(grid.cols.low, js, side="right") - start
+    if not count.any():
+        return out
+    left, right = _blend_rows_at(grid, values, ys, js), _blend_rows_at(grid, values, ys, js + 1)
+    classes = _candidates(left, right) if threshold is None else None
+    if classes is not None:
+        left, right = left[:, classes], right[:, classes]
+    run = np.repeat(np.arange(len(ys)), count)  # one entry per frame pixel to blend
+    xs = start[run] + (np.arange(len(run)) - np.repeat(np.cumsum(count) - count, count))
+    ends = np.take(left, run, axis=0)  # np.take: faster than fancy indexing for row gathers
+    pixel_ids = decide(ends + grid.cols.weight[xs][:, None] * (np.take(right, run, axis=0) - ends), threshold)
+    out[ys[run], xs] = pixel_ids if classes is None else classes[pixel_ids]
     return out
 
 
-def nearest_corner(grid: Grid, ids: np.ndarray) -> np.ndarray:
-    """Each frame pixel's top-left source id (the class wherever its block agrees), at the frame's size."""
-    return ids[grid.rows.low][:, grid.cols.low]
+def _candidates(left: np.ndarray, right: np.ndarray) -> np.ndarray | None:
+    """The classes (ascending) that can win anywhere on a blend of ``left`` and ``right``, (runs, k) each.
+
+    Along a run the winner is at least as high as the higher of the two end winners' lines, which is
+    lowest where they cross; a class whose two ends are both below that never wins there. The result is
+    the union over runs, None when that is every class. Ascending, so argmax's first-of-ties holds.
+    """
+    runs = np.arange(len(left))
+    a, b = np.argmax(left, axis=1), np.argmax(right, axis=1)
+    drop_a, rise_b = left[runs, a] - left[runs, b], right[runs, b] - right[runs, a]  # both >= 0
+    total = drop_a + rise_b
+    t = np.divide(drop_a, total, out=np.zeros_like(total), where=total > 0)
+    floor = left[runs, a] + t * (right[runs, a] - left[runs, a])
+    floor -= 1e-4 * (np.abs(floor) + 1.0)  # margin for float32 rounding: a spare candidate costs little
+    classes = np.flatnonzero((np.maximum(left, right) >= floor[:, None]).any(axis=0))
+    return None if len(classes) == left.shape[1] else classes
 
 
-__all__ = ["Axis", "Grid", "Upsample", "bilinear", "decide", "exact", "frame_grid", "nearest", "nearest_corner",
+__all__ = ["Axis", "Grid", "Upsample", "bilinear", "decide", "exact", "frame_grid", "nearest",
            "output_coordinates"]
