@@ -61,10 +61,16 @@ class ArgMaxIds(layers.Layer):
 
 
 def _producer(tensor):
-    """(layer, its input tensors) for the node that produced a functional-model tensor."""
+    """(layer, its input tensors) for the node that produced a functional-model tensor.
+
+    A wrapped layer (tfmot's quantization-aware wrapper) is described by the layer it wraps.
+    """
     history = tensor._keras_history
     node = history.layer._inbound_nodes[history.node_index]
-    return history.layer, list(node.keras_inputs)
+    layer = history.layer
+    if isinstance(layer, layers.Wrapper):
+        layer = layer.layer
+    return layer, list(node.keras_inputs)
 
 
 def _stride(tensor, memo: dict):
