@@ -96,8 +96,7 @@ def _darken(image: np.ndarray, top: int, left: int, bottom: int, right: int) -> 
     h, w = image.shape[:2]
     top, left, bottom, right = max(0, top), max(0, left), min(h, bottom), min(w, right)
     if bottom > top and right > left:
-        region = image[top:bottom, left:right]
-        image[top:bottom, left:right] = (region * (1.0 - PANEL_ALPHA)).astype(np.uint8)
+        image[top:bottom, left:right] = cv2.convertScaleAbs(image[top:bottom, left:right], alpha=1.0 - PANEL_ALPHA)
 
 
 def legend_layout(image_shape: tuple[int, ...], labels: Sequence[str], classes: Sequence[int],
