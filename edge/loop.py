@@ -121,10 +121,11 @@ class Stats:
 
     def roll(self, *, force: bool = False, extra: dict | None = None) -> dict | None:
         """Close the window once a second has passed (or when ``force``); returns the window's stats."""
-        now, cpu = self.clock(), self.cpu_clock()
+        now = self.clock()
         elapsed = now - self._window_start
         if elapsed < 1.0 and not force:
             return None
+        cpu = self.cpu_clock()  # only here: process CPU time is a slow call in a process with many threads
         with self._lock:
             invoke_cpu, self._invoke_cpu[0] = self._invoke_cpu[0], 0.0
         fps = self._window_frames / elapsed if elapsed > 0 else 0.0

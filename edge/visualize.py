@@ -88,6 +88,12 @@ def classes_present(class_map: np.ndarray, num_classes: int, *, ignore_label: in
     return [int(i) for i in present if i != ignore_label]
 
 
+@functools.lru_cache(maxsize=256)
+def _text_size(text: str, font: int, scale: float, thickness: int):
+    """``cv2.getTextSize``, cached: the legend and stats measure the same few strings every frame."""
+    return cv2.getTextSize(text, font, scale, thickness)
+
+
 def _font_scale(image: np.ndarray) -> float:
     return 0.4 if image.shape[1] < 480 else 0.5
 
@@ -107,10 +113,10 @@ def legend_layout(image_shape: tuple[int, ...], labels: Sequence[str], classes: 
     """
     h, w = image_shape[:2]
     scale = scale or (0.4 if w < 480 else 0.5)
-    (_, text_h), _ = cv2.getTextSize("Ag", FONT, scale, 1)
+    (_, text_h), _ = _text_size("Ag", FONT, scale, 1)
     row = text_h + 8
     swatch = text_h + 2
-    widest = max((cv2.getTextSize(labels[c], FONT, scale, 1)[0][0] for c in classes), default=0)
+    widest = max((_text_size(labels[c], FONT, scale, 1)[0][0] for c in classes), default=0)
     left = max(0, w - (swatch + 6 + widest + 8))
     rows = []
     for i, class_id in enumerate(classes):
@@ -159,9 +165,9 @@ def draw_stats(image: np.ndarray, *, fps: float, stages_ms: Mapping[str, float])
 def _stats_into(out: np.ndarray, *, fps: float, stages_ms: Mapping[str, float]) -> np.ndarray:
     scale = _font_scale(out)
     lines = stats_lines(fps=fps, stages_ms=stages_ms)
-    (_, text_h), _ = cv2.getTextSize("Ag", FONT, scale, 1)
+    (_, text_h), _ = _text_size("Ag", FONT, scale, 1)
     row = text_h + 6
-    width = max(cv2.getTextSize(line, FONT, scale, 1)[0][0] for line in lines)
+    width = max(_text_size(line, FONT, scale, 1)[0][0] for line in lines)
     _darken(out, 0, 0, 8 + row * len(lines), width + 12)
     for i, line in enumerate(lines):
         cv2.putText(out, line, (6, 4 + text_h + i * row), FONT, scale, TEXT_COLOR, 1, cv2.LINE_AA)
