@@ -163,9 +163,11 @@ def main(argv=None) -> int:
               f"{'met' if ratio >= GOAL else 'NOT met'}")
         if "full" in results and "native" in results:
             before, after = results["full"]["outside"], results["native"]["outside"]
+            ratio = after / before
             print(f"goal: CPU outside invoke at most half of today's: native {after:.2f} ms vs full head (today's "
-                  f"path) {before:.2f} ms = {after / before:.2f}x, and vs the issue's {ISSUE_CPU_MS[0]}-"
-                  f"{ISSUE_CPU_MS[1]} ms: {'met' if after <= min(before, ISSUE_CPU_MS[0]) / 2 else 'NOT met'}")
+                  f"path, same run) {before:.2f} ms = {ratio:.2f}x, {'met' if ratio <= 0.5 else 'NOT met'}; vs the "
+                  f"issue's {ISSUE_CPU_MS[0]}-{ISSUE_CPU_MS[1]} ms (other machines): "
+                  f"{'met' if after <= ISSUE_CPU_MS[0] / 2 else 'NOT met'}")
         print(load_line(load_before))
 
         model = next(iter(models.values()))
