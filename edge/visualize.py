@@ -6,7 +6,8 @@ BGR (as OpenCV stores frames).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import functools
+from typing import Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -15,6 +16,7 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 TEXT_COLOR = (255, 255, 255)
 PANEL_ALPHA = 0.6  # darkening behind text
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "render")
+LUT_PIXELS = 16384  # colour maps larger than this through cv2.LUT
 
 
 def palette_bgr(colors: Sequence[Sequence[int]], size: int = 256) -> np.ndarray:
@@ -32,18 +34,20 @@ def colorize(class_map: np.ndarray, colors: Sequence[Sequence[int]], *, ignore_l
     table = palette_bgr(colors, 256 if class_map.dtype == np.uint8 else int(class_map.max(initial=0)) + 1)
     if ignore_label is not None and 0 <= ignore_label < len(table):
         table[ignore_label] = 0
-    if class_map.dtype == np.uint8 and len(table) == 256:  # a per-channel table lookup, ~10x numpy indexing
+    if class_map.dtype == np.uint8 and len(table) == 256 and class_map.size > LUT_PIXELS:
+        # A per-channel table lookup: ~10x numpy indexing on large maps, slower on small ones.
         return cv2.LUT(cv2.merge([class_map, class_map, class_map]), table.reshape(1, 256, 3))
     return table[np.clip(class_map, 0, len(table) - 1)]
 
 
 def overlay(frame: np.ndarray, class_map: np.ndarray, colors: Sequence[Sequence[int]], *, alpha: float = 0.5,
-            ignore_label: int | None = None) -> np.ndarray:
+            ignore_label: int | None = None, scale: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Blend class colours over ``frame``: ``(1 - alpha) * frame + alpha * colour``; ignored pixels stay as they are.
 
-    ``class_map`` may be at the frame's size or at the model's (smaller) one: it is coloured at its own size
-    and the colours are scaled to the frame with OpenCV's nearest neighbour. For uint8 ids (which the segmenter
-    also scales with OpenCV) that gives exactly the pixels of scaling the map first, at a fraction of the cost.
+    ``class_map`` may be at the frame's size or at the model's (smaller) one: it is coloured at its own size,
+    through a table, and the colours are brought to the frame by ``scale`` (an (h, w[, 3]) uint8 image -> the
+    frame's size, nearest neighbour; default: OpenCV's nearest resize of the whole map). The frame is read once,
+    by the one blend.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha: expected a value in [0, 1], got {alpha}")
@@ -51,18 +55,22 @@ def overlay(frame: np.ndarray, class_map: np.ndarray, colors: Sequence[Sequence[
         raise ValueError(f"class_map shape {class_map.shape} does not match frame {frame.shape}: expected (H, W) "
                          f"ids and an (H, W, 3) frame")
     size = frame.shape[:2]
-    colored = _scale_nearest(colorize(class_map, colors, ignore_label=ignore_label), size)
+    scale = scale or functools.partial(_scale_nearest, size=size)
+    colored = colorize(class_map, colors, ignore_label=ignore_label)
+    if colored.shape[:2] != size:
+        colored = scale(colored)
     blended = cv2.addWeighted(frame, 1.0 - alpha, colored, alpha, 0.0)
     if ignore_label is not None:
         ignored = class_map == ignore_label
         if ignored.any():
-            ignored = _scale_nearest(ignored.view(np.uint8), size).view(bool)
+            ignored = ignored.view(np.uint8)
+            ignored = (scale(ignored) if ignored.shape != size else ignored).view(bool)
             blended[ignored] = frame[ignored]
     return blended
 
 
 def _scale_nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``image`` at (height, width), nearest neighbour (OpenCV's, as the segmenter scales class maps)."""
+    """``image`` at (height, width), nearest neighbour (OpenCV's)."""
     h, w = size
     if image.shape[:2] == (h, w):
         return image
@@ -80,6 +88,12 @@ def classes_present(class_map: np.ndarray, num_classes: int, *, ignore_label: in
     return [int(i) for i in present if i != ignore_label]
 
 
+@functools.lru_cache(maxsize=256)
+def _text_size(text: str, font: int, scale: float, thickness: int):
+    """``cv2.getTextSize``, cached: the legend and stats measure the same few strings every frame."""
+    return cv2.getTextSize(text, font, scale, thickness)
+
+
 def _font_scale(image: np.ndarray) -> float:
     return 0.4 if image.shape[1] < 480 else 0.5
 
@@ -88,8 +102,7 @@ def _darken(image: np.ndarray, top: int, left: int, bottom: int, right: int) -> 
     h, w = image.shape[:2]
     top, left, bottom, right = max(0, top), max(0, left), min(h, bottom), min(w, right)
     if bottom > top and right > left:
-        region = image[top:bottom, left:right]
-        image[top:bottom, left:right] = (region * (1.0 - PANEL_ALPHA)).astype(np.uint8)
+        image[top:bottom, left:right] = cv2.convertScaleAbs(image[top:bottom, left:right], alpha=1.0 - PANEL_ALPHA)
 
 
 def legend_layout(image_shape: tuple[int, ...], labels: Sequence[str], classes: Sequence[int],
@@ -100,10 +113,10 @@ def legend_layout(image_shape: tuple[int, ...], labels: Sequence[str], classes: 
     """
     h, w = image_shape[:2]
     scale = scale or (0.4 if w < 480 else 0.5)
-    (_, text_h), _ = cv2.getTextSize("Ag", FONT, scale, 1)
+    (_, text_h), _ = _text_size("Ag", FONT, scale, 1)
     row = text_h + 8
     swatch = text_h + 2
-    widest = max((cv2.getTextSize(labels[c], FONT, scale, 1)[0][0] for c in classes), default=0)
+    widest = max((_text_size(labels[c], FONT, scale, 1)[0][0] for c in classes), default=0)
     left = max(0, w - (swatch + 6 + widest + 8))
     rows = []
     for i, class_id in enumerate(classes):
@@ -152,9 +165,9 @@ def draw_stats(image: np.ndarray, *, fps: float, stages_ms: Mapping[str, float])
 def _stats_into(out: np.ndarray, *, fps: float, stages_ms: Mapping[str, float]) -> np.ndarray:
     scale = _font_scale(out)
     lines = stats_lines(fps=fps, stages_ms=stages_ms)
-    (_, text_h), _ = cv2.getTextSize("Ag", FONT, scale, 1)
+    (_, text_h), _ = _text_size("Ag", FONT, scale, 1)
     row = text_h + 6
-    width = max(cv2.getTextSize(line, FONT, scale, 1)[0][0] for line in lines)
+    width = max(_text_size(line, FONT, scale, 1)[0][0] for line in lines)
     _darken(out, 0, 0, 8 + row * len(lines), width + 12)
     for i, line in enumerate(lines):
         cv2.putText(out, line, (6, 4 + text_h + i * row), FONT, scale, TEXT_COLOR, 1, cv2.LINE_AA)
@@ -163,13 +176,14 @@ def _stats_into(out: np.ndarray, *, fps: float, stages_ms: Mapping[str, float]) 
 
 def render(frame: np.ndarray, class_map: np.ndarray, *, labels: Sequence[str], colors: Sequence[Sequence[int]],
            alpha: float, ignore_label: int | None, fps: float | None = None,
-           stages_ms: Mapping[str, float] | None = None) -> np.ndarray:
+           stages_ms: Mapping[str, float] | None = None,
+           scale: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Overlay, legend of the classes present and, when ``fps`` is given, the stats panel.
 
-    ``class_map`` may be at the model's resolution (see :func:`overlay`); the legend and the stats are
-    drawn in place on the new overlay image, so the frame is copied once.
+    ``class_map`` may be at the model's resolution, placed on the frame by ``scale`` (see :func:`overlay`);
+    the legend and the stats are drawn in place on the new overlay image, so the frame is copied once.
     """
-    out = overlay(frame, class_map, colors, alpha=alpha, ignore_label=ignore_label)
+    out = overlay(frame, class_map, colors, alpha=alpha, ignore_label=ignore_label, scale=scale)
     _legend_into(out, classes_present(class_map, len(labels), ignore_label=ignore_label), labels, colors)
     if fps is not None:
         _stats_into(out, fps=fps, stages_ms=stages_ms or {})

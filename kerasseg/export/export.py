@@ -1,11 +1,14 @@
 """From a trained model (a run directory or a ``.keras`` file) to checked ``.tflite`` artifacts.
 
-For each requested :class:`Mode` ``export`` writes into ``OUT/``::
+For each requested :class:`Mode` and :class:`Head` (where the graph ends, see
+``kerasseg.export.heads``) ``export`` writes into ``OUT/``::
 
-    NAME_MODE.tflite          the model, with the spec inside (metadata "kerasseg_spec")
-    NAME_MODE.spec.json       the same spec beside it
-    NAME_MODE.parity.json     Keras float vs TFLite on the validation set
-    NAME_edgetpu.report.json  (edgetpu) the op-by-op Edge TPU report / compiler log
+    NAME_MODE.tflite          the model ending in the mode's default head, with the spec inside
+                              (metadata "kerasseg_spec")
+    NAME_MODE_HEAD.tflite     the same for any other head ('-' in its name becomes '_')
+    NAME_MODE[_HEAD].spec.json      the same spec beside it
+    NAME_MODE[_HEAD].parity.json    Keras float vs TFLite on the validation set
+    NAME_edgetpu[_HEAD].report.json (edgetpu) the op-by-op Edge TPU report / compiler log
 
 Every target is checked before any work starts, so an existing file is never
 overwritten silently, and each file is written to a temporary name and moved
@@ -21,6 +24,7 @@ import numpy as np
 
 from kerasseg.export import edgetpu as edgetpu_lib
 from kerasseg.export import qat, tflite
+from kerasseg.export.heads import Head, cut
 from kerasseg.export.modes import Mode
 from kerasseg.export.parity import ParityReport, parity_report
 from kerasseg.artifact import Spec, embed_spec
@@ -30,6 +34,11 @@ DEFAULT_QAT_STEPS = 200
 DEFAULT_MAX_DROP = 2.0
 QAT_BATCH_SIZE = 8
 PARITY_BATCH_SIZE = 8
+# The head each target gets when none is asked for; the mode's file keeps its plain name NAME_MODE.tflite.
+# Measured in the README's "Heads" section: the CPU invoke is cheapest at the native resolution, and on
+# an Edge TPU the native head keeps ARG_MAX (unsupported) and large bilinear resizes off the graph and
+# sends a map 1/stride^2 the size over USB.
+DEFAULT_HEADS = {"cpu": Head.NATIVE, "edgetpu": Head.NATIVE}
 
 
 @dataclasses.dataclass
@@ -53,6 +62,7 @@ class ExportSource:
 @dataclasses.dataclass
 class ExportResult:
     mode: Mode
+    head: Head
     path: str
     parity: ParityReport
     edgetpu: dict | None = None
@@ -106,18 +116,26 @@ def _load_keras(path: str):
             from None
 
 
-def target_paths(source: ExportSource, mode: Mode) -> dict[str, str]:
-    stem = os.path.join(source.out_dir, f"{source.name}_{mode.filename_suffix}")
+def default_head(mode: Mode) -> Head:
+    """The head ``mode``'s target gets by default (see ``DEFAULT_HEADS``)."""
+    return DEFAULT_HEADS["edgetpu" if mode is Mode.EDGETPU else "cpu"]
+
+
+def target_paths(source: ExportSource, mode: Mode, head: Head | None = None) -> dict[str, str]:
+    """The files of one artifact; ``head`` None (or the mode's default) keeps the plain NAME_MODE name."""
+    head = default_head(mode) if head is None else head
+    suffix = "" if head is default_head(mode) else "_" + head.filename_suffix
+    stem = os.path.join(source.out_dir, f"{source.name}_{mode.filename_suffix}{suffix}")
     paths = {"tflite": stem + ".tflite", "spec": stem + ".spec.json", "parity": stem + ".parity.json"}
     if mode is Mode.EDGETPU:
         paths["report"] = stem + ".report.json"
     return paths
 
 
-def _check_targets(source: ExportSource, modes: Sequence[Mode], *, overwrite: bool) -> None:
+def _check_targets(source: ExportSource, plan: Sequence[tuple[Mode, Head]], *, overwrite: bool) -> None:
     if overwrite:
         return
-    existing = [p for mode in modes for p in target_paths(source, mode).values() if os.path.exists(p)]
+    existing = [p for mode, head in plan for p in target_paths(source, mode, head).values() if os.path.exists(p)]
     if existing:
         raise FileExistsError(f"export: would overwrite {existing}; pass --overwrite to replace them")
 
@@ -165,8 +183,12 @@ def rebuild(source: ExportSource, *, input_size, edgetpu_friendly: bool = False)
     return model
 
 
-def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_steps: int) -> list[Mode]:
-    """The modes, parsed and de-duplicated; raises ValueError on a step count a mode cannot use."""
+def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_steps: int,
+                  heads: Sequence[Head | str] | None = None) -> list[tuple[Mode, Head]]:
+    """The (mode, head) of each artifact: every head for every mode, or each mode's default head.
+
+    Raises ValueError on a step count a mode cannot use, or on a head a mode cannot end in.
+    """
     modes = list(dict.fromkeys(Mode.parse(m) for m in modes))
     if not modes:
         raise ValueError(f"modes: choose at least one of {[m.value for m in Mode]}")
@@ -174,23 +196,35 @@ def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_st
         raise ValueError(f"calibration_steps: must be a positive int, got {calibration_steps!r}")
     if Mode.QAT in modes and (not isinstance(qat_steps, int) or qat_steps < 1):
         raise ValueError(f"qat_steps: must be a positive int, got {qat_steps!r}")
-    return modes
+    if heads is None:
+        return [(mode, default_head(mode)) for mode in modes]
+    heads = list(dict.fromkeys(Head.parse(h) for h in heads))
+    if not heads:
+        raise ValueError(f"head: choose at least one of {[h.value for h in Head]}")
+    if Mode.EDGETPU in modes and any(h.ids for h in heads):
+        raise ValueError(f"head: {[h.value for h in heads if h.ids]} cannot go with edgetpu: the Edge TPU does "
+                         f"not run ARG_MAX; valid heads for edgetpu are {[h.value for h in Head if not h.ids]}")
+    return [(mode, head) for mode in modes for head in heads]
 
 
-def export(source: ExportSource, modes: Sequence[Mode | str], *, input_size=None,
-           calibration_steps: int = DEFAULT_CALIBRATION_STEPS, qat_steps: int = DEFAULT_QAT_STEPS,
+def export(source: ExportSource, modes: Sequence[Mode | str], *, heads: Sequence[Head | str] | None = None,
+           input_size=None, calibration_steps: int = DEFAULT_CALIBRATION_STEPS, qat_steps: int = DEFAULT_QAT_STEPS,
            max_drop: float = DEFAULT_MAX_DROP, overwrite: bool = False, parity_images: int | None = None,
            log: Callable[[str], None] = print) -> list[ExportResult]:
-    """Convert ``source`` in each mode, check each artifact's parity, write everything; see the module doc."""
-    modes = check_options(modes, calibration_steps=calibration_steps, qat_steps=qat_steps)
+    """Convert ``source`` in each mode, ending in each head (None: the mode's default), check each
+    artifact's parity, write everything; see the module doc."""
+    plan = check_options(modes, calibration_steps=calibration_steps, qat_steps=qat_steps, heads=heads)
+    modes = list(dict.fromkeys(mode for mode, _ in plan))
     input_size = tflite.check_input_size(input_size or source.train_size or source.spec.input_size)
     if Mode.EDGETPU in modes and source.model_kwargs is None:
         raise ValueError(f"edgetpu: model {source.name!r} has no build arguments (config.yaml) to rebuild it "
                          f"Edge-TPU-friendly; export from its run directory")
-    _check_targets(source, modes, overwrite=overwrite)
+    _check_targets(source, plan, overwrite=overwrite)
     data = _check_data(source, modes)
     static = rebuild(source, input_size=input_size)
     tflite.serving_function(static, input_size=input_size)  # fails early, naming the size, if it cannot trace
+    for head in dict.fromkeys(head for _, head in plan):
+        cut(static, head)  # fails early, naming the head and the valid choices, if the model cannot end there
     from kerasseg.data import build_pipeline
 
     def calibration():
@@ -203,33 +237,81 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, input_size=None
                               training=False).as_numpy_iterator()
 
     os.makedirs(source.out_dir, exist_ok=True)
-    spec = source.spec.replace(input_size=input_size, output_kind=tflite.OUTPUT_KIND)
     results = []
     for mode in modes:
-        log(f"[{mode.value}] converting at {input_size[0]}x{input_size[1]}")
         model = static
         if mode is Mode.EDGETPU:
             model = rebuild(source, input_size=input_size, edgetpu_friendly=True)
         if mode is Mode.QAT:
             model = _quantization_aware(source, data, static, input_size=input_size, qat_steps=qat_steps, log=log)
-        content = embed_spec(tflite.convert(model, mode=mode, input_size=input_size, calibration=calibration), spec)
-        if mode.full_integer:
-            floats = tflite.float_ops(content)
-            if floats:
-                raise RuntimeError(f"[{mode.value}] the converter left float ops in a full-integer model: {floats}")
-        report = parity_report(source.model, content, validation(), labels=spec.labels, mode=mode.value,
-                               max_drop=max_drop, max_images=parity_images, ignore_label=spec.ignore_label)
-        paths = target_paths(source, mode)
-        _write_bytes(paths["tflite"], content)
-        spec.save(paths["spec"])
-        report.save(paths["parity"])
-        log(report.format())
-        result = ExportResult(mode=mode, path=paths["tflite"], parity=report)
-        if mode is Mode.EDGETPU:
-            result.edgetpu = _edgetpu_report(content, paths, overwrite=overwrite, log=log)
-        log(f"[{mode.value}] wrote {paths['tflite']}")
-        results.append(result)
+        for head in (h for m, h in plan if m is mode):
+            log(f"[{mode.value}/{head.value}] converting at {input_size[0]}x{input_size[1]}")
+            ending, fields = cut(model, head)
+            spec = source.spec.replace(input_size=input_size, **fields)
+            content = embed_spec(tflite.convert(ending, mode=mode, input_size=input_size,
+                                                         calibration=calibration), spec)
+            if mode.full_integer:
+                floats = tflite.float_ops(content)
+                if floats:
+                    raise RuntimeError(f"[{mode.value}] the converter left float ops in a full-integer model: "
+                                       f"{floats}")
+            report = _parity(source.model, content, validation(), spec=spec, head=head, mode=mode,
+                             max_drop=max_drop, max_images=parity_images)
+            paths = target_paths(source, mode, head)
+            _write_bytes(paths["tflite"], content)
+            spec.save(paths["spec"])
+            report.save(paths["parity"])
+            log(report.format())
+            result = ExportResult(mode=mode, head=head, path=paths["tflite"], parity=report)
+            if mode is Mode.EDGETPU:
+                result.edgetpu = _edgetpu_report(content, paths, overwrite=overwrite, log=log)
+            log(f"[{mode.value}/{head.value}] wrote {paths['tflite']}")
+            results.append(result)
     return results
+
+
+def _parity(keras_model, content: bytes, batches, *, spec: Spec, head: Head, mode: Mode, max_drop: float,
+            max_images: int | None) -> ParityReport:
+    """The parity report of one artifact against the Keras model at full resolution.
+
+    INTERIM, until kerasseg/export/parity.py runs every artifact through edge.Segmenter (issue 10,
+    item 3): parity_report reads full-size scores, so a native or class-id artifact is scored on
+    class maps brought to the input size with nearest neighbour, as edge.Segmenter does today.
+    """
+    name = mode.value if head is default_head(mode) else f"{mode.value}_{head.filename_suffix}"
+    if head is Head.FULL:
+        return parity_report(keras_model, content, batches, labels=spec.labels, mode=name, max_drop=max_drop,
+                             max_images=max_images, ignore_label=spec.ignore_label)
+    from edge.segmenter import resize_nearest
+    from kerasseg.export.parity import TFLiteSegmenter, to_uint8
+    from kerasseg.training.metrics import ConfusionMatrix
+    segmenter = TFLiteSegmenter(content)
+    counts = {side: ConfusionMatrix(spec.num_classes, ignore_label=spec.ignore_label) for side in ("keras", "tflite")}
+    agree = seen = 0
+    for images, masks in batches:
+        images = to_uint8(images)[: None if max_images is None else max_images - seen]
+        keras_pred = np.argmax(np.asarray(keras_model(images.astype(np.float32), training=False)), axis=-1)
+        for image, mask, k_pred in zip(images, np.asarray(masks), keras_pred):
+            raw = segmenter.scores(image)
+            t_pred = resize_nearest((raw if spec.output_kind == "class_ids" else np.argmax(raw, -1))
+                                    .astype(np.uint8), spec.input_size)
+            counts["keras"].update(mask, k_pred)
+            counts["tflite"].update(mask, t_pred)
+            agree += int(np.sum(t_pred == k_pred))
+            seen += 1
+        if max_images is not None and seen >= max_images:
+            break
+    if seen == 0:
+        raise ValueError("validation data: the pipeline yielded no image for the parity report")
+    before, after = (counts[side].results(list(spec.labels)) for side in ("keras", "tflite"))
+    nan = lambda v: float("nan") if v is None else float(v)  # noqa: E731
+    return ParityReport(
+        mode=name, labels=list(spec.labels), num_images=seen, keras_miou=nan(before["mean_iou"]),
+        tflite_miou=nan(after["mean_iou"]), keras_pixel_accuracy=nan(before["pixel_accuracy"]),
+        tflite_pixel_accuracy=nan(after["pixel_accuracy"]),
+        keras_iou=[nan(before["per_class_iou"][n]) for n in spec.labels],
+        tflite_iou=[nan(after["per_class_iou"][n]) for n in spec.labels],
+        pixel_agreement=agree / (seen * spec.input_size[0] * spec.input_size[1]), max_drop=float(max_drop))
 
 
 def _quantization_aware(source: ExportSource, data, static, *, input_size, qat_steps: int, log):
