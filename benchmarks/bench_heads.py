@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]  # the repository (kerasseg) and benchmarks/ (bench_int8)
 
 from bench_int8 import _interpreter, calibration_for, cpu_simd  # noqa: E402
 
