@@ -190,7 +190,6 @@ def test_unknown_head_is_an_argparse_error_naming_the_choices(light_run, capsys)
     assert _export_files(light_run) == []
 
 
-@pytest.mark.slow
 def test_a_foreign_model_cannot_end_natively_and_nothing_is_written(tmp_path, capsys):
     from kerasseg.data import open_dataset
     dataset = "synthetic:4?val=2&size=32"
