@@ -47,12 +47,15 @@ def test_edgetpu_from_the_newest_run(run_dir, capsys):
     assert "parity [edgetpu]" in out and "edgetpu_compiler: NOT FOUND" in out
     stem = os.path.join(run_dir, "export", "deeplabv3plus_mobilenetv2_")
     spec = load_spec(stem + "edgetpu.tflite")[0]
-    assert spec == Spec.load(stem + "edgetpu.spec.json") == Spec.load(run_dir).replace(input_size=(SIZE, SIZE))
+    # The Edge TPU's default head ends at the decoder's stride 4, with the legacy (Edge-TPU-friendly) alignment.
+    assert spec == Spec.load(stem + "edgetpu.spec.json") == Spec.load(run_dir).replace(
+        input_size=(SIZE, SIZE), output_stride=4, output_alignment="legacy")
     assert spec.output_kind == "logits"
     content = open(stem + "edgetpu.tflite", "rb").read()
     assert tflite.float_ops(content) == []
     segmenter = TFLiteSegmenter(content)
     assert segmenter.input["dtype"] == np.uint8 and list(segmenter.input["shape"]) == [1, SIZE, SIZE, 3]
+    assert segmenter.output["dtype"] == np.uint8 and list(segmenter.output["shape"]) == [1, SIZE // 4, SIZE // 4, 5]
     parity = json.load(open(stem + "edgetpu.parity.json"))
     assert parity["num_images"] == 4 and parity["passed"] and len(parity["tflite_iou"]) == 5
     report = json.load(open(stem + "edgetpu.report.json"))

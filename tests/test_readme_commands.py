@@ -97,6 +97,8 @@ FAILS_HERE = {
 
 ELSEWHERE = {  # command -> the test that runs it for real
     "python convert.py --edgetpu": "tests/test_export_cli.py::test_edgetpu_from_the_newest_run",
+    "python convert.py --int8 --head native full argmax":
+        "tests/test_export_heads.py::test_convert_writes_one_artifact_per_head_with_its_spec",
     "python benchmarks/run.py": "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
     "python benchmarks/bench_models.py": "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
 }
@@ -123,6 +125,8 @@ ARGUMENTS_ONLY = {  # command -> why it does not run here
         "a Raspberry Pi camera",
     "python -m edge --model model_int8_edgetpu.tflite --edgetpu --source 0 --no-display --serve 8080":
         "a Coral Edge TPU and a camera",
+    "python benchmarks/bench_heads.py": "converts and times nine DeepLab MobileNetV2 artifacts at 513 and 257 "
+                                        "(minutes); tests/test_export_heads.py converts every head on tiny models",
     "python benchmarks/run.py --run runs/X": "an idle machine for an hour; the --quick run of "
                                             "tests/test_e2e_benchmarks.py runs the same script",
 }
