@@ -9,7 +9,7 @@ from export_helpers import make_run_dir
 
 import convert
 from kerasseg.export import edgetpu, metadata, tflite
-from kerasseg.export.parity import TFLiteSegmenter
+from kerasseg.export.parity import device_segmenter
 from kerasseg.artifact import Spec
 
 SIZE = 64
@@ -41,7 +41,7 @@ def _export_files(run_dir):
 @pytest.mark.slow
 def test_edgetpu_from_the_newest_run(run_dir, capsys):
     runs = os.path.dirname(run_dir)
-    status = convert.main(["--runs", runs, "--edgetpu", "--calibration-steps", "4"])
+    status = convert.main(["--runs", runs, "--edgetpu", "--calibration-steps", "4", "--edgetpu-finetune-steps", "2"])
     assert status == 0
     out = capsys.readouterr().out
     assert "parity [edgetpu]" in out and "edgetpu_compiler: NOT FOUND" in out
@@ -51,10 +51,10 @@ def test_edgetpu_from_the_newest_run(run_dir, capsys):
     assert spec.output_kind == "logits"
     content = open(stem + "edgetpu.tflite", "rb").read()
     assert tflite.float_ops(content) == []
-    segmenter = TFLiteSegmenter(content)
-    assert segmenter.input["dtype"] == np.uint8 and list(segmenter.input["shape"]) == [1, SIZE, SIZE, 3]
+    with device_segmenter(content) as segmenter:
+        assert segmenter.input_dtype == np.uint8 and segmenter.input_size == (SIZE, SIZE)
     parity = json.load(open(stem + "edgetpu.parity.json"))
-    assert parity["num_images"] == 4 and parity["passed"] and len(parity["tflite_iou"]) == 5
+    assert parity["num_images"] == 4 and parity["passed"] and len(parity["device_iou"]) == 5
     report = json.load(open(stem + "edgetpu.report.json"))
     assert report["compiler"]["available"] is False
     # Goal: with the Edge-TPU-friendly rebuild every op of DeepLabv3+ MobileNetV2 is on Coral's list.

@@ -310,6 +310,12 @@ def parse_compiler_log(log: str) -> dict:
     return result
 
 
+def compiled_path(tflite_path: str, *, out_dir: str | None = None) -> str:
+    """Where ``edgetpu_compiler`` writes the compiled ``tflite_path``: ``NAME_edgetpu.tflite`` in ``out_dir``."""
+    out_dir = os.path.dirname(tflite_path) if out_dir is None else out_dir
+    return os.path.join(out_dir, os.path.splitext(os.path.basename(tflite_path))[0] + "_edgetpu.tflite")
+
+
 def compile_model(tflite_path: str, *, out_dir: str, overwrite: bool = False) -> dict:
     """Run ``edgetpu_compiler`` on ``tflite_path`` into ``out_dir``; returns what its log says.
 
@@ -320,7 +326,7 @@ def compile_model(tflite_path: str, *, out_dir: str, overwrite: bool = False) ->
         return {"available": False,
                 "message": f"{COMPILER} is not on PATH (it runs on x86-64 Debian/Ubuntu; see the README's Edge TPU "
                            f"section); the op report below is from Coral's op table, not the compiler"}
-    target = os.path.join(out_dir, os.path.splitext(os.path.basename(tflite_path))[0] + "_edgetpu.tflite")
+    target = compiled_path(tflite_path, out_dir=out_dir)
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
@@ -333,3 +339,31 @@ def compile_model(tflite_path: str, *, out_dir: str, overwrite: bool = False) ->
               "output": target if proc.returncode == 0 else None}
     result.update(parse_compiler_log(log))
     return result
+
+
+# Fine-tuning after the switch to legacy alignment (see realign); the step count is the measured default.
+REALIGN_STEPS = 200
+REALIGN_LEARNING_RATE = 1e-4
+
+
+def half_pixel_resizes(model) -> list[str]:
+    """Names of ``model``'s resize layers with half-pixel centres: those the Edge TPU rebuild changes."""
+    from kerasseg.models.layers import ResizeToReference
+    return [layer.name for layer in model.layers
+            if isinstance(layer, ResizeToReference) and layer.half_pixel_centers]
+
+
+def realign(model, batches, *, steps: int, ignore_label: int) -> float:
+    """Fine-tune the Edge-TPU-friendly ``model`` for ``steps`` training batches; returns the last loss.
+
+    Weights trained with half-pixel resizes see features shifted by a fraction of
+    a pixel at each legacy resize; a short fine-tune at a low rate lets them adapt.
+    Batch normalisation stays frozen (inference mode): a few small batches would
+    only add noise to its statistics.
+    """
+    from kerasseg.backend import keras
+    from kerasseg.export import qat
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return qat.fine_tune(model, batches, steps=steps, learning_rate=REALIGN_LEARNING_RATE, ignore_label=ignore_label)

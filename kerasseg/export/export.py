@@ -4,8 +4,11 @@ For each requested :class:`Mode` ``export`` writes into ``OUT/``::
 
     NAME_MODE.tflite          the model, with the spec inside (metadata "kerasseg_spec")
     NAME_MODE.spec.json       the same spec beside it
-    NAME_MODE.parity.json     Keras float vs TFLite on the validation set
+    NAME_MODE.parity.json     Keras float vs the device (edge.segmenter) on the validation set
     NAME_edgetpu.report.json  (edgetpu) the op-by-op Edge TPU report / compiler log
+
+An artifact whose mIoU drop exceeds ``max_drop`` is written as NAME_MODE.FAILED.*
+instead (never under the good name), and is not given to the Edge TPU compiler.
 
 Every target is checked before any work starts, so an existing file is never
 overwritten silently, and each file is written to a temporary name and moved
@@ -22,6 +25,7 @@ import numpy as np
 from kerasseg.export import edgetpu as edgetpu_lib
 from kerasseg.export import metadata, qat, tflite
 from kerasseg.export.modes import Mode
+from kerasseg.export import parity as parity_lib
 from kerasseg.export.parity import ParityReport, parity_report
 from kerasseg.artifact import Spec
 
@@ -117,7 +121,8 @@ def target_paths(source: ExportSource, mode: Mode) -> dict[str, str]:
 def _check_targets(source: ExportSource, modes: Sequence[Mode], *, overwrite: bool) -> None:
     if overwrite:
         return
-    existing = [p for mode in modes for p in target_paths(source, mode).values() if os.path.exists(p)]
+    existing = [p for mode in modes for paths in (target_paths(source, mode),)
+                for p in [*paths.values(), *parity_lib.failed_paths(paths).values()] if os.path.exists(p)]
     if existing:
         raise FileExistsError(f"export: would overwrite {existing}; pass --overwrite to replace them")
 
@@ -165,7 +170,8 @@ def rebuild(source: ExportSource, *, input_size, edgetpu_friendly: bool = False)
     return model
 
 
-def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_steps: int) -> list[Mode]:
+def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_steps: int,
+                  edgetpu_finetune_steps: int | None = None) -> list[Mode]:
     """The modes, parsed and de-duplicated; raises ValueError on a step count a mode cannot use."""
     modes = list(dict.fromkeys(Mode.parse(m) for m in modes))
     if not modes:
@@ -174,15 +180,26 @@ def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_st
         raise ValueError(f"calibration_steps: must be a positive int, got {calibration_steps!r}")
     if Mode.QAT in modes and (not isinstance(qat_steps, int) or qat_steps < 1):
         raise ValueError(f"qat_steps: must be a positive int, got {qat_steps!r}")
+    if edgetpu_finetune_steps is not None and (not isinstance(edgetpu_finetune_steps, int)
+                                               or edgetpu_finetune_steps < 0):
+        raise ValueError(f"edgetpu_finetune_steps: must be an int >= 0, got {edgetpu_finetune_steps!r}")
     return modes
 
 
 def export(source: ExportSource, modes: Sequence[Mode | str], *, input_size=None,
            calibration_steps: int = DEFAULT_CALIBRATION_STEPS, qat_steps: int = DEFAULT_QAT_STEPS,
            max_drop: float = DEFAULT_MAX_DROP, overwrite: bool = False, parity_images: int | None = None,
-           log: Callable[[str], None] = print) -> list[ExportResult]:
-    """Convert ``source`` in each mode, check each artifact's parity, write everything; see the module doc."""
-    modes = check_options(modes, calibration_steps=calibration_steps, qat_steps=qat_steps)
+           edgetpu_finetune_steps: int | None = None, log: Callable[[str], None] = print) -> list[ExportResult]:
+    """Convert ``source`` in each mode, check each artifact's parity, write everything; see the module doc.
+
+    ``edgetpu_finetune_steps`` (None: ``edgetpu.REALIGN_STEPS`` when the model has half-pixel resizes, else 0)
+    fine-tunes the Edge-TPU-friendly rebuild before it is quantized.
+    """
+    modes = check_options(modes, calibration_steps=calibration_steps, qat_steps=qat_steps,
+                          edgetpu_finetune_steps=edgetpu_finetune_steps)
+    realigned = bool(edgetpu_lib.half_pixel_resizes(source.model))
+    if edgetpu_finetune_steps is None:
+        edgetpu_finetune_steps = edgetpu_lib.REALIGN_STEPS if realigned else 0
     input_size = tflite.check_input_size(input_size or source.train_size or source.spec.input_size)
     if Mode.EDGETPU in modes and source.model_kwargs is None:
         raise ValueError(f"edgetpu: model {source.name!r} has no build arguments (config.yaml) to rebuild it "
@@ -208,8 +225,14 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, input_size=None
     for mode in modes:
         log(f"[{mode.value}] converting at {input_size[0]}x{input_size[1]}")
         model = static
+        finetune_steps = edgetpu_finetune_steps if mode is Mode.EDGETPU else 0
         if mode is Mode.EDGETPU:
             model = rebuild(source, input_size=input_size, edgetpu_friendly=True)
+            if finetune_steps:
+                loss = edgetpu_lib.realign(model, _training_batches(source, data, input_size), steps=finetune_steps,
+                                           ignore_label=source.spec.ignore_label)
+                log(f"[edgetpu] fine-tuned the legacy-aligned rebuild {finetune_steps} steps at lr "
+                    f"{edgetpu_lib.REALIGN_LEARNING_RATE:g}; last loss {loss:.4f}")
         if mode is Mode.QAT:
             model = _quantization_aware(source, data, static, input_size=input_size, qat_steps=qat_steps, log=log)
         content = metadata.embed_spec(tflite.convert(model, mode=mode, input_size=input_size,
@@ -218,16 +241,19 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, input_size=None
             floats = tflite.float_ops(content)
             if floats:
                 raise RuntimeError(f"[{mode.value}] the converter left float ops in a full-integer model: {floats}")
-        report = parity_report(source.model, content, validation(), labels=spec.labels, mode=mode.value,
-                               max_drop=max_drop, max_images=parity_images, ignore_label=spec.ignore_label)
-        paths = target_paths(source, mode)
+        report = parity_report(source.model, content, validation(), mode=mode.value, max_drop=max_drop,
+                               max_images=parity_images)
+        report.finetune_steps = finetune_steps
+        report.failure_hint = parity_lib.failure_hint(mode=mode, head=report.head, finetune_steps=finetune_steps,
+                                                      realigned=realigned and mode is Mode.EDGETPU)
+        paths = parity_lib.outcome_paths(target_paths(source, mode), passed=report.passed)
         _write_bytes(paths["tflite"], content)
         spec.save(paths["spec"])
         report.save(paths["parity"])
         log(report.format())
         result = ExportResult(mode=mode, path=paths["tflite"], parity=report)
         if mode is Mode.EDGETPU:
-            result.edgetpu = _edgetpu_report(content, paths, overwrite=overwrite, log=log)
+            result.edgetpu = _edgetpu_report(content, paths, overwrite=overwrite, run_compiler=report.passed, log=log)
         log(f"[{mode.value}] wrote {paths['tflite']}")
         results.append(result)
     return results
@@ -235,19 +261,28 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, input_size=None
 
 def _quantization_aware(source: ExportSource, data, static, *, input_size, qat_steps: int, log):
     """Fine-tune a quantization-aware copy of the static model on the training pipeline at ``input_size``."""
-    from kerasseg.data import build_pipeline
-    train = build_pipeline(data, split="train", image_size=input_size, batch_size=QAT_BATCH_SIZE, training=True,
-                           seed=source.seed)
     quantized = qat.quantize_aware(static)
-    loss = qat.fine_tune(quantized, train, steps=qat_steps, ignore_label=source.spec.ignore_label)
+    loss = qat.fine_tune(quantized, _training_batches(source, data, input_size), steps=qat_steps, ignore_label=source.spec.ignore_label)
     log(f"[qat] fine-tuned {qat_steps} steps at lr {qat.QAT_LEARNING_RATE:g}; last loss {loss:.4f}")
     return quantized
 
 
-def _edgetpu_report(content: bytes, paths: dict, *, overwrite: bool, log) -> dict:
+def _training_batches(source: ExportSource, data, input_size):
+    from kerasseg.data import build_pipeline
+    return build_pipeline(data, split="train", image_size=input_size, batch_size=QAT_BATCH_SIZE, training=True,
+                          seed=source.seed)
+
+
+def _edgetpu_report(content: bytes, paths: dict, *, overwrite: bool, run_compiler: bool, log) -> dict:
     report = edgetpu_lib.analyze(content, name=os.path.basename(paths["tflite"]))
-    report.compiler = edgetpu_lib.compile_model(paths["tflite"], out_dir=os.path.dirname(paths["tflite"]),
-                                                overwrite=overwrite)
+    if run_compiler:
+        report.compiler = edgetpu_lib.compile_model(paths["tflite"], out_dir=os.path.dirname(paths["tflite"]),
+                                                    overwrite=overwrite)
+    else:
+        report.compiler = {"available": False, "message": "not compiled: the artifact failed its parity report"}
+        stale = edgetpu_lib.compiled_path(paths["tflite"].replace(parity_lib.FAILED_TAG, ""))
+        if os.path.exists(stale):  # compiled from an earlier, good export: no longer this model
+            os.remove(stale)
     if not report.compiler["available"]:
         log(f"[edgetpu] {report.compiler['message']}")
     report.save(paths["report"])
