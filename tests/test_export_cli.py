@@ -127,3 +127,33 @@ def test_qat_without_training_data(run_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_input_size_the_architecture_cannot_take(run_dir, capsys):
     _fails(["--run", run_dir, "--float32", "--input-size", "8", "8", "--overwrite"], capsys, match="input_size")
+
+
+@pytest.mark.slow
+def test_a_failed_artifact_is_named_so_with_its_cause_and_fix(tmp_path, capsys):
+    run = make_run_dir(str(tmp_path / "run"), size=SIZE, train_images=4, val_images=2)
+    stem = "deeplabv3plus_mobilenetv2_float32"
+    # A --max-drop below any real drop makes the mode fail.
+    assert convert.main(["--run", run, "--float32", "--max-drop", "-50"]) == 1
+    err = capsys.readouterr().err
+    assert "[float32]" in err and "Cause:" in err and "Fix:" in err and f"{stem}.FAILED.tflite" in err
+    names = set(_export_files(run))
+    assert {f"{stem}.FAILED.tflite", f"{stem}.FAILED.parity.json", f"{stem}.FAILED.spec.json"} == names
+    parity = json.load(open(os.path.join(run, "export", f"{stem}.FAILED.parity.json")))
+    assert parity["passed"] is False and parity["failure_hint"].startswith("Cause:")
+    # Without --overwrite a new export refuses the FAILED files too; with it, a passing export replaces them.
+    assert convert.main(["--run", run, "--float32"]) == 2
+    assert "FAILED" in capsys.readouterr().err
+    assert convert.main(["--run", run, "--float32", "--overwrite"]) == 0
+    assert set(_export_files(run)) == {f"{stem}.tflite", f"{stem}.parity.json", f"{stem}.spec.json"}
+
+
+def test_failure_hint_names_the_cause_per_mode():
+    from kerasseg.export.parity import failure_hint
+    edgetpu = failure_hint(mode="edgetpu", head="native", realigned=True, finetune_steps=0)
+    assert "half-pixel" in edgetpu and "--edgetpu-finetune-steps" in edgetpu and "--edgetpu-friendly" in edgetpu
+    assert "200 steps" in failure_hint(mode="edgetpu", head="native", realigned=True, finetune_steps=200)
+    assert "--qat" in failure_hint(mode="edgetpu", head="native", realigned=False, finetune_steps=0)
+    assert "--qat" in failure_hint(mode="int8", head="full", realigned=False, finetune_steps=0)
+    assert "--qat-steps" in failure_hint(mode="qat", head="full", realigned=False, finetune_steps=0)
+    assert "'argmax'" in failure_hint(mode="float32", head="argmax", realigned=False, finetune_steps=0)

@@ -233,5 +233,6 @@ def failure_hint(*, mode, head: str, realigned: bool, finetune_steps: int) -> st
                 f"--qat-steps), or more --calibration-steps, {accept}")
     if mode is Mode.QAT:
         return f"Cause: quantization-aware fine-tuning did not recover int8's loss. Fix: raise --qat-steps, {accept}"
-    return (f"Cause: a float conversion should agree with Keras within about 0.1 points, so the device's "
-            f"post-processing for head {head!r} is suspect (compare --head full), or the converter; {accept}")
+    return (f"Cause: a float conversion agrees with Keras within about 0.1 points, so the device's "
+            f"post-processing for head {head!r} (edge/segmenter.py) or the converter is suspect. Fix: compare "
+            f"with --head full to tell them apart, {accept}")
