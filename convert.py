@@ -3,18 +3,21 @@
     python convert.py --int8                  # newest run under runs/
     python convert.py --run runs/X --qat --edgetpu
     python convert.py --model best.keras --spec spec.json --dataset synthetic --float32
+    python convert.py --int8 --head native full argmax
 
 Each mode writes RUN/export/NAME_MODE.tflite (spec inside), NAME_MODE.spec.json and
-NAME_MODE.parity.json. A drop is Keras minus device mIoU, in points (positive: the
-artifact lost accuracy). A mode that drops more than --max-drop is written as
-NAME_MODE.FAILED.* instead, and convert.py exits 1; 2 on bad input.
+NAME_MODE.parity.json for its default head, NAME_MODE_HEAD.* for any other --head.
+A drop is Keras minus device mIoU, in points (positive: the artifact lost accuracy).
+An artifact that drops more than --max-drop is written as NAME_MODE[_HEAD].FAILED.*
+instead, and convert.py exits 1; 2 on bad input.
 """
 import argparse
 import sys
 
 from kerasseg.export.edgetpu import REALIGN_STEPS
-from kerasseg.export.export import (DEFAULT_CALIBRATION_STEPS, DEFAULT_MAX_DROP, DEFAULT_QAT_STEPS, check_options,
-                                    export, source_from_model, source_from_run)
+from kerasseg.export.export import (DEFAULT_CALIBRATION_STEPS, DEFAULT_HEADS, DEFAULT_MAX_DROP, DEFAULT_QAT_STEPS,
+                                    check_options, export, source_from_model, source_from_run)
+from kerasseg.export.heads import Head
 from kerasseg.export.modes import Mode
 
 MODE_HELP = {
@@ -38,6 +41,11 @@ def parse_args(argv=None):
                         help="dataset URI for calibration, QAT and parity (default: the run's)")
     for mode in Mode:
         parser.add_argument(f"--{mode.value}", dest=mode.name.lower(), action="store_true", help=MODE_HELP[mode])
+    parser.add_argument("--head", type=str, nargs="+", choices=[h.value for h in Head], default=None,
+                        help="where each graph ends, one artifact per mode and head: full (scores at the input "
+                             "size), native (scores at the classifier's resolution), argmax (native class ids), "
+                             "full-argmax (class ids at the input size; not with --edgetpu). Default: "
+                             + ", ".join(f"{target} {head.value}" for target, head in DEFAULT_HEADS.items()))
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
                         help="fixed input size (default: the training crop)")
     parser.add_argument("--calibration-steps", type=int, default=DEFAULT_CALIBRATION_STEPS,
@@ -65,23 +73,24 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         check_options(args.modes, calibration_steps=args.calibration_steps, qat_steps=args.qat_steps,
-                      edgetpu_finetune_steps=args.edgetpu_finetune_steps)
+                      heads=args.head, edgetpu_finetune_steps=args.edgetpu_finetune_steps)
         if args.model:
             source = source_from_model(args.model, spec_path=args.spec, dataset=args.dataset)
         else:
             from kerasseg.training import latest_run
             source = source_from_run(args.run or latest_run(args.runs).path, dataset=args.dataset)
-        results = export(source, args.modes, input_size=args.input_size, calibration_steps=args.calibration_steps,
+        results = export(source, args.modes, heads=args.head, input_size=args.input_size, calibration_steps=args.calibration_steps,
                          qat_steps=args.qat_steps, max_drop=args.max_drop, overwrite=args.overwrite,
                          parity_images=args.parity_images, edgetpu_finetune_steps=args.edgetpu_finetune_steps)
     except (ValueError, RuntimeError, FileNotFoundError, FileExistsError) as err:
         print(f"convert.py: error: {err}", file=sys.stderr)
         return 2
     for r in results:
-        print(f"{r.mode.value:14s} {r.parity.verdict(hint=False):48s} {r.path}")
+        print(f"{r.mode.value:14s} {r.head.value:12s} {r.parity.verdict(hint=False):40s} {r.path}")
     failed = [r for r in results if not r.parity.passed]
     for r in failed:
-        print(f"convert.py: [{r.mode.value}] {r.parity.verdict()}; written as {r.path}", file=sys.stderr)
+        print(f"convert.py: [{r.mode.value}/{r.head.value}] {r.parity.verdict()}; written as {r.path}",
+              file=sys.stderr)
     return 1 if failed else 0
 
 

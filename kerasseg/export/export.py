@@ -1,13 +1,16 @@
 """From a trained model (a run directory or a ``.keras`` file) to checked ``.tflite`` artifacts.
 
-For each requested :class:`Mode` ``export`` writes into ``OUT/``::
+For each requested :class:`Mode` and :class:`Head` (where the graph ends, see
+``kerasseg.export.heads``) ``export`` writes into ``OUT/``::
 
-    NAME_MODE.tflite          the model, with the spec inside (metadata "kerasseg_spec")
-    NAME_MODE.spec.json       the same spec beside it
-    NAME_MODE.parity.json     Keras float vs the device (edge.segmenter) on the validation set
-    NAME_edgetpu.report.json  (edgetpu) the op-by-op Edge TPU report / compiler log
+    NAME_MODE.tflite          the model ending in the mode's default head, with the spec inside
+                              (metadata "kerasseg_spec")
+    NAME_MODE_HEAD.tflite     the same for any other head ('-' in its name becomes '_')
+    NAME_MODE[_HEAD].spec.json      the same spec beside it
+    NAME_MODE[_HEAD].parity.json    Keras float vs the device (edge.segmenter)
+    NAME_edgetpu[_HEAD].report.json (edgetpu) the op-by-op Edge TPU report / compiler log
 
-An artifact whose mIoU drop exceeds ``max_drop`` is written as NAME_MODE.FAILED.*
+An artifact whose mIoU drop exceeds ``max_drop`` is written as NAME_MODE[_HEAD].FAILED.*
 instead (never under the good name), and is not given to the Edge TPU compiler.
 
 Every target is checked before any work starts, so an existing file is never
@@ -24,8 +27,9 @@ import numpy as np
 
 from kerasseg.export import edgetpu as edgetpu_lib
 from kerasseg.export import metadata, qat, tflite
-from kerasseg.export.modes import Mode
+from kerasseg.export.heads import Head, cut
 from kerasseg.export import parity as parity_lib
+from kerasseg.export.modes import Mode
 from kerasseg.export.parity import ParityReport, parity_report
 from kerasseg.artifact import Spec
 
@@ -34,6 +38,11 @@ DEFAULT_QAT_STEPS = 200
 DEFAULT_MAX_DROP = 2.0
 QAT_BATCH_SIZE = 8
 PARITY_BATCH_SIZE = 8
+# The head each target gets when none is asked for; the mode's file keeps its plain name NAME_MODE.tflite.
+# Measured in the README's "Heads" section: the CPU invoke is cheapest at the native resolution, and on
+# an Edge TPU the native head keeps ARG_MAX (unsupported) and large bilinear resizes off the graph and
+# sends a map 1/stride^2 the size over USB.
+DEFAULT_HEADS = {"cpu": Head.NATIVE, "edgetpu": Head.NATIVE}
 
 
 @dataclasses.dataclass
@@ -57,6 +66,7 @@ class ExportSource:
 @dataclasses.dataclass
 class ExportResult:
     mode: Mode
+    head: Head
     path: str
     parity: ParityReport
     edgetpu: dict | None = None
@@ -110,18 +120,26 @@ def _load_keras(path: str):
             from None
 
 
-def target_paths(source: ExportSource, mode: Mode) -> dict[str, str]:
-    stem = os.path.join(source.out_dir, f"{source.name}_{mode.filename_suffix}")
+def default_head(mode: Mode) -> Head:
+    """The head ``mode``'s target gets by default (see ``DEFAULT_HEADS``)."""
+    return DEFAULT_HEADS["edgetpu" if mode is Mode.EDGETPU else "cpu"]
+
+
+def target_paths(source: ExportSource, mode: Mode, head: Head | None = None) -> dict[str, str]:
+    """The files of one artifact; ``head`` None (or the mode's default) keeps the plain NAME_MODE name."""
+    head = default_head(mode) if head is None else head
+    suffix = "" if head is default_head(mode) else "_" + head.filename_suffix
+    stem = os.path.join(source.out_dir, f"{source.name}_{mode.filename_suffix}{suffix}")
     paths = {"tflite": stem + ".tflite", "spec": stem + ".spec.json", "parity": stem + ".parity.json"}
     if mode is Mode.EDGETPU:
         paths["report"] = stem + ".report.json"
     return paths
 
 
-def _check_targets(source: ExportSource, modes: Sequence[Mode], *, overwrite: bool) -> None:
+def _check_targets(source: ExportSource, plan: Sequence[tuple[Mode, Head]], *, overwrite: bool) -> None:
     if overwrite:
         return
-    existing = [p for mode in modes for paths in (target_paths(source, mode),)
+    existing = [p for mode, head in plan for paths in (target_paths(source, mode, head),)
                 for p in [*paths.values(), *parity_lib.failed_paths(paths).values()] if os.path.exists(p)]
     if existing:
         raise FileExistsError(f"export: would overwrite {existing}; pass --overwrite to replace them")
@@ -171,8 +189,12 @@ def rebuild(source: ExportSource, *, input_size, edgetpu_friendly: bool = False)
 
 
 def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_steps: int,
-                  edgetpu_finetune_steps: int | None = None) -> list[Mode]:
-    """The modes, parsed and de-duplicated; raises ValueError on a step count a mode cannot use."""
+                  heads: Sequence[Head | str] | None = None,
+                  edgetpu_finetune_steps: int | None = None) -> list[tuple[Mode, Head]]:
+    """The (mode, head) of each artifact: every head for every mode, or each mode's default head.
+
+    Raises ValueError on a step count a mode cannot use, or on a head a mode cannot end in.
+    """
     modes = list(dict.fromkeys(Mode.parse(m) for m in modes))
     if not modes:
         raise ValueError(f"modes: choose at least one of {[m.value for m in Mode]}")
@@ -183,20 +205,30 @@ def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_st
     if edgetpu_finetune_steps is not None and (not isinstance(edgetpu_finetune_steps, int)
                                                or edgetpu_finetune_steps < 0):
         raise ValueError(f"edgetpu_finetune_steps: must be an int >= 0, got {edgetpu_finetune_steps!r}")
-    return modes
+    if heads is None:
+        return [(mode, default_head(mode)) for mode in modes]
+    heads = list(dict.fromkeys(Head.parse(h) for h in heads))
+    if not heads:
+        raise ValueError(f"head: choose at least one of {[h.value for h in Head]}")
+    if Mode.EDGETPU in modes and any(h.ids for h in heads):
+        raise ValueError(f"head: {[h.value for h in heads if h.ids]} cannot go with edgetpu: the Edge TPU does "
+                         f"not run ARG_MAX; valid heads for edgetpu are {[h.value for h in Head if not h.ids]}")
+    return [(mode, head) for mode in modes for head in heads]
 
 
-def export(source: ExportSource, modes: Sequence[Mode | str], *, input_size=None,
-           calibration_steps: int = DEFAULT_CALIBRATION_STEPS, qat_steps: int = DEFAULT_QAT_STEPS,
+def export(source: ExportSource, modes: Sequence[Mode | str], *, heads: Sequence[Head | str] | None = None,
+           input_size=None, calibration_steps: int = DEFAULT_CALIBRATION_STEPS, qat_steps: int = DEFAULT_QAT_STEPS,
            max_drop: float = DEFAULT_MAX_DROP, overwrite: bool = False, parity_images: int | None = None,
            edgetpu_finetune_steps: int | None = None, log: Callable[[str], None] = print) -> list[ExportResult]:
-    """Convert ``source`` in each mode, check each artifact's parity, write everything; see the module doc.
+    """Convert ``source`` in each mode, ending in each head (None: the mode's default), check each
+    artifact's parity, write everything; see the module doc.
 
     ``edgetpu_finetune_steps`` (None: ``edgetpu.REALIGN_STEPS`` when the model has half-pixel resizes, else 0)
     fine-tunes the Edge-TPU-friendly rebuild before it is quantized.
     """
-    modes = check_options(modes, calibration_steps=calibration_steps, qat_steps=qat_steps,
-                          edgetpu_finetune_steps=edgetpu_finetune_steps)
+    plan = check_options(modes, calibration_steps=calibration_steps, qat_steps=qat_steps, heads=heads,
+                         edgetpu_finetune_steps=edgetpu_finetune_steps)
+    modes = list(dict.fromkeys(mode for mode, _ in plan))
     realigned = bool(edgetpu_lib.half_pixel_resizes(source.model))
     if edgetpu_finetune_steps is None:
         edgetpu_finetune_steps = edgetpu_lib.REALIGN_STEPS if realigned else 0
@@ -204,10 +236,12 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, input_size=None
     if Mode.EDGETPU in modes and source.model_kwargs is None:
         raise ValueError(f"edgetpu: model {source.name!r} has no build arguments (config.yaml) to rebuild it "
                          f"Edge-TPU-friendly; export from its run directory")
-    _check_targets(source, modes, overwrite=overwrite)
+    _check_targets(source, plan, overwrite=overwrite)
     data = _check_data(source, modes)
     static = rebuild(source, input_size=input_size)
     tflite.serving_function(static, input_size=input_size)  # fails early, naming the size, if it cannot trace
+    for head in dict.fromkeys(head for _, head in plan):
+        cut(static, head)  # fails early, naming the head and the valid choices, if the model cannot end there
     from kerasseg.data import build_pipeline
 
     def calibration():
@@ -220,10 +254,8 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, input_size=None
                               training=False).as_numpy_iterator()
 
     os.makedirs(source.out_dir, exist_ok=True)
-    spec = source.spec.replace(input_size=input_size, output_kind=tflite.OUTPUT_KIND)
     results = []
     for mode in modes:
-        log(f"[{mode.value}] converting at {input_size[0]}x{input_size[1]}")
         model = static
         finetune_steps = edgetpu_finetune_steps if mode is Mode.EDGETPU else 0
         if mode is Mode.EDGETPU:
@@ -235,34 +267,41 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, input_size=None
                     f"{edgetpu_lib.REALIGN_LEARNING_RATE:g}; last loss {loss:.4f}")
         if mode is Mode.QAT:
             model = _quantization_aware(source, data, static, input_size=input_size, qat_steps=qat_steps, log=log)
-        content = metadata.embed_spec(tflite.convert(model, mode=mode, input_size=input_size,
-                                                     calibration=calibration), spec)
-        if mode.full_integer:
-            floats = tflite.float_ops(content)
-            if floats:
-                raise RuntimeError(f"[{mode.value}] the converter left float ops in a full-integer model: {floats}")
-        report = parity_report(source.model, content, validation(), mode=mode.value, max_drop=max_drop,
-                               max_images=parity_images)
-        report.finetune_steps = finetune_steps
-        report.failure_hint = parity_lib.failure_hint(mode=mode, head=report.head, finetune_steps=finetune_steps,
-                                                      realigned=realigned and mode is Mode.EDGETPU)
-        paths = parity_lib.outcome_paths(target_paths(source, mode), passed=report.passed)
-        _write_bytes(paths["tflite"], content)
-        spec.save(paths["spec"])
-        report.save(paths["parity"])
-        log(report.format())
-        result = ExportResult(mode=mode, path=paths["tflite"], parity=report)
-        if mode is Mode.EDGETPU:
-            result.edgetpu = _edgetpu_report(content, paths, overwrite=overwrite, run_compiler=report.passed, log=log)
-        log(f"[{mode.value}] wrote {paths['tflite']}")
-        results.append(result)
+        for head in (h for m, h in plan if m is mode):
+            log(f"[{mode.value}/{head.value}] converting at {input_size[0]}x{input_size[1]}")
+            ending, fields = cut(model, head)
+            spec = source.spec.replace(input_size=input_size, **fields)
+            content = metadata.embed_spec(tflite.convert(ending, mode=mode, input_size=input_size,
+                                                         calibration=calibration), spec)
+            if mode.full_integer:
+                floats = tflite.float_ops(content)
+                if floats:
+                    raise RuntimeError(f"[{mode.value}] the converter left float ops in a full-integer model: "
+                                       f"{floats}")
+            report = parity_report(source.model, content, validation(), mode=mode.value, head=head,
+                                   max_drop=max_drop, max_images=parity_images)
+            report.finetune_steps = finetune_steps
+            report.failure_hint = parity_lib.failure_hint(mode=mode, head=head.value, finetune_steps=finetune_steps,
+                                                          realigned=realigned and mode is Mode.EDGETPU)
+            paths = parity_lib.outcome_paths(target_paths(source, mode, head), passed=report.passed)
+            _write_bytes(paths["tflite"], content)
+            spec.save(paths["spec"])
+            report.save(paths["parity"])
+            log(report.format())
+            result = ExportResult(mode=mode, head=head, path=paths["tflite"], parity=report)
+            if mode is Mode.EDGETPU:
+                result.edgetpu = _edgetpu_report(content, paths, overwrite=overwrite, run_compiler=report.passed,
+                                                 log=log)
+            log(f"[{mode.value}/{head.value}] wrote {paths['tflite']}")
+            results.append(result)
     return results
 
 
 def _quantization_aware(source: ExportSource, data, static, *, input_size, qat_steps: int, log):
     """Fine-tune a quantization-aware copy of the static model on the training pipeline at ``input_size``."""
     quantized = qat.quantize_aware(static)
-    loss = qat.fine_tune(quantized, _training_batches(source, data, input_size), steps=qat_steps, ignore_label=source.spec.ignore_label)
+    loss = qat.fine_tune(quantized, _training_batches(source, data, input_size), steps=qat_steps,
+                         ignore_label=source.spec.ignore_label)
     log(f"[qat] fine-tuned {qat_steps} steps at lr {qat.QAT_LEARNING_RATE:g}; last loss {loss:.4f}")
     return quantized
 

@@ -4,9 +4,9 @@ Every artifact takes raw RGB pixels as uint8 at a fixed size, batch 1: the
 model's own normalisation layer runs inside the graph. Float modes cast the
 uint8 input to float32 first; full-integer modes quantize everything to int8
 with a uint8 input of scale 1 and zero point 0, so a device feeds pixels as
-they are. The output is the per-pixel class scores ("logits"): an ARG_MAX would
-be the one op an Edge TPU cannot run, so leaving it to the device keeps the
-whole graph on the accelerator.
+they are, and a uint8 output (MediaPipe's ImageSegmenter misreads int8 scores).
+The output is what the model ends in (see ``kerasseg.export.heads``): per-pixel
+class scores ("logits"), or class ids when the graph ends in ARG_MAX.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from kerasseg.backend import tf
 from kerasseg.export.modes import Mode
 from kerasseg.artifact import parse_size
 
-OUTPUT_KIND = "logits"
 # Tensor types allowed inside a full-integer graph (int32 for biases and shapes).
 INTEGER_TYPES = ("INT8", "UINT8", "INT32", "INT16", "INT64", "BOOL")
 
@@ -33,8 +32,8 @@ def serving_function(model, *, input_size, input_dtype=tf.uint8):
 
     @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], input_dtype, name="image")])
     def serve(image):
-        logits = model(tf.cast(image, tf.float32), training=False)
-        return {"logits": logits}
+        output = model(tf.cast(image, tf.float32), training=False)
+        return {"class_ids" if output.dtype.is_integer else "logits": output}
 
     try:
         return serve.get_concrete_function()
@@ -69,7 +68,7 @@ def calibration_images(batches: Iterable, *, steps: int) -> Iterator[np.ndarray]
 
 
 def convert(model, *, mode: Mode, input_size, calibration: Callable[[], Iterable[np.ndarray]] | None = None) -> bytes:
-    """Convert ``model`` (input float RGB [0, 255], output logits) to TFLite bytes.
+    """Convert ``model`` (input float RGB [0, 255], output scores or class ids) to TFLite bytes.
 
     ``calibration`` is a callable returning an iterable of (1, H, W, 3) float32
     images; full-integer modes need it. For ``Mode.QAT`` pass the
@@ -94,7 +93,8 @@ def convert(model, *, mode: Mode, input_size, calibration: Callable[[], Iterable
         converter.representative_dataset = lambda: ([image] for image in calibration())
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.int8
+        if model.outputs[0].dtype.is_floating:  # scores; class ids leave ARG_MAX as integers already
+            converter.inference_output_type = tf.uint8
     try:
         return bytes(converter.convert())
     except Exception as err:  # tf.lite ConverterError
