@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.machine import cpu_simd  # noqa: E402
 from kerasseg.backend import keras, layers  # noqa: E402
 from kerasseg.export import edgetpu, tflite  # noqa: E402
 from kerasseg.export.modes import Mode  # noqa: E402
@@ -42,7 +43,6 @@ LATENCY_MODES = (Mode.FLOAT32, Mode.FLOAT16, Mode.DYNAMIC_RANGE, Mode.INT8)
 
 
 ROUNDS = 5  # each variant is timed in this many alternating rounds of runs / ROUNDS invokes
-SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
 
 
 def _interpreter(content: bytes, *, threads: int, xnnpack: bool = True):
@@ -87,21 +87,6 @@ def xnnpack_ops(content: bytes) -> tuple[int, int]:
     ops = interpreter._get_ops_details()  # the only op listing the Python API has
     delegated = sum(op["op_name"] == "DELEGATE" for op in ops)
     return delegated, len(ops) - delegated  # the listing holds the model's ops plus one node per delegated op
-
-
-def cpu_simd() -> str:
-    """The SIMD features int8 and float32 kernels can use, from /proc/cpuinfo (Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-    except OSError:
-        return "unknown (no /proc/cpuinfo)"
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    words = set(next((line.split(":", 1)[1].split() for line in info.splitlines()
-                      if line.startswith(("flags", "Features"))), []))
-    have = [flag for flag in SIMD_FLAGS if flag in words]
-    missing = [flag for flag in SIMD_FLAGS if flag not in words]
-    return f"{model}; has {' '.join(have) or 'none of them'}; lacks {' '.join(missing) or 'nothing'}"
 
 
 def model_macs(content: bytes) -> int:

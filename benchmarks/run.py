@@ -30,7 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 # The benchmarks this script knows the flags and output of; any other benchmarks/bench_*.py runs with no flags.
-KNOWN = ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_edge_loop.py")
+KNOWN = ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_heads.py", "bench_upsample.py",
+         "bench_edge_loop.py")
 DEEPLAB_ROW = "DeepLab MobileNetV2 (1x1 + pooling, no decoder) OS16"
 NUMBER = r"(-?\d+(?:\.\d+)?)"
 
@@ -72,13 +73,16 @@ def flags(quick: bool) -> dict:
                                          "--repeats", "1", "--batch-size", "4"]],
             "bench_int8.py": [["--models", "deeplab257", "--alpha", "0.35", "--threads", "1", "--runs", "3",
                                "--calibration-steps", "2", "--qat-steps", "3"]],
-            "bench_edge_loop.py": [["--size", "96", "--alpha", "0.35", "--frames", "20", "--repeats", "1",
-                                    "--skip-tensorflow"]],
+            "bench_heads.py": [["--models", "mobile257", "--heads", "full", "native", "--frames", "3"]],
+            "bench_upsample.py": [["--repeats", "2", "--kinds", "scene"]],
+            "bench_edge_loop.py": [["--built", "mobile257", "--frames", "10", "--repeats", "1", "--skip-tensorflow"]],
         }
     return {
         "bench_models.py": [[]],
         "bench_input_pipeline.py": [["--steps", "30", "--repeats", "3"]],
         "bench_int8.py": [["--models", "deeplab257", "deeplab513", "--threads", "1", "2", "--runs", "30"]],
+        "bench_heads.py": [[]],
+        "bench_upsample.py": [[]],
         "bench_edge_loop.py": [[]],
     }
 
@@ -172,7 +176,11 @@ def goals_and_anchors(results: dict) -> tuple[list, list]:
     """Read the goal numbers from the benchmarks' output; the comparison rows with their published anchors."""
     out = {name: r.stdout for name, r in results.items()}
     pipeline = find(r"^ratio live / cached\s+" + NUMBER, out.get("bench_input_pipeline.py", ""))
-    loop = find(r"^loop / interpreter\s+" + NUMBER, out.get("bench_edge_loop.py", ""))
+    loop_text = out.get("bench_edge_loop.py", "")
+    loop = find(r"^goal: loop / interpreter >= [\d.]+ for the default head: " + NUMBER, loop_text)
+    outside = find(r"^goal: CPU outside invoke .* = " + NUMBER + "x", loop_text)
+    heads = find(r"^goal: default CPU head \(\S+\) >= [\d.]+x faster .*: " + NUMBER + "x", out.get("bench_heads.py", ""))
+    exact = find(r"^goal: the default, \(d\) exact, .*: lowest " + NUMBER + "%", out.get("bench_upsample.py", ""))
 
     int8_text = out.get("bench_int8.py", "")
     models = {}  # name -> {"size", "gmac", "rows": {threads: (float32 p50 ms, int8 p50 ms, speed-up, % of peak)}}
@@ -203,7 +211,12 @@ def goals_and_anchors(results: dict) -> tuple[list, list]:
         goal("int8 speed-up over float32" + at, ">= 2.5x", one_thread and one_thread[2], lambda v: v >= 2.5),
         goal("int8 share of the runtime's int8 1x1-conv peak" + at, ">= 50%", one_thread and one_thread[3],
              lambda v: v >= 50.0),
-        goal("camera loop FPS / interpreter-only FPS", ">= 0.9", loop, lambda v: v >= 0.9),
+        goal("camera loop FPS / interpreter-only FPS (513 mobile head, default head)", ">= 0.9", loop,
+             lambda v: v >= 0.9),
+        goal("loop CPU outside invoke, default head / full head", "<= 0.5x", outside, lambda v: v <= 0.5),
+        goal("per-frame time, full head / default CPU head (513 mobile head)", ">= 1.6x", heads, lambda v: v >= 1.6),
+        goal("default upsampling agrees with the full head's bilinear (lowest, %)", ">= 99%", exact,
+             lambda v: v >= 99.0),
         goal("QAT mIoU drop from float (points)", "<= 0.5", drops["qat"], lambda v: v <= 0.5),
         goal("PTQ int8 mIoU drop from float (points)", "<= 2.0", drops["int8"], lambda v: v <= 2.0),
     ]

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--serve", default=None, metavar="[HOST:]PORT",
                         help="live preview page with an MJPEG stream (host defaults to 127.0.0.1)")
     parser.add_argument("--stats-json", dest="stats_json", default=None,
-                        help="append one JSON line of stats per second, and a final summary line")
+                        help="append one JSON line of stats per second, and a final summary line (FPS, ms per "
+                             "stage, cpu_ms_outside_invoke: CPU per frame spent outside the interpreter)")
     parser.add_argument("--max-frames", dest="max_frames", type=int, default=None, help="stop after N frames")
     parser.add_argument("--reconnect-seconds", dest="reconnect_seconds", type=float, default=10.0,
                         help="how long to try reopening a camera or stream that stopped (default: %(default)s)")

@@ -15,6 +15,7 @@ interpreter is using.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -26,7 +27,9 @@ import cv2
 import numpy as np
 
 from edge import visualize
+from edge.segmenter import grid_for
 from edge.sources import SourceError
+from edge.upsample import nearest
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +81,22 @@ class Slot:
 
 
 class Stats:
-    """Per-stage latency and FPS over one-second windows, and totals over the run."""
+    """Per-stage latency, FPS and CPU outside invoke over one-second windows, and totals over the run.
 
-    def __init__(self, *, clock=time.perf_counter):
-        self.clock = clock
-        self.started = clock()
+    ``cpu_ms_outside_invoke``: the process's CPU time per frame minus the inference thread's CPU time in
+    invoke (:meth:`add_invoke_cpu`): what decoding, resizing, post-processing and drawing cost.
+    """
+
+    def __init__(self, *, clock=time.perf_counter, cpu_clock=time.process_time):
+        self.clock, self.cpu_clock = clock, cpu_clock
+        self.started, self.cpu_started = clock(), cpu_clock()
         self.frames = 0
-        self._window_start = self.started
+        self._window_start, self._window_cpu = self.started, self.cpu_started
         self._window_frames = 0
         self._window: dict[str, list[float]] = {}
         self._total: dict[str, list[float]] = {}
+        self._invoke_cpu = [0.0, 0.0]  # window, total
+        self._lock = threading.Lock()
         self.current: dict = {"fps": 0.0, "stages_ms": {}}
 
     def add(self, stage: str, seconds: float) -> None:
@@ -96,28 +105,44 @@ class Stats:
             entry[0] += seconds
             entry[1] += 1
 
+    def add_invoke_cpu(self, seconds: float) -> None:
+        """CPU seconds the inference thread spent in one invoke (``time.thread_time`` around it); any thread."""
+        with self._lock:
+            self._invoke_cpu[0] += seconds
+            self._invoke_cpu[1] += seconds
+
     def frame_done(self) -> None:
         self.frames += 1
         self._window_frames += 1
 
+    @staticmethod
+    def _cpu_ms(cpu_seconds: float, invoke_seconds: float, frames: int) -> float | None:
+        return round(1000.0 * (cpu_seconds - invoke_seconds) / frames, 2) if frames else None
+
     def roll(self, *, force: bool = False, extra: dict | None = None) -> dict | None:
         """Close the window once a second has passed (or when ``force``); returns the window's stats."""
-        now = self.clock()
+        now, cpu = self.clock(), self.cpu_clock()
         elapsed = now - self._window_start
         if elapsed < 1.0 and not force:
             return None
+        with self._lock:
+            invoke_cpu, self._invoke_cpu[0] = self._invoke_cpu[0], 0.0
         fps = self._window_frames / elapsed if elapsed > 0 else 0.0
         stages = {k: 1000.0 * s / n for k, (s, n) in self._window.items() if n}
         self.current = {"time": round(time.time(), 3), "frames": self.frames, "fps": round(fps, 2),
-                        "stages_ms": {k: round(v, 2) for k, v in stages.items()}, **(extra or {})}
-        self._window_start, self._window_frames, self._window = now, 0, {}
+                        "stages_ms": {k: round(v, 2) for k, v in stages.items()},
+                        "cpu_ms_outside_invoke": self._cpu_ms(cpu - self._window_cpu, invoke_cpu, self._window_frames),
+                        **(extra or {})}
+        self._window_start, self._window_cpu, self._window_frames, self._window = now, cpu, 0, {}
         return self.current
 
     def summary(self) -> dict:
         elapsed = self.clock() - self.started
         return {"frames": self.frames, "elapsed_s": round(elapsed, 3),
                 "fps": round(self.frames / elapsed, 2) if elapsed > 0 else 0.0,
-                "stages_ms": {k: round(1000.0 * s / n, 2) for k, (s, n) in self._total.items() if n}}
+                "stages_ms": {k: round(1000.0 * s / n, 2) for k, (s, n) in self._total.items() if n},
+                "cpu_ms_outside_invoke": self._cpu_ms(self.cpu_clock() - self.cpu_started, self._invoke_cpu[1],
+                                                      self.frames)}
 
 
 @dataclasses.dataclass
@@ -298,9 +323,10 @@ class Loop:
                 item = self._frames_slot.get()
                 if item is _CLOSED or item is None:
                     break
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.thread_time()
                 item.raw = self.segmenter.invoke(item.tensor)  # a copy: safe to postprocess elsewhere
                 item.timings["invoke"] = time.perf_counter() - start
+                self.stats.add_invoke_cpu(time.thread_time() - cpu)  # dropped results' too
                 item.tensor = None
                 if not self._results_slot.put(item, block=not self.source.live):
                     break
@@ -312,12 +338,14 @@ class Loop:
     # -- the caller's thread ------------------------------------------------------------------------
 
     def _render(self, item: _Item) -> np.ndarray:
+        """Colour the output-resolution class map there, place it on the frame (nearest), blend once, annotate."""
         spec = self.segmenter.spec
         current = self.stats.current
+        grid = grid_for(item.geometry, spec=spec, output_size=item.class_map.shape)
         return visualize.render(
             item.frame, item.class_map, labels=spec.labels, colors=spec.colors, alpha=self.alpha,
             ignore_label=spec.ignore_label, fps=current["fps"] if self.show_stats else None,
-            stages_ms=current["stages_ms"])
+            stages_ms=current["stages_ms"], scale=functools.partial(nearest, grid))
 
     def _handle_key(self, key: int, image: np.ndarray | None) -> None:
         if key in KEY_QUIT:
@@ -412,6 +440,7 @@ class Loop:
             cv2.setNumThreads(opencv_threads)
 
     def _run(self, handle_signals: bool) -> LoopResult:
+        self.stats = Stats()  # windows and CPU time count from here
         first = self.source.read()
         deadline = time.monotonic() + 2.0
         while first is None and self.source.live and time.monotonic() < deadline:

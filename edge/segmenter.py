@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from edge.interpreter import LoadedInterpreter, ModelError, load_interpreter
+from edge.upsample import Grid, Upsample, decide, exact, frame_grid, nearest
 from kerasseg.artifact import custom_ops, load_spec
 from kerasseg.artifact import Spec, SpecError, default_colors
 
@@ -96,16 +97,10 @@ def dequantize(values: np.ndarray, quantization: tuple[float, int]) -> np.ndarra
     return (values.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
 
 
-def resize_nearest(class_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Scale a class map to (height, width) with nearest neighbour, keeping ids exact."""
-    h, w = size
-    if class_map.shape == (h, w):
-        return class_map
-    if class_map.dtype == np.uint8:
-        return cv2.resize(class_map, (w, h), interpolation=cv2.INTER_NEAREST)
-    rows = (np.arange(h) * class_map.shape[0] // h)
-    cols = (np.arange(w) * class_map.shape[1] // w)
-    return class_map[rows[:, None], cols[None, :]]
+def grid_for(geometry: Geometry, *, spec: Spec, output_size: tuple[int, int]) -> Grid:
+    """The :class:`~edge.upsample.Grid` placing an output map of ``output_size`` (from ``spec``'s model) on the frame."""
+    return frame_grid(geometry.frame_size, geometry.box, input_size=tuple(spec.input_size),
+                      output_size=tuple(output_size), alignment=spec.output_alignment, stride=spec.output_stride)
 
 
 def _describe_tensor(detail: dict) -> str:
@@ -134,8 +129,12 @@ def _check_input(detail: dict, model: str) -> None:
             f"expected (1, H, W, 3) uint8, int8 or float32")
 
 
-def check_spec(spec: Spec, *, input_size: tuple[int, int], kind: str, channels: int, where: str) -> None:
-    """Raise :class:`SpecMismatch` naming every field of ``spec`` that the tensors contradict."""
+def check_spec(spec: Spec, *, input_size: tuple[int, int], kind: str, channels: int, where: str,
+               output_size: tuple[int, int] | None = None) -> None:
+    """Raise :class:`SpecMismatch` naming every field of ``spec`` that the tensors contradict.
+
+    ``output_size`` is the output tensor's (height, width); the spec's ``output_stride`` must give it.
+    """
     problems = []
     if tuple(spec.input_size) != tuple(input_size):
         problems.append(f"input_size: spec says {list(spec.input_size)}, model input is {list(input_size)}")
@@ -148,6 +147,10 @@ def check_spec(spec: Spec, *, input_size: tuple[int, int], kind: str, channels: 
     if kind == PROBABILITY and spec.num_classes != 2:
         problems.append(f"number of classes: spec has {spec.num_classes} labels, "
                         f"model outputs one probability channel (2 classes)")
+    if output_size is not None and tuple(spec.output_size) != tuple(output_size):
+        problems.append(f"output_size: spec says output_stride {spec.output_stride}, so an output of "
+                        f"{list(spec.output_size)} for input {list(spec.input_size)}, model output is "
+                        f"{list(output_size)}")
     if problems:
         raise SpecMismatch(f"spec from {where} contradicts the model: " + "; ".join(problems))
 
@@ -157,11 +160,12 @@ class Segmenter:
 
     ``spec`` is the model's spec, or None for a foreign model; ``mean``/``std``
     (pixel units, RGB) make the device normalise; ``labels`` replace the
-    class names.
+    class names; ``upsample`` (see :class:`edge.upsample.Upsample`) is how scores coarser
+    than the input reach the frame.
     """
 
     def __init__(self, loaded: LoadedInterpreter, *, spec: Spec | None = None, spec_source: str | None = None,
-                 mean=None, std=None, labels=None, model_path: str = "model"):
+                 mean=None, std=None, labels=None, model_path: str = "model", upsample: str = "exact"):
         self.loaded = loaded
         self.interpreter = loaded.interpreter
         self.model_path = model_path
@@ -176,6 +180,8 @@ class Segmenter:
         _check_input(self._input, model_path)
         self.kind = _output_kind(self._output, model_path)
         self.input_size = (int(self._input["shape"][1]), int(self._input["shape"][2]))
+        self.output_size = (int(self._output["shape"][1]), int(self._output["shape"][2]))
+        self.upsample = Upsample.parse(upsample)
         self.input_dtype = np.dtype(self._input["dtype"])
         self.input_quantization = tuple(self._input["quantization"])
         self.output_quantization = tuple(self._output["quantization"])
@@ -184,7 +190,8 @@ class Segmenter:
             raise ValueError(f"mean and std go together; got mean={mean} std={std}")
 
         if spec is not None:
-            check_spec(spec, input_size=self.input_size, kind=self.kind, channels=channels, where=spec_source or "spec")
+            check_spec(spec, input_size=self.input_size, kind=self.kind, channels=channels, where=spec_source or "spec",
+                       output_size=self.output_size)
         else:
             spec = self._derived_spec(channels, labels)
             spec_source = "none: derived from the model's tensors"
@@ -225,7 +232,7 @@ class Segmenter:
     @classmethod
     def from_file(cls, model_path: str, *, runtime: str | None = None, threads: int | None = None,
                   edgetpu: bool = False, fallback_cpu: bool = False, use_spec: bool = True,
-                  mean=None, std=None, labels=None) -> "Segmenter":
+                  mean=None, std=None, labels=None, upsample: str = "exact") -> "Segmenter":
         """Load ``model_path`` and its spec (embedded, or ``MODEL.spec.json`` beside it)."""
         model_path = os.fspath(model_path)
         if not os.path.isfile(model_path):
@@ -236,7 +243,8 @@ class Segmenter:
                              f"run it with --edgetpu, or use the CPU .tflite it was compiled from")
         loaded = load_interpreter(model_path, runtime=runtime, threads=threads, edgetpu=edgetpu,
                                   fallback_cpu=fallback_cpu)
-        return cls(loaded, spec=spec, spec_source=where, mean=mean, std=std, labels=labels, model_path=model_path)
+        return cls(loaded, spec=spec, spec_source=where, mean=mean, std=std, labels=labels, model_path=model_path,
+                   upsample=upsample)
 
     # -- the three stages -------------------------------------------------------------------------
 
@@ -271,33 +279,35 @@ class Segmenter:
     def postprocess(self, raw: np.ndarray, geometry: Geometry, *, to_frame: bool = True) -> np.ndarray:
         """Raw output -> class map at the frame's size (uint8 when ids fit, else int32).
 
-        With ``to_frame=False`` the map stays at the model's output resolution (letterbox padding
-        cropped): :func:`edge.visualize.render` scales its colours to the frame, which is cheaper
-        than scaling the ids first and gives the same pixels.
+        Scores coarser than the input reach the frame per ``upsample``: ``exact`` gives the classes of
+        the bilinear scores the full head computes (see :mod:`edge.upsample`). Class ids, and outputs at
+        the input size, are scaled with nearest neighbour. With ``to_frame=False`` the map stays at the
+        output resolution (letterbox padding included): :meth:`grid` places it, and
+        :func:`edge.visualize.render` colours it there, which is cheaper than colouring the frame.
         """
+        values, threshold = raw[0], None
         scale, zero_point = self.output_quantization
-        if self.kind == SCORES:
-            # Dequantizing is x -> scale * (x - zero_point), increasing for scale > 0, so the argmax of the
-            # integers is the argmax of the real scores; skipping the float copy halves this stage.
-            class_map = np.argmax(raw[0] if scale > 0 else self.scores(raw[0]), axis=-1)
+        if self.kind == SCORES and scale <= 0:
+            values = self.scores(values)
         elif self.kind == PROBABILITY:
-            if scale > 0:  # the same threshold, moved into the integer domain
-                class_map = raw[0, ..., 0] > self.threshold / scale + zero_point
-            else:
-                class_map = raw[0, ..., 0] > self.threshold
-        else:
-            class_map = raw[0] if self.output_quantization[0] == 0 else np.rint(self.scores(raw[0]))
-        class_map = class_map.astype(np.uint8 if self.spec.num_classes <= 256 else np.int32)
-        # Crop the letterbox padding, in output coordinates, then scale back to the frame.
-        oh, ow = class_map.shape
-        ih, iw = self.input_size
-        top, left, nh, nw = geometry.box
-        if (nh, nw) != (ih, iw):
-            y0, x0 = top * oh // ih, left * ow // iw
-            y1, x1 = max(y0 + 1, (top + nh) * oh // ih), max(x0 + 1, (left + nw) * ow // iw)
-            class_map = class_map[y0:y1, x0:x1]
-        class_map = np.ascontiguousarray(class_map)
-        return resize_nearest(class_map, geometry.frame_size) if to_frame else class_map
+            # A probability > 0.5 (or a logit > 0), moved into the integer domain when quantized.
+            threshold = self.threshold / scale + zero_point if scale > 0 else self.threshold
+        elif self.kind == CLASS_IDS and scale != 0:
+            values = np.rint(self.scores(values))
+        dtype = np.uint8 if self.spec.num_classes <= 256 else np.int32
+        # Dequantizing is x -> scale * (x - zero_point), increasing for scale > 0, so the classes of the
+        # integers are the classes of the real scores (and so are those of their bilinear blends).
+        ids = (values if self.kind == CLASS_IDS else decide(values, threshold)).astype(dtype)
+        if not to_frame:
+            return ids
+        placement = self.grid(geometry)
+        if self.kind == CLASS_IDS or self.output_size == self.input_size or self.upsample is Upsample.NEAREST:
+            return nearest(placement, ids)
+        return exact(placement, values, ids, threshold)
+
+    def grid(self, geometry: Geometry) -> Grid:
+        """Where each frame pixel falls in the output map (cached per geometry)."""
+        return grid_for(geometry, spec=self.spec, output_size=self.output_size)
 
     def segment(self, frame_bgr: np.ndarray) -> np.ndarray:
         """All three stages: BGR frame -> class map of the same height and width."""
@@ -324,6 +334,5 @@ class Segmenter:
                 f"{self.spec.num_classes} classes, spec {self.spec_source}; {self.loaded.describe()}")
 
 
-__all__ = ["CLASS_IDS", "PROBABILITY", "SCORES", "Geometry", "Segmenter", "SpecMismatch", "check_spec",
-           "default_colors", "dequantize", "derived_normalisation", "input_lut", "letterbox_geometry",
-           "resize_nearest"]
+__all__ = ["CLASS_IDS", "PROBABILITY", "SCORES", "Geometry", "Segmenter", "SpecMismatch", "Upsample", "check_spec",
+           "default_colors", "dequantize", "derived_normalisation", "grid_for", "input_lut", "letterbox_geometry"]

@@ -6,7 +6,8 @@ BGR (as OpenCV stores frames).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import functools
+from typing import Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -15,6 +16,7 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 TEXT_COLOR = (255, 255, 255)
 PANEL_ALPHA = 0.6  # darkening behind text
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "render")
+LUT_PIXELS = 16384  # colour maps larger than this through cv2.LUT
 
 
 def palette_bgr(colors: Sequence[Sequence[int]], size: int = 256) -> np.ndarray:
@@ -32,18 +34,20 @@ def colorize(class_map: np.ndarray, colors: Sequence[Sequence[int]], *, ignore_l
     table = palette_bgr(colors, 256 if class_map.dtype == np.uint8 else int(class_map.max(initial=0)) + 1)
     if ignore_label is not None and 0 <= ignore_label < len(table):
         table[ignore_label] = 0
-    if class_map.dtype == np.uint8 and len(table) == 256:  # a per-channel table lookup, ~10x numpy indexing
+    if class_map.dtype == np.uint8 and len(table) == 256 and class_map.size > LUT_PIXELS:
+        # A per-channel table lookup: ~10x numpy indexing on large maps, slower on small ones.
         return cv2.LUT(cv2.merge([class_map, class_map, class_map]), table.reshape(1, 256, 3))
     return table[np.clip(class_map, 0, len(table) - 1)]
 
 
 def overlay(frame: np.ndarray, class_map: np.ndarray, colors: Sequence[Sequence[int]], *, alpha: float = 0.5,
-            ignore_label: int | None = None) -> np.ndarray:
+            ignore_label: int | None = None, scale: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Blend class colours over ``frame``: ``(1 - alpha) * frame + alpha * colour``; ignored pixels stay as they are.
 
-    ``class_map`` may be at the frame's size or at the model's (smaller) one: it is coloured at its own size
-    and the colours are scaled to the frame with OpenCV's nearest neighbour. For uint8 ids (which the segmenter
-    also scales with OpenCV) that gives exactly the pixels of scaling the map first, at a fraction of the cost.
+    ``class_map`` may be at the frame's size or at the model's (smaller) one: it is coloured at its own size,
+    through a table, and the colours are brought to the frame by ``scale`` (an (h, w[, 3]) uint8 image -> the
+    frame's size, nearest neighbour; default: OpenCV's nearest resize of the whole map). The frame is read once,
+    by the one blend.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha: expected a value in [0, 1], got {alpha}")
@@ -51,18 +55,22 @@ def overlay(frame: np.ndarray, class_map: np.ndarray, colors: Sequence[Sequence[
         raise ValueError(f"class_map shape {class_map.shape} does not match frame {frame.shape}: expected (H, W) "
                          f"ids and an (H, W, 3) frame")
     size = frame.shape[:2]
-    colored = _scale_nearest(colorize(class_map, colors, ignore_label=ignore_label), size)
+    scale = scale or functools.partial(_scale_nearest, size=size)
+    colored = colorize(class_map, colors, ignore_label=ignore_label)
+    if colored.shape[:2] != size:
+        colored = scale(colored)
     blended = cv2.addWeighted(frame, 1.0 - alpha, colored, alpha, 0.0)
     if ignore_label is not None:
         ignored = class_map == ignore_label
         if ignored.any():
-            ignored = _scale_nearest(ignored.view(np.uint8), size).view(bool)
+            ignored = ignored.view(np.uint8)
+            ignored = (scale(ignored) if ignored.shape != size else ignored).view(bool)
             blended[ignored] = frame[ignored]
     return blended
 
 
 def _scale_nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``image`` at (height, width), nearest neighbour (OpenCV's, as the segmenter scales class maps)."""
+    """``image`` at (height, width), nearest neighbour (OpenCV's)."""
     h, w = size
     if image.shape[:2] == (h, w):
         return image
@@ -88,8 +96,7 @@ def _darken(image: np.ndarray, top: int, left: int, bottom: int, right: int) -> 
     h, w = image.shape[:2]
     top, left, bottom, right = max(0, top), max(0, left), min(h, bottom), min(w, right)
     if bottom > top and right > left:
-        region = image[top:bottom, left:right]
-        image[top:bottom, left:right] = (region * (1.0 - PANEL_ALPHA)).astype(np.uint8)
+        image[top:bottom, left:right] = cv2.convertScaleAbs(image[top:bottom, left:right], alpha=1.0 - PANEL_ALPHA)
 
 
 def legend_layout(image_shape: tuple[int, ...], labels: Sequence[str], classes: Sequence[int],
@@ -163,13 +170,14 @@ def _stats_into(out: np.ndarray, *, fps: float, stages_ms: Mapping[str, float]) 
 
 def render(frame: np.ndarray, class_map: np.ndarray, *, labels: Sequence[str], colors: Sequence[Sequence[int]],
            alpha: float, ignore_label: int | None, fps: float | None = None,
-           stages_ms: Mapping[str, float] | None = None) -> np.ndarray:
+           stages_ms: Mapping[str, float] | None = None,
+           scale: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Overlay, legend of the classes present and, when ``fps`` is given, the stats panel.
 
-    ``class_map`` may be at the model's resolution (see :func:`overlay`); the legend and the stats are
-    drawn in place on the new overlay image, so the frame is copied once.
+    ``class_map`` may be at the model's resolution, placed on the frame by ``scale`` (see :func:`overlay`);
+    the legend and the stats are drawn in place on the new overlay image, so the frame is copied once.
     """
-    out = overlay(frame, class_map, colors, alpha=alpha, ignore_label=ignore_label)
+    out = overlay(frame, class_map, colors, alpha=alpha, ignore_label=ignore_label, scale=scale)
     _legend_into(out, classes_present(class_map, len(labels), ignore_label=ignore_label), labels, colors)
     if fps is not None:
         _stats_into(out, fps=fps, stages_ms=stages_ms or {})

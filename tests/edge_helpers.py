@@ -122,7 +122,7 @@ def make_models(root: str) -> Models:
     return Models(root=root, float32_bytes=blobs["float32"], **paths)
 
 
-_MADE: dict[str, Models] = {}
+_MADE: dict[str, object] = {}
 
 
 @pytest.fixture(scope="session")
@@ -175,3 +175,60 @@ def run_edge(*args: str, timeout: float = 120, env: dict | None = None) -> subpr
     full_env["PYTHONPATH"] = root + os.pathsep + full_env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "edge", *args], cwd=root, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+# Native-head models: the same colour scores, averaged over 4x4 blocks, so the output is the
+# classifier-resolution map ceil(input / 4) a side. 26x30 is not a multiple of 4, so the three
+# output alignments place that map differently.
+NATIVE_STRIDE = 4
+NH, NW = 26, 30
+NATIVE_OUT = (-(-NH // NATIVE_STRIDE), -(-NW // NATIVE_STRIDE))
+
+
+@dataclasses.dataclass
+class NativeModels:
+    float32: str  # (1, 7, 8, 3) float scores
+    uint8: str  # uint8 in, uint8 scores out (as full-integer artifacts are)
+    ids: str  # (1, 7, 8) uint8 class ids (an ARG_MAX head)
+
+
+def spec_for_native(**changes):
+    fields = dict(input_size=(NH, NW), output_stride=NATIVE_STRIDE, output_alignment="half_pixel")
+    fields.update(changes)
+    return spec_for_tiny(**fields)
+
+
+def make_native_models(root: str) -> NativeModels:
+    from kerasseg.backend import keras, tf
+
+    inputs = keras.Input((NH, NW, 3), batch_size=1)
+    x = keras.layers.Rescaling(1.0 / 255)(inputs)
+    x = keras.layers.AveragePooling2D(NATIVE_STRIDE, strides=NATIVE_STRIDE, padding="same")(x)
+    scores = keras.layers.Conv2D(3, 1, use_bias=False, name="scores",
+                                 kernel_initializer=keras.initializers.Constant(np.eye(3).reshape(1, 1, 3, 3)))(x)
+    ids = keras.layers.Lambda(lambda s: tf.cast(tf.argmax(s, axis=-1), tf.uint8))(scores)
+    scores_model, ids_model = keras.Model(inputs, scores), keras.Model(inputs, ids)
+    os.makedirs(root, exist_ok=True)
+    paths = {}
+    for name, model, quantize in (("float32", scores_model, None), ("uint8", scores_model, "uint8"),
+                                  ("ids", ids_model, None)):
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if quantize:
+            rng = np.random.default_rng(0)
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: (
+                [rng.integers(0, 256, (1, NH, NW, 3)).astype(np.float32)] for _ in range(8))
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = converter.inference_output_type = tf.uint8
+        paths[name] = os.path.join(root, f"native_{name}.tflite")
+        with open(paths[name], "wb") as f:
+            f.write(converter.convert())
+    return NativeModels(**paths)
+
+
+@pytest.fixture(scope="session")
+def native_models(tmp_path_factory) -> NativeModels:
+    """Native-head models, converted once per session."""
+    if "native" not in _MADE:
+        _MADE["native"] = make_native_models(str(tmp_path_factory.mktemp("edge_native_models")))
+    return _MADE["native"]

@@ -14,6 +14,9 @@ GOALS = (
     "int8 speed-up over float32",
     "int8 share of the runtime's int8 1x1-conv peak",
     "camera loop FPS / interpreter-only FPS",
+    "loop CPU outside invoke, default head / full head",
+    "per-frame time, full head / default CPU head",
+    "default upsampling agrees with the full head's bilinear",
     "QAT mIoU drop from float (points)",
     "PTQ int8 mIoU drop from float (points)",
 )
@@ -30,7 +33,8 @@ def test_quick_run_writes_every_goal_with_a_number(tmp_path):
     text = output.read_text()
 
     assert "## Machine" in text and "ai-edge-litert" in text and "tensorflow" in text
-    for name in ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_edge_loop.py"):
+    for name in ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_heads.py", "bench_upsample.py",
+                 "bench_edge_loop.py"):
         assert f"## {name}" in text, f"no section for {name}"
     for goal in GOALS:
         row = next((line for line in text.splitlines() if line.startswith(f"| {goal}")), None)

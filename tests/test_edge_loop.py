@@ -12,7 +12,10 @@ import pytest
 from edge.loop import Loop, Recorder, Slot
 from edge.segmenter import Segmenter
 from edge.sources import ImageSource, SourceError, open_source
-from edge_helpers import RED, expected_stripes, run_edge, stripes_frame, tiny_models, write_video  # noqa: F401
+from edge.upsample import nearest
+from edge.visualize import legend_layout, palette_bgr
+from edge_helpers import (RED, expected_stripes, native_models, run_edge, spec_for_native,  # noqa: F401
+                          stripes_frame, tiny_models, write_video)
 
 STAGES = {"capture", "preprocess", "invoke", "postprocess", "render"}
 
@@ -342,3 +345,57 @@ def test_a_camera_warming_up_gets_time_for_its_first_frame(tiny_models):
     silent = FakeCamera(0)
     with pytest.raises(SourceError, match="fake camera: opened, but produced no frame"):
         Loop(Segmenter.from_file(tiny_models.uint8), silent).run(handle_signals=False)
+
+
+class BusySegmenter(SlowSegmenter):
+    """Its invoke burns ``delay`` seconds of CPU in the calling thread."""
+
+    def invoke(self, tensor):
+        end = time.thread_time() + self.delay
+        while time.thread_time() < end:
+            pass
+        return self.inner.invoke(tensor)
+
+
+def test_stats_report_cpu_outside_invoke(tiny_models, tmp_path):
+    # 40 ms of CPU in each invoke: the process spends more than that per frame, the field reports the rest.
+    video = write_video(str(tmp_path / "in.avi"), frames=10)
+    stats_path = str(tmp_path / "stats.jsonl")
+    seg = BusySegmenter(Segmenter.from_file(tiny_models.uint8), 0.04)
+    cpu = time.process_time()
+    result = Loop(seg, open_source(video), stats_json=stats_path).run(handle_signals=False)
+    per_frame_ms = 1e3 * (time.process_time() - cpu) / result.frames
+    final = read_stats(stats_path)[-1]
+    assert per_frame_ms > 40 and 0 < final["cpu_ms_outside_invoke"] < per_frame_ms - 30
+    assert all("cpu_ms_outside_invoke" in record for record in read_stats(stats_path))
+
+
+class Collect:
+    """A preview server stand-in that keeps the frames published to it."""
+
+    def __init__(self):
+        self.frames = []
+
+    def publish(self, frame, stats=None):
+        self.frames.append(frame)
+
+    def set_stats(self, stats):
+        pass
+
+
+@pytest.mark.parametrize("resize_mode", ["stretch", "letterbox"])
+def test_native_head_is_coloured_at_its_resolution_and_placed_on_the_frame(native_models, tmp_path, resize_mode):
+    model = tmp_path / "native.tflite"
+    model.write_bytes(open(native_models.uint8, "rb").read())
+    spec_for_native(resize_mode=resize_mode, output_alignment="stride").save(tmp_path / "native.spec.json")
+    seg = Segmenter.from_file(str(model))
+    server = Collect()
+    Loop(seg, FakeCamera(3), alpha=1.0, max_frames=2, server=server, show_stats=False).run(handle_signals=False)
+    frame = stripes_frame()
+    tensor, geometry = seg.preprocess(frame)
+    ids = np.argmax(seg.invoke(tensor)[0], axis=-1)
+    expected = palette_bgr(seg.spec.colors)[nearest(seg.grid(geometry), ids)]
+    drawn = server.frames[-1]
+    assert drawn.shape == frame.shape
+    legend_left = min(swatch[1] for _, swatch, _ in legend_layout(frame.shape, seg.labels, [0, 1, 2])) - 4
+    np.testing.assert_array_equal(drawn[:, :legend_left], expected[:, :legend_left])

@@ -1,6 +1,7 @@
 import logging
 import os
 
+import cv2
 import numpy as np
 import pytest
 
@@ -8,8 +9,10 @@ from edge.interpreter import (EdgeTPUError, ModelError, RuntimeNotFound, load_in
 from edge import interpreter as interpreter_module
 from kerasseg.artifact import FlatbufferError
 from edge.segmenter import (Segmenter, SpecMismatch, dequantize, derived_normalisation, input_lut,
-                            letterbox_geometry, resize_nearest)
-from edge_helpers import H, LABELS, W, expected_stripes, spec_for_tiny, stripes_frame, tiny_models  # noqa: F401
+                            letterbox_geometry)
+from edge.upsample import Upsample, bilinear, decide, nearest
+from edge_helpers import (BLUE, GREEN, H, LABELS, NATIVE_OUT, NH, NW, RED, W, expected_stripes,  # noqa: F401
+                          native_models, spec_for_native, spec_for_tiny, stripes_frame, tiny_models)
 
 
 def segmenter(path, **kw):
@@ -188,10 +191,10 @@ def test_letterbox_keeps_aspect_and_crops_padding(tiny_models, tmp_path):
     assert (tensor[0, :6] == tensor[0, 0, 0]).all()  # padding rows are uniform
     # Black padding would segment as class 0 ("red"); cropping it keeps the map exact.
     np.testing.assert_array_equal(seg.segment(frame), expected_stripes(48, 128))
-    # At the model's resolution: the 6 padding rows above and below are cropped, nothing is scaled.
+    # At the model's resolution the padding is still there (black: class 0); the grid places the content only.
     small = seg.postprocess(seg.invoke(tensor), frame_geometry, to_frame=False)
-    assert small.shape == (12, 32)
-    np.testing.assert_array_equal(resize_nearest(small, (48, 128)), seg.segment(frame))
+    assert small.shape == (H, W) and (small[:6] == 0).all()
+    np.testing.assert_array_equal(nearest(seg.grid(frame_geometry), small), seg.segment(frame))
 
 
 def test_frame_validation(tiny_models):
@@ -199,3 +202,64 @@ def test_frame_validation(tiny_models):
     with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) uint8 BGR image, got \(4, 4\)"):
         seg.preprocess(np.zeros((4, 4), np.uint8))
     assert os.path.basename(seg.model_path) == "uint8.tflite"
+
+
+def native_segmenter(path, tmp_path, name, **changes):
+    """The model at ``path`` with a spec (fields ``changes``) beside it."""
+    model = tmp_path / f"{name}.tflite"
+    model.write_bytes(open(path, "rb").read())
+    spec_for_native(**changes).save(tmp_path / f"{name}.spec.json")
+    return segmenter(str(model))
+
+
+def scene_frame(height, width):
+    """A BGR frame of coloured discs on a dark background: regions a few output pixels wide."""
+    frame = np.full((height, width, 3), 30, np.uint8)
+    for (cy, cx, r), color in zip(((0.3, 0.3, 0.25), (0.6, 0.7, 0.3), (0.8, 0.2, 0.2)), (RED, GREEN, BLUE)):
+        cv2.circle(frame, (int(cx * width), int(cy * height)), int(r * min(height, width)), color, thickness=-1)
+    return frame
+
+
+@pytest.mark.parametrize("resize_mode", ["stretch", "letterbox"])
+@pytest.mark.parametrize("alignment", ["half_pixel", "legacy", "stride"])
+def test_native_outputs_reach_the_frame(native_models, tmp_path, resize_mode, alignment):
+    fields = dict(resize_mode=resize_mode, output_alignment=alignment)
+    frame = scene_frame(48, 80)
+    for name in ("float32", "uint8"):
+        seg = native_segmenter(getattr(native_models, name), tmp_path, name, **fields)
+        tensor, geometry = seg.preprocess(frame)
+        raw = seg.invoke(tensor)
+        assert raw.shape == (1, *NATIVE_OUT, 3) and seg.output_size == NATIVE_OUT
+        class_map = seg.segment(frame)
+        assert class_map.shape == (48, 80) and class_map.dtype == np.uint8
+        # The classes of the bilinear scores, as the full head computes them, at every frame pixel.
+        grid = seg.grid(geometry)
+        np.testing.assert_array_equal(class_map, decide(bilinear(grid, seg.scores(raw)[0])))
+        assert set(np.unique(class_map)) == {0, 1, 2}
+        seg.upsample = Upsample.NEAREST
+        np.testing.assert_array_equal(seg.segment(frame), nearest(grid, np.argmax(raw[0], -1)))
+    ids = native_segmenter(native_models.ids, tmp_path, "ids", output_kind="class_ids", **fields)
+    tensor, geometry = ids.preprocess(frame)
+    raw = ids.invoke(tensor)
+    assert raw.shape == (1, *NATIVE_OUT)
+    np.testing.assert_array_equal(ids.segment(frame), nearest(ids.grid(geometry), raw[0]))
+
+
+@pytest.mark.parametrize("changes,needle", [
+    (dict(output_stride=8), "output_size: spec says output_stride 8, so an output of [4, 4] for input [26, 30], "
+                            "model output is [7, 8]"),
+    (dict(output_stride=1), "output_size: spec says output_stride 1, so an output of [26, 30]"),
+])
+def test_native_spec_contradicting_the_output_is_refused(native_models, tmp_path, changes, needle):
+    with pytest.raises(SpecMismatch, match="contradicts the model") as info:
+        native_segmenter(native_models.uint8, tmp_path, "m", **changes)
+    assert needle in str(info.value)
+
+
+def test_full_output_with_a_native_spec_is_refused(tiny_models, tmp_path):
+    model = tmp_path / "full.tflite"
+    model.write_bytes(open(tiny_models.uint8, "rb").read())
+    spec_for_tiny(output_stride=4).save(tmp_path / "full.spec.json")
+    with pytest.raises(SpecMismatch, match=r"output_size: spec says output_stride 4, so an output of \[6, 8\] "
+                                           r"for input \[24, 32\], model output is \[24, 32\]"):
+        segmenter(str(model))

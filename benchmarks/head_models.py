@@ -1,0 +1,80 @@
+"""The DeepLab artifacts the head and loop benchmarks time: built, cut, converted once, cached.
+
+    python benchmarks/head_models.py OUT_DIR MODEL:HEAD:MODE ...     # what the benchmarks run in a subprocess
+
+Random weights (speed only), 21 classes, calibration on random images. Each file carries its spec
+(stride and alignment included), so ``edge.Segmenter`` runs it as it runs any artifact. The
+benchmarks import :func:`ensure` only: the build runs in a subprocess, so they never import TensorFlow.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = 21
+MODELS = {
+    "mobile513": dict(size=513, aspp=False, decoder=False),  # DeepLab MobileNetV2's mobile head, OS16
+    "mobile257": dict(size=257, aspp=False, decoder=False),
+    "plus513": dict(size=513, aspp=True, decoder=True),  # DeepLabv3+: decoder at stride 4
+}
+CACHE = os.path.join(tempfile.gettempdir(), "kerasseg-bench-models")
+
+
+def filename(model: str, head: str, mode: str) -> str:
+    return f"{model}_{head}_{mode}.tflite"
+
+
+def ensure(jobs, *, cache: str = CACHE) -> dict:
+    """{(model, head, mode): path}, building the missing files in one subprocess."""
+    os.makedirs(cache, exist_ok=True)
+    paths = {job: os.path.join(cache, filename(*job)) for job in jobs}
+    missing = [":".join(job) for job, path in paths.items() if not os.path.isfile(path)]
+    if missing:
+        print(f"building {len(missing)} model(s) into {cache}: {' '.join(missing)} ...", flush=True)
+        env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+        done = subprocess.run([sys.executable, os.path.abspath(__file__), cache, *missing], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"building the models failed:\n{done.stdout[-3000:]}")
+    return paths
+
+
+def build(out_dir: str, model_name: str, head: str, mode: str) -> str:
+    """Build, cut and convert one model; write it with its spec embedded."""
+    import numpy as np
+
+    from kerasseg.artifact import Spec
+    from kerasseg.export import heads, tflite
+    from kerasseg.export.metadata import embed_spec
+    from kerasseg.export.modes import Mode
+    from kerasseg.models import build_model
+
+    entry = MODELS[model_name]
+    size = entry["size"]
+    model = build_model(arch="deeplabv3plus", backbone="mobilenetv2", num_classes=CLASSES, alpha=1.0,
+                        aspp=entry["aspp"], decoder=entry["decoder"], input_shape=(size, size, 3))
+    cut, fields = heads.cut(model, head)
+    rng = np.random.default_rng(0)
+    calibration = lambda: (rng.uniform(0, 255, (1, size, size, 3)).astype(np.float32) for _ in range(4))  # noqa: E731
+    content = tflite.convert(cut, mode=Mode.parse(mode), input_size=(size, size), calibration=calibration)
+    spec = Spec(labels=[f"class {i}" for i in range(CLASSES)], input_size=(size, size), **fields)
+    path = os.path.join(out_dir, filename(model_name, head, mode))
+    with open(path + ".tmp", "wb") as f:
+        f.write(embed_spec(content, spec))
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    out_dir, jobs = argv[0], argv[1:]
+    for job in jobs:
+        print(build(out_dir, *job.split(":")), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
