@@ -90,7 +90,7 @@ def test_full_integer_model_has_no_float_op_and_takes_raw_pixels(converted):
     assert tflite.float_ops(content) == []
     with device_segmenter(content) as segmenter:
         assert segmenter.input_quantization == (1.0, 0)
-        assert segmenter.interpreter.get_output_details()[0]["dtype"] == np.int8
+        assert segmenter.interpreter.get_output_details()[0]["dtype"] == np.uint8  # scores as uint8
 
 
 def test_float_modes_do_contain_float_ops(converted):
