@@ -53,7 +53,8 @@ def parse_args(argv=None):
     parser.add_argument("--qat-steps", type=int, default=DEFAULT_QAT_STEPS, help="quantization-aware training steps (default: %(default)s)")
     parser.add_argument("--edgetpu-finetune-steps", type=int, default=None,
                         help=f"--edgetpu: training steps after the rebuild switches resizes to the legacy alignment "
-                             f"(default: {REALIGN_STEPS} when the model was trained with half-pixel resizes, else 0)")
+                             f"(default: {REALIGN_STEPS} when the model was trained with half-pixel resizes and "
+                             f"--head includes full, else 0: a native head needs none, see the README)")
     parser.add_argument("--max-drop", type=float, default=DEFAULT_MAX_DROP,
                         help="a mode whose mIoU drop (Keras minus device, points) exceeds this is written as "
                              "NAME_MODE.FAILED.* and convert.py exits 1 (default: %(default)s)")

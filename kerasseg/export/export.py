@@ -223,15 +223,18 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, heads: Sequence
     """Convert ``source`` in each mode, ending in each head (None: the mode's default), check each
     artifact's parity, write everything; see the module doc.
 
-    ``edgetpu_finetune_steps`` (None: ``edgetpu.REALIGN_STEPS`` when the model has half-pixel resizes, else 0)
-    fine-tunes the Edge-TPU-friendly rebuild before it is quantized.
+    ``edgetpu_finetune_steps`` fine-tunes the Edge-TPU-friendly rebuild before it is quantized (None:
+    ``edgetpu.REALIGN_STEPS`` when the model has half-pixel resizes and an Edge TPU head is ``full``, else 0).
+    Without fine-tuning, a native Edge TPU head keeps the trained alignment in its spec, so the device upsamples
+    as the weights expect.
     """
     plan = check_options(modes, calibration_steps=calibration_steps, qat_steps=qat_steps, heads=heads,
                          edgetpu_finetune_steps=edgetpu_finetune_steps)
     modes = list(dict.fromkeys(mode for mode, _ in plan))
     realigned = bool(edgetpu_lib.half_pixel_resizes(source.model))
     if edgetpu_finetune_steps is None:
-        edgetpu_finetune_steps = edgetpu_lib.REALIGN_STEPS if realigned else 0
+        full_on_tpu = (Mode.EDGETPU, Head.FULL) in plan
+        edgetpu_finetune_steps = edgetpu_lib.REALIGN_STEPS if realigned and full_on_tpu else 0
     input_size = tflite.check_input_size(input_size or source.train_size or source.spec.input_size)
     if Mode.EDGETPU in modes and source.model_kwargs is None:
         raise ValueError(f"edgetpu: model {source.name!r} has no build arguments (config.yaml) to rebuild it "
@@ -270,6 +273,9 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, heads: Sequence
         for head in (h for m, h in plan if m is mode):
             log(f"[{mode.value}/{head.value}] converting at {input_size[0]}x{input_size[1]}")
             ending, fields = cut(model, head)
+            if mode is Mode.EDGETPU and not finetune_steps and fields["output_stride"] > 1:
+                # The rebuild's last resize is legacy, but the device upsamples as the weights were trained.
+                fields["output_alignment"] = cut(static, head)[1]["output_alignment"]
             spec = source.spec.replace(input_size=input_size, **fields)
             content = metadata.embed_spec(tflite.convert(ending, mode=mode, input_size=input_size,
                                                          calibration=calibration), spec)
