@@ -95,11 +95,13 @@ def test_convert_writes_artifacts_within_their_parity_bounds(deeplab_run):
 
     spec = json.loads(int8["spec"].read_text())
     assert spec["input_size"] == [64, 64] and len(spec["labels"]) == 5
-    # The int8 model really is integer in and out: uint8 pixels in, int8 scores out.
+    # The default head ends at the decoder's stride 4; the int8 model is uint8 in and out.
+    assert spec["output_kind"] == "logits" and spec["output_stride"] == 4
     from ai_edge_litert.interpreter import Interpreter
     interpreter = Interpreter(model_path=str(int8["tflite"]))
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
-    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    output = interpreter.get_output_details()[0]
+    assert output["dtype"] == np.uint8 and list(output["shape"]) == [1, 16, 16, 5]
     assert float32["tflite"].stat().st_size > 2 * int8["tflite"].stat().st_size
 
 

@@ -47,12 +47,17 @@ def test_edgetpu_from_the_newest_run(run_dir, capsys):
     assert "parity [edgetpu]" in out and "edgetpu_compiler: NOT FOUND" in out
     stem = os.path.join(run_dir, "export", "deeplabv3plus_mobilenetv2_")
     spec = metadata.read_spec(stem + "edgetpu.tflite")
-    assert spec == Spec.load(stem + "edgetpu.spec.json") == Spec.load(run_dir).replace(input_size=(SIZE, SIZE))
+    # The Edge TPU's default head ends at the decoder's stride 4; fine-tuned after the rebuild, it keeps the
+    # rebuild's legacy (Edge-TPU-friendly) alignment.
+    assert spec == Spec.load(stem + "edgetpu.spec.json") == Spec.load(run_dir).replace(
+        input_size=(SIZE, SIZE), output_stride=4, output_alignment="legacy")
     assert spec.output_kind == "logits"
     content = open(stem + "edgetpu.tflite", "rb").read()
     assert tflite.float_ops(content) == []
     with device_segmenter(content) as segmenter:
         assert segmenter.input_dtype == np.uint8 and segmenter.input_size == (SIZE, SIZE)
+        output = segmenter.interpreter.get_output_details()[0]
+        assert output["dtype"] == np.uint8 and list(output["shape"]) == [1, SIZE // 4, SIZE // 4, 5]
     parity = json.load(open(stem + "edgetpu.parity.json"))
     assert parity["num_images"] == 4 and parity["passed"] and len(parity["device_iou"]) == 5
     report = json.load(open(stem + "edgetpu.report.json"))
@@ -132,20 +137,25 @@ def test_input_size_the_architecture_cannot_take(run_dir, capsys):
 @pytest.mark.slow
 def test_a_failed_artifact_is_named_so_with_its_cause_and_fix(tmp_path, capsys):
     run = make_run_dir(str(tmp_path / "run"), size=SIZE, train_images=4, val_images=2)
-    stem = "deeplabv3plus_mobilenetv2_float32"
+    stem = "deeplabv3plus_mobilenetv2_edgetpu"
+    argv = ["--run", run, "--edgetpu", "--calibration-steps", "2", "--edgetpu-finetune-steps", "0"]
     # A --max-drop below any real drop makes the mode fail.
-    assert convert.main(["--run", run, "--float32", "--max-drop", "-50"]) == 1
+    assert convert.main(argv + ["--max-drop", "-50"]) == 1
     err = capsys.readouterr().err
-    assert "[float32]" in err and "Cause:" in err and "Fix:" in err and f"{stem}.FAILED.tflite" in err
-    names = set(_export_files(run))
-    assert {f"{stem}.FAILED.tflite", f"{stem}.FAILED.parity.json", f"{stem}.FAILED.spec.json"} == names
-    parity = json.load(open(os.path.join(run, "export", f"{stem}.FAILED.parity.json")))
-    assert parity["passed"] is False and parity["failure_hint"].startswith("Cause:")
+    assert "[edgetpu/native]" in err and "Cause:" in err and "half-pixel" in err and "Fix:" in err
+    assert f"{stem}.FAILED.tflite" in err
+    failed = {f"{stem}.FAILED.{ext}" for ext in ("tflite", "parity.json", "spec.json", "report.json")}
+    assert set(_export_files(run)) == failed  # nothing under the good name, and nothing compiled
+    folder = os.path.join(run, "export")
+    parity = json.load(open(os.path.join(folder, f"{stem}.FAILED.parity.json")))
+    assert parity["passed"] is False and parity["finetune_steps"] == 0 and parity["failure_hint"].startswith("Cause:")
+    # Not fine-tuned: the device upsamples the native map with the alignment the weights were trained with.
+    assert Spec.load(os.path.join(folder, f"{stem}.FAILED.spec.json")).output_alignment == "half_pixel"
     # Without --overwrite a new export refuses the FAILED files too; with it, a passing export replaces them.
-    assert convert.main(["--run", run, "--float32"]) == 2
+    assert convert.main(argv) == 2
     assert "FAILED" in capsys.readouterr().err
-    assert convert.main(["--run", run, "--float32", "--overwrite"]) == 0
-    assert set(_export_files(run)) == {f"{stem}.tflite", f"{stem}.parity.json", f"{stem}.spec.json"}
+    assert convert.main(argv + ["--overwrite"]) == 0
+    assert set(_export_files(run)) == {name.replace(".FAILED", "") for name in failed}
 
 
 def test_failure_hint_names_the_cause_per_mode():

@@ -21,8 +21,6 @@ from kerasseg.backend import keras, layers, tf
 from kerasseg.models.layers import CropToReference, ResizeToReference
 
 FCN_UPSCORE_NAMES = ("upscore8", "upscore16", "upscore32")
-# Class ids leave the graph as uint8 (a CAST after ARG_MAX's int32) when the classes fit in it.
-IDS_DTYPE = tf.uint8
 
 
 class Head(enum.Enum):
@@ -53,11 +51,20 @@ class Head(enum.Enum):
 
 
 class ArgMaxIds(layers.Layer):
-    """Class ids of per-pixel scores: ARG_MAX over the last axis, as uint8 when the classes fit, else int32."""
+    """Class ids of per-pixel scores: ARG_MAX over the last axis (int32), then a CAST to ``ids_type``
+    ("uint8", the default, when the classes fit; "int32" keeps ARG_MAX's own output)."""
+
+    def __init__(self, *, ids_type: str = "uint8", **kwargs):
+        super().__init__(**kwargs)
+        if ids_type not in ("uint8", "int32"):
+            raise ValueError(f"ids_type: expected 'uint8' or 'int32', got {ids_type!r}")
+        self.ids_type = ids_type
 
     def call(self, scores):
         ids = tf.math.argmax(scores, axis=-1, output_type=tf.int32)
-        return tf.cast(ids, IDS_DTYPE) if scores.shape[-1] <= 256 else ids
+        if self.ids_type == "uint8" and scores.shape[-1] <= 256:
+            return tf.cast(ids, tf.uint8)
+        return ids
 
 
 def _producer(tensor):

@@ -20,6 +20,8 @@ from kerasseg.artifact import parse_size
 
 # Tensor types allowed inside a full-integer graph (int32 for biases and shapes).
 INTEGER_TYPES = ("INT8", "UINT8", "INT32", "INT16", "INT64", "BOOL")
+# A full-integer model's scores output: uint8 by default, since MediaPipe's ImageSegmenter misreads int8.
+SCORES_TYPES = {"uint8": tf.uint8, "int8": tf.int8}
 
 
 def check_input_size(input_size) -> tuple[int, int]:
@@ -67,15 +69,19 @@ def calibration_images(batches: Iterable, *, steps: int) -> Iterator[np.ndarray]
         raise ValueError("calibration data: the training pipeline yielded no image")
 
 
-def convert(model, *, mode: Mode, input_size, calibration: Callable[[], Iterable[np.ndarray]] | None = None) -> bytes:
+def convert(model, *, mode: Mode, input_size, calibration: Callable[[], Iterable[np.ndarray]] | None = None,
+            scores_type: str = "uint8") -> bytes:
     """Convert ``model`` (input float RGB [0, 255], output scores or class ids) to TFLite bytes.
 
     ``calibration`` is a callable returning an iterable of (1, H, W, 3) float32
     images; full-integer modes need it. For ``Mode.QAT`` pass the
     quantization-aware model: its fake-quant ranges are used, and calibration
-    only fills in ranges the training did not record.
+    only fills in ranges the training did not record. ``scores_type`` ("uint8" or "int8") is the
+    type of a full-integer model's scores output (class ids stay as the graph makes them).
     """
     mode = Mode.parse(mode)
+    if scores_type not in SCORES_TYPES:
+        raise ValueError(f"scores_type: expected one of {list(SCORES_TYPES)}, got {scores_type!r}")
     if mode.full_integer:
         if calibration is None:
             raise ValueError(f"calibration: mode {mode.value} needs representative training images, got None")
@@ -94,7 +100,7 @@ def convert(model, *, mode: Mode, input_size, calibration: Callable[[], Iterable
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         if model.outputs[0].dtype.is_floating:  # scores; class ids leave ARG_MAX as integers already
-            converter.inference_output_type = tf.uint8
+            converter.inference_output_type = SCORES_TYPES[scores_type]
     try:
         return bytes(converter.convert())
     except Exception as err:  # tf.lite ConverterError
