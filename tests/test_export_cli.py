@@ -44,7 +44,8 @@ def test_edgetpu_from_the_newest_run(run_dir, capsys):
     status = convert.main(["--runs", runs, "--edgetpu", "--calibration-steps", "4", "--edgetpu-finetune-steps", "2"])
     assert status == 0
     out = capsys.readouterr().out
-    assert "parity [edgetpu]" in out and "edgetpu_compiler: NOT FOUND" in out
+    assert "parity [edgetpu, head native, after 2 fine-tuning steps]" in out
+    assert "edgetpu_compiler: NOT FOUND" in out
     stem = os.path.join(run_dir, "export", "deeplabv3plus_mobilenetv2_")
     spec = metadata.read_spec(stem + "edgetpu.tflite")
     # The Edge TPU's default head ends at the decoder's stride 4; fine-tuned after the rebuild, it keeps the
