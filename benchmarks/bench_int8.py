@@ -237,10 +237,10 @@ def main(argv=None) -> int:
     if args.run:
         parity = quality(args.run, qat_steps=args.qat_steps, calibration_steps=args.calibration_steps * 10)
         print(f"\nquality on {args.run} ({parity[Mode.INT8].num_images} val images)")
-        print(f"{'':10s} {'keras mIoU':>11s} {'tflite mIoU':>12s} {'drop (points)':>14s} {'goal':>8s}")
+        print(f"{'':10s} {'keras mIoU':>11s} {'device mIoU':>12s} {'drop (points)':>14s} {'goal':>8s}")
         for mode, goal in ((Mode.INT8, 2.0), (Mode.QAT, 0.5)):
             report = parity[mode]
-            print(f"{mode.value:10s} {100 * report.keras_miou:11.2f} {100 * report.tflite_miou:12.2f} "
+            print(f"{mode.value:10s} {100 * report.keras_miou:11.2f} {100 * report.device_miou:12.2f} "
                   f"{report.miou_drop:14.2f} {'<= ' + str(goal):>8s}")
     return 0
 

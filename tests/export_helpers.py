@@ -24,6 +24,11 @@ def synthetic_batches(*, count=8, size=32, batch_size=4, seed=0):
     return batches
 
 
+def device_predict(segmenter, image_rgb):
+    """The edge Segmenter's class map for one RGB uint8 image (it takes BGR frames, as OpenCV delivers them)."""
+    return segmenter.segment(np.ascontiguousarray(image_rgb[..., ::-1]))
+
+
 def tiny_model(num_classes=len(LABELS), seed=0):
     """An encoder-decoder with the layer kinds segmentation heads use: dilated depthwise conv, resize, concat."""
     keras.utils.set_random_seed(seed)

@@ -9,7 +9,7 @@ from export_helpers import make_run_dir
 
 import convert
 from kerasseg.export import edgetpu, tflite
-from kerasseg.export.parity import TFLiteSegmenter
+from kerasseg.export.parity import device_segmenter
 from kerasseg.artifact import Spec, load_spec
 
 SIZE = 64
@@ -41,23 +41,26 @@ def _export_files(run_dir):
 @pytest.mark.slow
 def test_edgetpu_from_the_newest_run(run_dir, capsys):
     runs = os.path.dirname(run_dir)
-    status = convert.main(["--runs", runs, "--edgetpu", "--calibration-steps", "4"])
+    status = convert.main(["--runs", runs, "--edgetpu", "--calibration-steps", "4", "--edgetpu-finetune-steps", "2"])
     assert status == 0
     out = capsys.readouterr().out
-    assert "parity [edgetpu]" in out and "edgetpu_compiler: NOT FOUND" in out
+    assert "parity [edgetpu, head native, after 2 fine-tuning steps]" in out
+    assert "edgetpu_compiler: NOT FOUND" in out
     stem = os.path.join(run_dir, "export", "deeplabv3plus_mobilenetv2_")
     spec = load_spec(stem + "edgetpu.tflite")[0]
-    # The Edge TPU's default head ends at the decoder's stride 4, with the legacy (Edge-TPU-friendly) alignment.
+    # The Edge TPU's default head ends at the decoder's stride 4; fine-tuned after the rebuild, it keeps the
+    # rebuild's legacy (Edge-TPU-friendly) alignment.
     assert spec == Spec.load(stem + "edgetpu.spec.json") == Spec.load(run_dir).replace(
         input_size=(SIZE, SIZE), output_stride=4, output_alignment="legacy")
     assert spec.output_kind == "logits"
     content = open(stem + "edgetpu.tflite", "rb").read()
     assert tflite.float_ops(content) == []
-    segmenter = TFLiteSegmenter(content)
-    assert segmenter.input["dtype"] == np.uint8 and list(segmenter.input["shape"]) == [1, SIZE, SIZE, 3]
-    assert segmenter.output["dtype"] == np.uint8 and list(segmenter.output["shape"]) == [1, SIZE // 4, SIZE // 4, 5]
+    with device_segmenter(content) as segmenter:
+        assert segmenter.input_dtype == np.uint8 and segmenter.input_size == (SIZE, SIZE)
+        output = segmenter.interpreter.get_output_details()[0]
+        assert output["dtype"] == np.uint8 and list(output["shape"]) == [1, SIZE // 4, SIZE // 4, 5]
     parity = json.load(open(stem + "edgetpu.parity.json"))
-    assert parity["num_images"] == 4 and parity["passed"] and len(parity["tflite_iou"]) == 5
+    assert parity["num_images"] == 4 and parity["passed"] and len(parity["device_iou"]) == 5
     report = json.load(open(stem + "edgetpu.report.json"))
     assert report["compiler"]["available"] is False
     # Goal: with the Edge-TPU-friendly rebuild every op of DeepLabv3+ MobileNetV2 is on Coral's list.
@@ -130,3 +133,38 @@ def test_qat_without_training_data(run_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_input_size_the_architecture_cannot_take(run_dir, capsys):
     _fails(["--run", run_dir, "--float32", "--input-size", "8", "8", "--overwrite"], capsys, match="input_size")
+
+
+@pytest.mark.slow
+def test_a_failed_artifact_is_named_so_with_its_cause_and_fix(tmp_path, capsys):
+    run = make_run_dir(str(tmp_path / "run"), size=SIZE, train_images=4, val_images=2)
+    stem = "deeplabv3plus_mobilenetv2_edgetpu"
+    argv = ["--run", run, "--edgetpu", "--calibration-steps", "2", "--edgetpu-finetune-steps", "0"]
+    # A --max-drop below any real drop makes the mode fail.
+    assert convert.main(argv + ["--max-drop", "-50"]) == 1
+    err = capsys.readouterr().err
+    assert "[edgetpu/native]" in err and "Cause:" in err and "half-pixel" in err and "Fix:" in err
+    assert f"{stem}.FAILED.tflite" in err
+    failed = {f"{stem}.FAILED.{ext}" for ext in ("tflite", "parity.json", "spec.json", "report.json")}
+    assert set(_export_files(run)) == failed  # nothing under the good name, and nothing compiled
+    folder = os.path.join(run, "export")
+    parity = json.load(open(os.path.join(folder, f"{stem}.FAILED.parity.json")))
+    assert parity["passed"] is False and parity["finetune_steps"] == 0 and parity["failure_hint"].startswith("Cause:")
+    # Not fine-tuned: the device upsamples the native map with the alignment the weights were trained with.
+    assert Spec.load(os.path.join(folder, f"{stem}.FAILED.spec.json")).output_alignment == "half_pixel"
+    # Without --overwrite a new export refuses the FAILED files too; with it, a passing export replaces them.
+    assert convert.main(argv) == 2
+    assert "FAILED" in capsys.readouterr().err
+    assert convert.main(argv + ["--overwrite"]) == 0
+    assert set(_export_files(run)) == {name.replace(".FAILED", "") for name in failed}
+
+
+def test_failure_hint_names_the_cause_per_mode():
+    from kerasseg.export.parity import failure_hint
+    edgetpu = failure_hint(mode="edgetpu", head="native", realigned=True, finetune_steps=0)
+    assert "half-pixel" in edgetpu and "--edgetpu-finetune-steps" in edgetpu and "--edgetpu-friendly" in edgetpu
+    assert "200 steps" in failure_hint(mode="edgetpu", head="native", realigned=True, finetune_steps=200)
+    assert "--qat" in failure_hint(mode="edgetpu", head="native", realigned=False, finetune_steps=0)
+    assert "--qat" in failure_hint(mode="int8", head="full", realigned=False, finetune_steps=0)
+    assert "--qat-steps" in failure_hint(mode="qat", head="full", realigned=False, finetune_steps=0)
+    assert "'argmax'" in failure_hint(mode="float32", head="argmax", realigned=False, finetune_steps=0)

@@ -103,3 +103,62 @@ def test_a_fake_compiler_on_path_is_run_and_its_log_parsed(tmp_path, monkeypatch
     assert (tmp_path / "m_edgetpu.tflite").read_bytes() == b"model bytes"
     with pytest.raises(FileExistsError, match="overwrite"):
         edgetpu.compile_model(str(model), out_dir=str(tmp_path))
+
+
+def _legacy_upsample_model(classes=3):
+    """Conv at stride 2, then a legacy-aligned bilinear upsample to the input size (on Coral's list)."""
+    from kerasseg.models.layers import ResizeToReference
+    image = keras.Input((None, None, 3), name="image")
+    x = layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(image)
+    x = layers.Conv2D(classes, 1)(x)
+    x = ResizeToReference(half_pixel_centers=False)([x, image])
+    return keras.Model(image, x)
+
+
+def _converted_at(model, size):
+    batches = synthetic_batches(count=4, size=size)
+    return tflite.convert(model, mode=Mode.INT8, input_size=(size, size),
+                          calibration=lambda: tflite.calibration_images(batches, steps=2))
+
+
+@pytest.mark.parametrize("size, refused", [(64, False), (160, True)])
+def test_resize_larger_than_128_a_side_is_flagged_with_its_source(size, refused):
+    report = edgetpu.analyze(_converted_at(_legacy_upsample_model(), size))
+    resize = [op for op in report.ops if op.op.startswith("RESIZE")]
+    assert len(resize) == 1
+    assert resize[0].supported is not refused
+    if refused:
+        assert f"{size}x{size}" in resize[0].reason and "#31" in resize[0].reason and "#187" in resize[0].reason
+        assert report.first_unsupported is resize[0]
+    else:
+        assert resize[0].mapped and "depending on" in resize[0].note
+
+
+def test_host_transfer_counts_the_input_and_the_split_tensor():
+    size = 160  # the upsample to 160x160 is refused, so the split is just before it
+    report = edgetpu.analyze(_converted_at(_legacy_upsample_model(), size))
+    by_where = {t["where"]: t for t in report.transfers}
+    assert set(by_where) == {"input", "split"}  # the output is written on the CPU, after the split
+    assert by_where["input"]["bytes"] == size * size * 3  # uint8 RGB
+    half = size // 2
+    assert by_where["split"]["shape"] == [1, half, half, 3] and by_where["split"]["bytes"] == half * half * 3
+    assert report.transfer_bytes == size * size * 3 + half * half * 3
+    times = report.transfer_ms()
+    assert times["usb2"] == pytest.approx(1e3 * report.transfer_bytes / edgetpu.USB_RATES["usb2"])
+    assert times["usb2"] > times["usb3"] > 0
+    data = report.to_dict()["host_transfer"]
+    assert data["bytes_per_frame"] == report.transfer_bytes and "usb3" in data["ms_per_frame"]
+    assert "USB 2" in report.format()
+
+
+def test_host_transfer_of_a_fully_mapped_graph_is_input_plus_output():
+    size = 64
+    report = edgetpu.analyze(_converted_at(_legacy_upsample_model(), size))
+    assert report.first_unsupported is None
+    assert [t["where"] for t in report.transfers] == ["input", "output"]
+    assert report.transfer_bytes == size * size * 3 + size * size * 3  # int8 scores, 3 classes
+
+
+def test_usb2_rate_matches_the_measured_figure():
+    # 513x513x21 int8 scores per frame took about 160 ms over USB 2 (issue 10).
+    assert 1e3 * 513 * 513 * 21 / edgetpu.USB_RATES["usb2"] == pytest.approx(160, rel=0.1)

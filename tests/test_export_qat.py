@@ -1,12 +1,12 @@
 """Quantization-aware fine-tuning: coverage of every layer, fine-tuning, full-integer conversion."""
 import numpy as np
 import pytest
-from export_helpers import LABELS, synthetic_batches, tiny_model, trained_tiny_model
+from export_helpers import LABELS, device_predict, synthetic_batches, tiny_model, trained_tiny_model
 
 from kerasseg.backend import keras, layers, tf
 from kerasseg.export import qat, tflite
 from kerasseg.export.modes import Mode
-from kerasseg.export.parity import TFLiteSegmenter, to_uint8
+from kerasseg.export.parity import device_segmenter, to_uint8
 
 SIZE = 32
 
@@ -51,14 +51,14 @@ def test_qat_fine_tunes_and_converts_to_a_full_integer_model_that_beats_chance()
     content = tflite.convert(quantized, mode=Mode.QAT, input_size=(SIZE, SIZE),
                              calibration=lambda: tflite.calibration_images(batches, steps=2))
     assert tflite.float_ops(content) == []
-    segmenter = TFLiteSegmenter(content)
-    assert segmenter.input["quantization"] == (1.0, 0)
     correct = total = 0
-    for image, mask in zip(images, masks):
-        pred = segmenter.predict(to_uint8(image))
-        keep = mask != 255
-        correct += int(np.sum(pred[keep] == mask[keep]))
-        total += int(keep.sum())
+    with device_segmenter(content) as segmenter:
+        assert segmenter.input_quantization == (1.0, 0)
+        for image, mask in zip(images, masks):
+            pred = device_predict(segmenter, to_uint8(image))
+            keep = mask != 255
+            correct += int(np.sum(pred[keep] == mask[keep]))
+            total += int(keep.sum())
     majority = max(np.mean(masks[masks != 255] == c) for c in range(len(LABELS)))
     assert correct / total > majority + 0.05
 

@@ -6,7 +6,7 @@ from kerasseg.backend import keras
 from kerasseg.data import build_pipeline, open_dataset
 from kerasseg.export import edgetpu, qat, tflite
 from kerasseg.export.modes import Mode
-from kerasseg.export.parity import TFLiteSegmenter
+from kerasseg.export.parity import device_segmenter
 from kerasseg.models import build_model
 
 SIZE = 64
@@ -42,9 +42,9 @@ def _qat_convert_and_run(model, *, steps=2):
     content = tflite.convert(quantized, mode=Mode.QAT, input_size=(SIZE, SIZE),
                              calibration=lambda: tflite.calibration_images(calibration.as_numpy_iterator(), steps=2))
     assert tflite.float_ops(content) == []
-    segmenter = TFLiteSegmenter(content)
-    assert segmenter.input["quantization"] == (1.0, 0)
-    prediction = segmenter.predict(np.full((SIZE, SIZE, 3), 128, np.uint8))
+    with device_segmenter(content) as segmenter:
+        assert segmenter.input_quantization == (1.0, 0)
+        prediction = segmenter.segment(np.full((SIZE, SIZE, 3), 128, np.uint8))
     assert prediction.shape == (SIZE, SIZE)
     return content
 

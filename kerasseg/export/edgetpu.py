@@ -8,7 +8,14 @@ three innermost dimensions larger than 1). The compiler cuts the graph at the
 first op it cannot map: that op and everything after it run on the CPU, so an
 op counts as *mapped* only when it and every op before it are supported.
 Coral's table says some ops (resizes, large reshapes) may still stay on the
-CPU depending on their sizes; the report marks those as supported with a note.
+CPU depending on their sizes. For resizes there is evidence of the size that
+fails (``RESIZE_LIMIT`` below), so a resize whose output exceeds it counts as
+refused and the graph splits there; other size-dependent ops get a note.
+
+The report also counts the bytes that cross between host and accelerator per
+frame: the input the Edge TPU reads, every tensor at the predicted CPU/TPU
+split, and any output the Edge TPU writes. On a USB Accelerator these cross
+the USB link; ``USB_RATES`` gives the effective rates used to time them.
 """
 from __future__ import annotations
 
@@ -48,6 +55,19 @@ SUPPORTED = {
 }
 FUSED_ACTIVATION_NONE = 0
 
+# The largest resize output side known to map. google-coral/edgetpu issue #31 ("ResizeBilinear only for small
+# models?"): a 512x512 bilinear upsample was "not mapped due to some unspecified limitation" while 128x128 mapped;
+# issue #187: a UNet failed to map at 256x256 input and mapped at 128x128. Coral's op table says resizes "might
+# not be mapped depending on input/output size". So an output larger than 128 a side counts as likely refused.
+RESIZE_LIMIT = 128
+RESIZE_LIMIT_SOURCE = ("google-coral/edgetpu issues #31 (512x512 bilinear upsample not mapped, 128x128 mapped) "
+                       "and #187 (UNet not mapped at 256x256 input, mapped at 128x128)")
+# Effective bulk-transfer rates in bytes/s. USB 2 high speed signals 480 Mbit/s (60 MB/s); bulk transfers reach
+# about 35 MB/s after protocol overhead, which matches the 5.5 MB/frame ~ 160 ms seen with a Coral USB
+# Accelerator on USB 2. USB 3 Gen 1 signals 5 Gbit/s, 500 MB/s after 8b/10b coding; we assume 350 MB/s (70%),
+# a typical bulk figure for USB 3 storage and cameras. Both are assumptions; a PCIe/M.2 Coral crosses no USB.
+USB_RATES = {"usb2": 35e6, "usb3": 350e6}
+
 
 @dataclasses.dataclass
 class OpCheck:
@@ -68,6 +88,16 @@ class EdgeTPUReport:
     model: str
     ops: list
     compiler: dict
+    transfers: list = dataclasses.field(default_factory=list)  # tensors crossing host <-> Edge TPU per frame
+
+    @property
+    def transfer_bytes(self) -> int:
+        """Bytes per frame crossing between host and Edge TPU (input, split tensors, outputs)."""
+        return int(sum(t["bytes"] for t in self.transfers))
+
+    def transfer_ms(self) -> dict:
+        """Milliseconds per frame those bytes take at each of ``USB_RATES``."""
+        return {link: 1e3 * self.transfer_bytes / rate for link, rate in USB_RATES.items()}
 
     @property
     def first_unsupported(self) -> OpCheck | None:
@@ -93,6 +123,8 @@ class EdgeTPUReport:
             "mapped_mac_share": self.mapped_mac_share,
             "first_unsupported": None if first is None else dataclasses.asdict(first),
             "compiler": self.compiler,
+            "host_transfer": {"bytes_per_frame": self.transfer_bytes, "ms_per_frame": self.transfer_ms(),
+                              "assumed_rates_bytes_per_s": dict(USB_RATES), "tensors": self.transfers},
             "ops": [dataclasses.asdict(op) for op in self.ops],
         }
 
@@ -126,6 +158,11 @@ class EdgeTPUReport:
                      f"{100 * self.mapped_mac_share:.1f}%")
         lines.append("every op is on the supported list" if first is None else
                      f"first unsupported op: #{first.index} {first.op} ({first.reason}); the graph splits there")
+        crossing = ", ".join(f"{t['where']} {'x'.join(map(str, t['shape']))} {t['bytes']:,d} B" for t in self.transfers)
+        times = self.transfer_ms()
+        lines.append(f"host <-> Edge TPU per frame: {self.transfer_bytes:,d} bytes ({crossing or 'nothing maps'}); "
+                     f"{times['usb2']:.1f} ms at USB 2, {times['usb3']:.1f} ms at USB 3 "
+                     f"(assumed {USB_RATES['usb2'] / 1e6:.0f} and {USB_RATES['usb3'] / 1e6:.0f} MB/s effective)")
         return "\n".join(lines)
 
 
@@ -158,7 +195,7 @@ def _check(name: str, graph, op, constants: dict) -> tuple[str, str]:
     tensors = [t for t in list(op.inputs) + list(op.outputs) if t >= 0]
     for position, t in enumerate(tensors):
         tensor = graph.tensors[t]
-        label = tensor.name.decode("utf-8", "replace") if isinstance(tensor.name, bytes) else str(tensor.name)
+        label = _name(graph, t)
         kind = tensor_type_name(tensor.type)
         is_activation = t in list(op.outputs) or position == 0
         if kind not in EIGHT_BIT and (is_activation or kind not in INDEX_TYPES):
@@ -182,6 +219,10 @@ def _check(name: str, graph, op, constants: dict) -> tuple[str, str]:
     if name in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
         if options is not None and options.halfPixelCenters:
             return "uses half-pixel centres", ""
+        out = _shape(graph, op.outputs[0])
+        if len(out) == 4 and max(out[1:3]) > RESIZE_LIMIT:
+            return (f"likely refused by the compiler: output {out[1]}x{out[2]} is larger than {RESIZE_LIMIT} a side "
+                    f"({RESIZE_LIMIT_SOURCE})"), ""
         note = "may stay on the CPU depending on input/output sizes"
     if name in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"):
         axes = constants.get(op.inputs[1])
@@ -218,7 +259,33 @@ def analyze(content: bytes, *, name: str = "model.tflite") -> EdgeTPUReport:
         out = _shape(graph, op.outputs[0]) if len(op.outputs) else []
         checks.append(OpCheck(index=index, op=op_name, output_shape=out, macs=_macs(op_name, graph, op),
                               supported=not reason, reason=reason, note=note, mapped=not split))
-    return EdgeTPUReport(model=name, ops=checks, compiler={"available": False})
+    return EdgeTPUReport(model=name, ops=checks, compiler={"available": False},
+                         transfers=_transfers(graph, checks))
+
+
+def _tensor_bytes(graph, index: int) -> int:
+    kind = tensor_type_name(graph.tensors[index].type)
+    itemsize = 1 if kind in EIGHT_BIT else 2 if kind in ("INT16", "FLOAT16") else 8 if kind == "INT64" else 4
+    return int(np.prod(_shape(graph, index))) * itemsize
+
+
+def _transfers(graph, checks: list) -> list:
+    """Tensors crossing host <-> Edge TPU per frame: inputs read by mapped ops, mapped ops' tensors read on the
+    CPU after the split, and graph outputs written by mapped ops."""
+    mapped = {check.index for check in checks if check.mapped}
+    produced_on_tpu = {t for i in mapped for t in graph.operators[i].outputs if t >= 0}
+    read_on_cpu = {t for i, op in enumerate(graph.operators) if i not in mapped for t in op.inputs if t >= 0}
+    read_on_tpu = {t for i in mapped for t in graph.operators[i].inputs if t >= 0}
+    crossing = [("input", t) for t in graph.inputs if t in read_on_tpu]
+    crossing += [("split", t) for t in sorted(produced_on_tpu & read_on_cpu)]
+    crossing += [("output", t) for t in graph.outputs if t in produced_on_tpu and t not in read_on_cpu]
+    return [{"where": where, "tensor": _name(graph, t), "shape": _shape(graph, t), "bytes": _tensor_bytes(graph, t)}
+            for where, t in crossing]
+
+
+def _name(graph, index: int) -> str:
+    name = graph.tensors[index].name
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
 
 
 def compiler_path() -> str | None:
@@ -243,6 +310,12 @@ def parse_compiler_log(log: str) -> dict:
     return result
 
 
+def compiled_path(tflite_path: str, *, out_dir: str | None = None) -> str:
+    """Where ``edgetpu_compiler`` writes the compiled ``tflite_path``: ``NAME_edgetpu.tflite`` in ``out_dir``."""
+    out_dir = os.path.dirname(tflite_path) if out_dir is None else out_dir
+    return os.path.join(out_dir, os.path.splitext(os.path.basename(tflite_path))[0] + "_edgetpu.tflite")
+
+
 def compile_model(tflite_path: str, *, out_dir: str, overwrite: bool = False) -> dict:
     """Run ``edgetpu_compiler`` on ``tflite_path`` into ``out_dir``; returns what its log says.
 
@@ -253,7 +326,7 @@ def compile_model(tflite_path: str, *, out_dir: str, overwrite: bool = False) ->
         return {"available": False,
                 "message": f"{COMPILER} is not on PATH (it runs on x86-64 Debian/Ubuntu; see the README's Edge TPU "
                            f"section); the op report below is from Coral's op table, not the compiler"}
-    target = os.path.join(out_dir, os.path.splitext(os.path.basename(tflite_path))[0] + "_edgetpu.tflite")
+    target = compiled_path(tflite_path, out_dir=out_dir)
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
@@ -266,3 +339,32 @@ def compile_model(tflite_path: str, *, out_dir: str, overwrite: bool = False) ->
               "output": target if proc.returncode == 0 else None}
     result.update(parse_compiler_log(log))
     return result
+
+
+# Fine-tuning after the switch to legacy alignment (see realign). On a DeepLabv3+ MobileNetV2 run at 256 px (README,
+# Edge TPU) 100 steps cut the full head's drop from 2.11 to 0.57 points.
+REALIGN_STEPS = 100
+REALIGN_LEARNING_RATE = 1e-4
+
+
+def half_pixel_resizes(model) -> list[str]:
+    """Names of ``model``'s resize layers with half-pixel centres: those the Edge TPU rebuild changes."""
+    from kerasseg.models.layers import ResizeToReference
+    return [layer.name for layer in model.layers
+            if isinstance(layer, ResizeToReference) and layer.half_pixel_centers]
+
+
+def realign(model, batches, *, steps: int, ignore_label: int) -> float:
+    """Fine-tune the Edge-TPU-friendly ``model`` for ``steps`` training batches; returns the last loss.
+
+    Weights trained with half-pixel resizes see features shifted by a fraction of
+    a pixel at each legacy resize; a short fine-tune at a low rate lets them adapt.
+    Batch normalisation stays frozen (inference mode): a few small batches would
+    only add noise to its statistics.
+    """
+    from kerasseg.backend import keras
+    from kerasseg.export import qat
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return qat.fine_tune(model, batches, steps=steps, learning_rate=REALIGN_LEARNING_RATE, ignore_label=ignore_label)

@@ -7,8 +7,11 @@ For each requested :class:`Mode` and :class:`Head` (where the graph ends, see
                               (metadata "kerasseg_spec")
     NAME_MODE_HEAD.tflite     the same for any other head ('-' in its name becomes '_')
     NAME_MODE[_HEAD].spec.json      the same spec beside it
-    NAME_MODE[_HEAD].parity.json    Keras float vs TFLite on the validation set
+    NAME_MODE[_HEAD].parity.json    Keras float vs the device (edge.segmenter)
     NAME_edgetpu[_HEAD].report.json (edgetpu) the op-by-op Edge TPU report / compiler log
+
+An artifact whose mIoU drop exceeds ``max_drop`` is written as NAME_MODE[_HEAD].FAILED.*
+instead (never under the good name), and is not given to the Edge TPU compiler.
 
 Every target is checked before any work starts, so an existing file is never
 overwritten silently, and each file is written to a temporary name and moved
@@ -25,6 +28,7 @@ import numpy as np
 from kerasseg.export import edgetpu as edgetpu_lib
 from kerasseg.export import qat, tflite
 from kerasseg.export.heads import Head, cut
+from kerasseg.export import parity as parity_lib
 from kerasseg.export.modes import Mode
 from kerasseg.export.parity import ParityReport, parity_report
 from kerasseg.artifact import Spec, embed_spec
@@ -135,7 +139,8 @@ def target_paths(source: ExportSource, mode: Mode, head: Head | None = None) -> 
 def _check_targets(source: ExportSource, plan: Sequence[tuple[Mode, Head]], *, overwrite: bool) -> None:
     if overwrite:
         return
-    existing = [p for mode, head in plan for p in target_paths(source, mode, head).values() if os.path.exists(p)]
+    existing = [p for mode, head in plan for paths in (target_paths(source, mode, head),)
+                for p in [*paths.values(), *parity_lib.failed_paths(paths).values()] if os.path.exists(p)]
     if existing:
         raise FileExistsError(f"export: would overwrite {existing}; pass --overwrite to replace them")
 
@@ -184,7 +189,8 @@ def rebuild(source: ExportSource, *, input_size, edgetpu_friendly: bool = False)
 
 
 def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_steps: int,
-                  heads: Sequence[Head | str] | None = None) -> list[tuple[Mode, Head]]:
+                  heads: Sequence[Head | str] | None = None,
+                  edgetpu_finetune_steps: int | None = None) -> list[tuple[Mode, Head]]:
     """The (mode, head) of each artifact: every head for every mode, or each mode's default head.
 
     Raises ValueError on a step count a mode cannot use, or on a head a mode cannot end in.
@@ -196,6 +202,9 @@ def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_st
         raise ValueError(f"calibration_steps: must be a positive int, got {calibration_steps!r}")
     if Mode.QAT in modes and (not isinstance(qat_steps, int) or qat_steps < 1):
         raise ValueError(f"qat_steps: must be a positive int, got {qat_steps!r}")
+    if edgetpu_finetune_steps is not None and (not isinstance(edgetpu_finetune_steps, int)
+                                               or edgetpu_finetune_steps < 0):
+        raise ValueError(f"edgetpu_finetune_steps: must be an int >= 0, got {edgetpu_finetune_steps!r}")
     if heads is None:
         return [(mode, default_head(mode)) for mode in modes]
     heads = list(dict.fromkeys(Head.parse(h) for h in heads))
@@ -210,11 +219,22 @@ def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_st
 def export(source: ExportSource, modes: Sequence[Mode | str], *, heads: Sequence[Head | str] | None = None,
            input_size=None, calibration_steps: int = DEFAULT_CALIBRATION_STEPS, qat_steps: int = DEFAULT_QAT_STEPS,
            max_drop: float = DEFAULT_MAX_DROP, overwrite: bool = False, parity_images: int | None = None,
-           log: Callable[[str], None] = print) -> list[ExportResult]:
+           edgetpu_finetune_steps: int | None = None, log: Callable[[str], None] = print) -> list[ExportResult]:
     """Convert ``source`` in each mode, ending in each head (None: the mode's default), check each
-    artifact's parity, write everything; see the module doc."""
-    plan = check_options(modes, calibration_steps=calibration_steps, qat_steps=qat_steps, heads=heads)
+    artifact's parity, write everything; see the module doc.
+
+    ``edgetpu_finetune_steps`` fine-tunes the Edge-TPU-friendly rebuild before it is quantized (None:
+    ``edgetpu.REALIGN_STEPS`` when the model has half-pixel resizes and an Edge TPU head is ``full``, else 0).
+    Without fine-tuning, a native Edge TPU head keeps the trained alignment in its spec, so the device upsamples
+    as the weights expect.
+    """
+    plan = check_options(modes, calibration_steps=calibration_steps, qat_steps=qat_steps, heads=heads,
+                         edgetpu_finetune_steps=edgetpu_finetune_steps)
     modes = list(dict.fromkeys(mode for mode, _ in plan))
+    realigned = bool(edgetpu_lib.half_pixel_resizes(source.model))
+    if edgetpu_finetune_steps is None:
+        full_on_tpu = (Mode.EDGETPU, Head.FULL) in plan
+        edgetpu_finetune_steps = edgetpu_lib.REALIGN_STEPS if realigned and full_on_tpu else 0
     input_size = tflite.check_input_size(input_size or source.train_size or source.spec.input_size)
     if Mode.EDGETPU in modes and source.model_kwargs is None:
         raise ValueError(f"edgetpu: model {source.name!r} has no build arguments (config.yaml) to rebuild it "
@@ -240,13 +260,22 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, heads: Sequence
     results = []
     for mode in modes:
         model = static
+        finetune_steps = edgetpu_finetune_steps if mode is Mode.EDGETPU else 0
         if mode is Mode.EDGETPU:
             model = rebuild(source, input_size=input_size, edgetpu_friendly=True)
+            if finetune_steps:
+                loss = edgetpu_lib.realign(model, _training_batches(source, data, input_size), steps=finetune_steps,
+                                           ignore_label=source.spec.ignore_label)
+                log(f"[edgetpu] fine-tuned the legacy-aligned rebuild {finetune_steps} steps at lr "
+                    f"{edgetpu_lib.REALIGN_LEARNING_RATE:g}; last loss {loss:.4f}")
         if mode is Mode.QAT:
             model = _quantization_aware(source, data, static, input_size=input_size, qat_steps=qat_steps, log=log)
         for head in (h for m, h in plan if m is mode):
             log(f"[{mode.value}/{head.value}] converting at {input_size[0]}x{input_size[1]}")
             ending, fields = cut(model, head)
+            if mode is Mode.EDGETPU and not finetune_steps and fields["output_stride"] > 1:
+                # The rebuild's last resize is legacy, but the device upsamples as the weights were trained.
+                fields["output_alignment"] = cut(static, head)[1]["output_alignment"]
             spec = source.spec.replace(input_size=input_size, **fields)
             content = embed_spec(tflite.convert(ending, mode=mode, input_size=input_size,
                                                          calibration=calibration), spec)
@@ -255,80 +284,50 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, heads: Sequence
                 if floats:
                     raise RuntimeError(f"[{mode.value}] the converter left float ops in a full-integer model: "
                                        f"{floats}")
-            report = _parity(source.model, content, validation(), spec=spec, head=head, mode=mode,
-                             max_drop=max_drop, max_images=parity_images)
-            paths = target_paths(source, mode, head)
+            report = parity_report(source.model, content, validation(), mode=mode.value, head=head,
+                                   max_drop=max_drop, max_images=parity_images)
+            report.finetune_steps = finetune_steps
+            report.failure_hint = parity_lib.failure_hint(mode=mode, head=head.value, finetune_steps=finetune_steps,
+                                                          realigned=realigned and mode is Mode.EDGETPU)
+            paths = parity_lib.outcome_paths(target_paths(source, mode, head), passed=report.passed)
             _write_bytes(paths["tflite"], content)
             spec.save(paths["spec"])
             report.save(paths["parity"])
             log(report.format())
             result = ExportResult(mode=mode, head=head, path=paths["tflite"], parity=report)
             if mode is Mode.EDGETPU:
-                result.edgetpu = _edgetpu_report(content, paths, overwrite=overwrite, log=log)
+                result.edgetpu = _edgetpu_report(content, paths, overwrite=overwrite, run_compiler=report.passed,
+                                                 log=log)
             log(f"[{mode.value}/{head.value}] wrote {paths['tflite']}")
             results.append(result)
     return results
 
 
-def _parity(keras_model, content: bytes, batches, *, spec: Spec, head: Head, mode: Mode, max_drop: float,
-            max_images: int | None) -> ParityReport:
-    """The parity report of one artifact against the Keras model at full resolution.
-
-    INTERIM, until kerasseg/export/parity.py runs every artifact through edge.Segmenter (issue 10,
-    item 3): parity_report reads full-size scores, so a native or class-id artifact is scored on
-    class maps brought to the input size with nearest neighbour, as edge.Segmenter does today.
-    """
-    name = mode.value if head is default_head(mode) else f"{mode.value}_{head.filename_suffix}"
-    if head is Head.FULL:
-        return parity_report(keras_model, content, batches, labels=spec.labels, mode=name, max_drop=max_drop,
-                             max_images=max_images, ignore_label=spec.ignore_label)
-    from edge.segmenter import resize_nearest
-    from kerasseg.export.parity import TFLiteSegmenter, to_uint8
-    from kerasseg.training.metrics import ConfusionMatrix
-    segmenter = TFLiteSegmenter(content)
-    counts = {side: ConfusionMatrix(spec.num_classes, ignore_label=spec.ignore_label) for side in ("keras", "tflite")}
-    agree = seen = 0
-    for images, masks in batches:
-        images = to_uint8(images)[: None if max_images is None else max_images - seen]
-        keras_pred = np.argmax(np.asarray(keras_model(images.astype(np.float32), training=False)), axis=-1)
-        for image, mask, k_pred in zip(images, np.asarray(masks), keras_pred):
-            raw = segmenter.scores(image)
-            t_pred = resize_nearest((raw if spec.output_kind == "class_ids" else np.argmax(raw, -1))
-                                    .astype(np.uint8), spec.input_size)
-            counts["keras"].update(mask, k_pred)
-            counts["tflite"].update(mask, t_pred)
-            agree += int(np.sum(t_pred == k_pred))
-            seen += 1
-        if max_images is not None and seen >= max_images:
-            break
-    if seen == 0:
-        raise ValueError("validation data: the pipeline yielded no image for the parity report")
-    before, after = (counts[side].results(list(spec.labels)) for side in ("keras", "tflite"))
-    nan = lambda v: float("nan") if v is None else float(v)  # noqa: E731
-    return ParityReport(
-        mode=name, labels=list(spec.labels), num_images=seen, keras_miou=nan(before["mean_iou"]),
-        tflite_miou=nan(after["mean_iou"]), keras_pixel_accuracy=nan(before["pixel_accuracy"]),
-        tflite_pixel_accuracy=nan(after["pixel_accuracy"]),
-        keras_iou=[nan(before["per_class_iou"][n]) for n in spec.labels],
-        tflite_iou=[nan(after["per_class_iou"][n]) for n in spec.labels],
-        pixel_agreement=agree / (seen * spec.input_size[0] * spec.input_size[1]), max_drop=float(max_drop))
-
-
 def _quantization_aware(source: ExportSource, data, static, *, input_size, qat_steps: int, log):
     """Fine-tune a quantization-aware copy of the static model on the training pipeline at ``input_size``."""
-    from kerasseg.data import build_pipeline
-    train = build_pipeline(data, split="train", image_size=input_size, batch_size=QAT_BATCH_SIZE, training=True,
-                           seed=source.seed)
     quantized = qat.quantize_aware(static)
-    loss = qat.fine_tune(quantized, train, steps=qat_steps, ignore_label=source.spec.ignore_label)
+    loss = qat.fine_tune(quantized, _training_batches(source, data, input_size), steps=qat_steps,
+                         ignore_label=source.spec.ignore_label)
     log(f"[qat] fine-tuned {qat_steps} steps at lr {qat.QAT_LEARNING_RATE:g}; last loss {loss:.4f}")
     return quantized
 
 
-def _edgetpu_report(content: bytes, paths: dict, *, overwrite: bool, log) -> dict:
+def _training_batches(source: ExportSource, data, input_size):
+    from kerasseg.data import build_pipeline
+    return build_pipeline(data, split="train", image_size=input_size, batch_size=QAT_BATCH_SIZE, training=True,
+                          seed=source.seed)
+
+
+def _edgetpu_report(content: bytes, paths: dict, *, overwrite: bool, run_compiler: bool, log) -> dict:
     report = edgetpu_lib.analyze(content, name=os.path.basename(paths["tflite"]))
-    report.compiler = edgetpu_lib.compile_model(paths["tflite"], out_dir=os.path.dirname(paths["tflite"]),
-                                                overwrite=overwrite)
+    if run_compiler:
+        report.compiler = edgetpu_lib.compile_model(paths["tflite"], out_dir=os.path.dirname(paths["tflite"]),
+                                                    overwrite=overwrite)
+    else:
+        report.compiler = {"available": False, "message": "not compiled: the artifact failed its parity report"}
+        stale = edgetpu_lib.compiled_path(paths["tflite"].replace(parity_lib.FAILED_TAG, ""))
+        if os.path.exists(stale):  # compiled from an earlier, good export: no longer this model
+            os.remove(stale)
     if not report.compiler["available"]:
         log(f"[edgetpu] {report.compiler['message']}")
     report.save(paths["report"])
