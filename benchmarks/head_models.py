@@ -46,9 +46,8 @@ def build(out_dir: str, model_name: str, head: str, mode: str) -> str:
     """Build, cut and convert one model; write it with its spec embedded."""
     import numpy as np
 
-    from kerasseg.artifact import Spec
+    from kerasseg.artifact import Spec, embed_spec
     from kerasseg.export import heads, tflite
-    from kerasseg.export.metadata import embed_spec
     from kerasseg.export.modes import Mode
     from kerasseg.models import build_model
 

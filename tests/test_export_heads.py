@@ -7,8 +7,8 @@ import pytest
 from export_helpers import make_run_dir, tiny_model
 
 import convert
-from kerasseg.artifact import Spec
-from kerasseg.export import metadata, tflite
+from kerasseg.artifact import Spec, load_spec
+from kerasseg.export import tflite
 from kerasseg.export.heads import Head, cut
 from kerasseg.export.modes import Mode
 
@@ -142,8 +142,9 @@ def test_convert_writes_one_artifact_per_head_with_its_spec(run_dir, capsys):
     expected = {"": ([1, 16, 16, 5], np.uint8, 4), "_full": ([1, 64, 64, 5], np.uint8, 1),
                 "_argmax": ([1, 16, 16], np.uint8, 4), "_full_argmax": ([1, 64, 64], np.uint8, 1)}
     for suffix, (shape, dtype, stride) in expected.items():
-        content = metadata.read_tflite(stem + suffix + ".tflite")
-        spec = metadata.read_spec(content)
+        with open(stem + suffix + ".tflite", "rb") as f:
+            content = f.read()
+        spec = load_spec(stem + suffix + ".tflite")[0]
         assert spec == Spec.load(stem + suffix + ".spec.json")
         assert spec.output_stride == stride and spec.output_alignment == "half_pixel"
         assert spec.output_kind == ("class_ids" if "argmax" in suffix else "logits")
