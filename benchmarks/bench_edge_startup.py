@@ -4,7 +4,7 @@
     python benchmarks/bench_edge_startup.py --baseline /tmp/old  # also another checkout's code (git worktree)
 
 Start-up time (process start to exit after one frame, wall) and peak RSS of ``python -m edge``
-on an int8 MobileNetV2 segmenter (as bench_edge_loop.py builds it), alternating the
+on the int8 DeepLab MobileNetV2 mobile head at 257 (benchmarks/head_models.py), alternating the
 configurations in every repeat so background load hits all alike:
 
 - ``spec only``: the model with only the ``kerasseg_spec`` entry (what artifacts carried before
@@ -27,34 +27,23 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_edge_loop import ROOT, build_model, process_cost, write_video  # noqa: E402
+import head_models  # noqa: E402
+from bench_edge_loop import ROOT, process_cost, write_video  # noqa: E402
+from machine import cpu_simd  # noqa: E402
 
-from kerasseg.artifact import Spec, embed_spec  # noqa: E402
+from kerasseg.artifact import Spec, embed_spec, load_spec  # noqa: E402
 from kerasseg.artifact.tflite_file import SPEC_METADATA_NAME, io_tensors  # noqa: E402
 from kerasseg.artifact.writer import with_metadata  # noqa: E402
 
 GOAL = 1.05
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "asimd", "asimddp")
-
-
-def cpu() -> str:
-    """CPU model and the SIMD flags the interpreter's kernels can use, from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return "unknown (no /proc/cpuinfo)"
-    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?")
-    words = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith(("flags", "Features"))), []))
-    return f"{model}; flags {' '.join(f for f in SIMD_FLAGS if f in words) or 'none of ' + ' '.join(SIMD_FLAGS)}"
-
-
 def models(source: str, out_dir: str) -> dict[str, str]:
     """The source model as a spec-only file and as a full artifact."""
     with open(source, "rb") as f:
         content = f.read()
-    (image,), (scores,) = io_tensors(content, source=source)
-    spec = Spec(labels=[f"class {i}" for i in range(scores.shape[-1])], input_size=image.shape[1:3])
+    spec = load_spec(source)[0]
+    if spec is None:  # a foreign model: a spec from its tensors
+        (image,), (scores,) = io_tensors(content, source=source)
+        spec = Spec(labels=[f"class {i}" for i in range(scores.shape[-1])], input_size=image.shape[1:3])
     paths = {"spec only": os.path.join(out_dir, "spec_only.tflite"), "artifact": os.path.join(out_dir, "artifact.tflite")}
     blobs = {"spec only": with_metadata(content, {SPEC_METADATA_NAME: spec.to_json().encode("utf-8")}),
              "artifact": embed_spec(content, spec)}
@@ -73,9 +62,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         source = args.model
         if source is None:
-            source = os.path.join(tmp, "mnv2_int8.tflite")
-            print("building an int8 MobileNetV2 (alpha 0.5) segmenter at 257x257 ...", flush=True)
-            build_model(source, 257, 0.5)
+            print("building (or reusing) the int8 DeepLab MobileNetV2 mobile head at 257, native head ...", flush=True)
+            source = next(iter(head_models.ensure([("mobile257", "native", "int8")]).values()))
         paths = models(source, tmp)
         video = os.path.join(tmp, "video.avi")
         write_video(video, 3)
@@ -87,7 +75,7 @@ def main(argv=None) -> int:
             for name, (root, model) in configs.items():
                 runs[name].append(process_cost(model, video, "ai_edge_litert", root=root))
     bytecode = "off (PYTHONDONTWRITEBYTECODE set)" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "on"
-    print(f"cpu: {cpu()}; cores {len(os.sched_getaffinity(0))}; load (1 min) {os.getloadavg()[0]:.2f}; "
+    print(f"cpu: {cpu_simd()}; cores {len(os.sched_getaffinity(0))}; load (1 min) {os.getloadavg()[0]:.2f}; "
           f".pyc writing {bytecode}; {args.repeats} alternated runs each")
     print(f"{'configuration':<12} {'start-up + 1 frame s':>21} {'CPU s':>7} {'peak RSS MB':>12}   "
           f"(medians; RSS max)   wall of each run")
