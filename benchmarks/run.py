@@ -31,7 +31,7 @@ ROOT = os.path.dirname(HERE)
 
 # The benchmarks this script knows the flags and output of; any other benchmarks/bench_*.py runs with no flags.
 KNOWN = ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_heads.py", "bench_upsample.py",
-         "bench_edge_loop.py")
+         "bench_edge_loop.py", "bench_edge_startup.py")
 DEEPLAB_ROW = "DeepLab MobileNetV2 (1x1 + pooling, no decoder) OS16"
 NUMBER = r"(-?\d+(?:\.\d+)?)"
 
@@ -76,6 +76,7 @@ def flags(quick: bool) -> dict:
             "bench_heads.py": [["--models", "mobile257", "--heads", "full", "native", "--frames", "3"]],
             "bench_upsample.py": [["--repeats", "2", "--kinds", "scene"]],
             "bench_edge_loop.py": [["--built", "mobile257", "--frames", "10", "--repeats", "1", "--skip-tensorflow"]],
+            "bench_edge_startup.py": [["--repeats", "1"]],
         }
     return {
         "bench_models.py": [[]],
@@ -84,6 +85,7 @@ def flags(quick: bool) -> dict:
         "bench_heads.py": [[]],
         "bench_upsample.py": [[]],
         "bench_edge_loop.py": [[]],
+        "bench_edge_startup.py": [[]],
     }
 
 

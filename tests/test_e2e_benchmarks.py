@@ -34,7 +34,7 @@ def test_quick_run_writes_every_goal_with_a_number(tmp_path):
 
     assert "## Machine" in text and "ai-edge-litert" in text and "tensorflow" in text
     for name in ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_heads.py", "bench_upsample.py",
-                 "bench_edge_loop.py"):
+                 "bench_edge_loop.py", "bench_edge_startup.py"):
         assert f"## {name}" in text, f"no section for {name}"
     for goal in GOALS:
         row = next((line for line in text.splitlines() if line.startswith(f"| {goal}")), None)
