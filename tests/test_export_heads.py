@@ -110,12 +110,15 @@ def _output(content: bytes) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,mode", [("mobile_head_os8_edgetpu", Mode.INT8), ("fcn8s", Mode.FLOAT32)])
-def test_every_head_converts_to_the_shape_its_spec_says(name, mode):
+# FCN-8s (134M parameters, a 0.5 GB float32 flatbuffer per conversion) converts its native head only; the
+# Keras-level test above checks every FCN head's graph.
+@pytest.mark.parametrize("name,mode,heads", [("mobile_head_os8_edgetpu", Mode.INT8, tuple(Head)),
+                                             ("fcn8s", Mode.FLOAT32, (Head.NATIVE,))])
+def test_every_head_converts_to_the_shape_its_spec_says(name, mode, heads):
     model = _build(name, size=(64, 64))
     rng = np.random.default_rng(0)
     calibration = lambda: (rng.uniform(0, 255, (1, 64, 64, 3)).astype(np.float32) for _ in range(4))  # noqa: E731
-    for head in Head:
+    for head in heads:
         ending, fields = cut(model, head)
         spec = Spec(labels=("a", "b", "c"), input_size=(64, 64), **fields)
         content = tflite.convert(ending, mode=mode, input_size=(64, 64), calibration=calibration)
