@@ -15,15 +15,14 @@ them). An artifact may end earlier, which is cheaper on a device:
 """
 from __future__ import annotations
 
-import enum
-
 from kerasseg.backend import keras, layers, tf
+from kerasseg.export.modes import Choice
 from kerasseg.models.layers import CropToReference, ResizeToReference
 
 FCN_UPSCORE_NAMES = ("upscore8", "upscore16", "upscore32")
 
 
-class Head(enum.Enum):
+class Head(Choice):
     """Where the exported graph ends; ``value`` is the ``--head`` choice."""
 
     FULL = "full"
@@ -35,19 +34,6 @@ class Head(enum.Enum):
     def ids(self) -> bool:
         """True when the head outputs class ids (an ARG_MAX in the graph)."""
         return self in (Head.ARGMAX, Head.FULL_ARGMAX)
-
-    @property
-    def filename_suffix(self) -> str:
-        return self.value.replace("-", "_")
-
-    @classmethod
-    def parse(cls, value: "str | Head") -> "Head":
-        if isinstance(value, Head):
-            return value
-        for head in cls:
-            if value in (head.value, head.name, head.name.lower(), head.filename_suffix):
-                return head
-        raise ValueError(f"head: unknown value {value!r}; valid choices are {[h.value for h in cls]}")
 
 
 class ArgMaxIds(layers.Layer):

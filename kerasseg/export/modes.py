@@ -1,10 +1,29 @@
-"""The conversion modes ``convert.py`` offers, one enum member each."""
+"""The conversion modes ``convert.py`` offers, one enum member each, and the base of every choice enum."""
 from __future__ import annotations
 
 import enum
 
 
-class Mode(enum.Enum):
+class Choice(enum.Enum):
+    """An enum of command-line choices: ``value`` is the choice, ``filename_suffix`` its form in file names."""
+
+    @property
+    def filename_suffix(self) -> str:
+        return self.value.replace("-", "_")
+
+    @classmethod
+    def parse(cls, value):
+        """The member named by ``value`` (a member, its value, its name or its file-name suffix)."""
+        if isinstance(value, cls):
+            return value
+        for member in cls:
+            if value in (member.value, member.name, member.name.lower(), member.filename_suffix):
+                return member
+        raise ValueError(f"{cls.__name__.lower()}: unknown value {value!r}; valid choices are "
+                         f"{[m.value for m in cls]}")
+
+
+class Mode(Choice):
     """How a Keras model becomes a ``.tflite`` file.
 
     ``value`` is the command-line flag without dashes and the file-name suffix.
@@ -31,16 +50,3 @@ class Mode(enum.Enum):
     def needs_training_data(self) -> bool:
         """True when the mode draws from the training pipeline at all."""
         return self.full_integer
-
-    @property
-    def filename_suffix(self) -> str:
-        return self.value.replace("-", "_")
-
-    @classmethod
-    def parse(cls, value: "str | Mode") -> "Mode":
-        if isinstance(value, Mode):
-            return value
-        for mode in cls:
-            if value in (mode.value, mode.name, mode.name.lower(), mode.filename_suffix):
-                return mode
-        raise ValueError(f"mode: unknown value {value!r}; valid choices are {[m.value for m in cls]}")
