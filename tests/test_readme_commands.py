@@ -523,7 +523,8 @@ def check_convert(outcome):
         assert parity["mode"] == mode.value and parity["num_images"] == args.parity_images, parity
         interpreter = Interpreter(model_path=str(model))
         dtypes = interpreter.get_input_details()[0]["dtype"], interpreter.get_output_details()[0]["dtype"]
-        assert dtypes == (np.uint8, np.int8 if mode.full_integer else np.float32), dtypes  # raw pixels in
+        # raw pixels in; uint8 scores out of the full-integer modes (what the Task Library and MediaPipe read)
+        assert dtypes == (np.uint8, np.uint8 if mode.full_integer else np.float32), dtypes
 
 
 def check_evaluate(outcome):
