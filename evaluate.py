@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     from kerasseg.artifact import Spec, SpecError
     from kerasseg.training import RunError, format_results, load_run
     from kerasseg.training.evaluation import evaluate
-    from kerasseg.training.files import write_json
+    from kerasseg.files import write_json
 
     try:
         # A run directory gives model, spec and dataset; a model file needs its spec beside it.

@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from edge import visualize
-from kerasseg.training.files import atomic_path
+from kerasseg.files import atomic_path
 
 
 def overlay_rgb(image: np.ndarray, mask: np.ndarray, colors: Sequence[Sequence[int]], *, alpha: float = 0.5,

@@ -61,6 +61,20 @@ class Run:
         return os.path.join(self.path, CHECKPOINTS)
 
     @property
+    def dataset(self) -> str:
+        """The URI of the dataset the run trained on."""
+        return self.config["train"]["dataset"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["train"].get("seed", 0))
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """The (height, width) the run trained at."""
+        return tuple(int(v) for v in self.config["train"]["image_size"])
+
+    @property
     def model_kwargs(self) -> dict:
         """The ``build_model`` keyword arguments the run used."""
         return dict(self.config["model"])

@@ -20,9 +20,10 @@ import time
 
 import numpy as np
 
-from kerasseg.backend import keras, tf
+from kerasseg import files
 from kerasseg.artifact import Spec
-from kerasseg.training import distribute, files, report
+from kerasseg.backend import keras, tf
+from kerasseg.training import distribute, report
 from kerasseg.training import run as rundir
 from kerasseg.training.config import CONFIG_FILENAME, TrainConfig, config_differences
 from kerasseg.training.losses import cross_entropy_sums, label_weight_sum

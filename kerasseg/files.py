@@ -1,16 +1,17 @@
-"""Atomic file writes: a reader never sees a half-written file, and a crash never destroys the previous one."""
+"""Atomic file writes, the one way kerasseg writes a file: a reader never sees a half-written file, and a crash
+never destroys the previous one. TensorFlow-free, so the edge side can use it too."""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 
-import yaml
 
 
 @contextlib.contextmanager
-def atomic_path(path: str):
+def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path`` (same extension); it replaces ``path`` only if the block succeeds."""
+    path = os.fspath(path)
     root, ext = os.path.splitext(path)
     tmp = f"{root}.tmp-{os.getpid()}{ext}"
     try:
@@ -21,13 +22,19 @@ def atomic_path(path: str):
             os.remove(tmp)
 
 
-def write_text(path: str, text: str) -> str:
+def write_bytes(path: str | os.PathLike, content: bytes) -> str:
+    """Write ``content`` to ``path`` atomically and durably; returns ``path``."""
+    path = os.fspath(path)
     with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(content)
             f.flush()
             os.fsync(f.fileno())
     return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> str:
+    return write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str, data) -> str:
@@ -35,4 +42,6 @@ def write_json(path: str, data) -> str:
 
 
 def write_yaml(path: str, data) -> str:
+    import yaml
+
     return write_text(path, yaml.safe_dump(data, sort_keys=False))
