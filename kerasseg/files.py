@@ -7,7 +7,6 @@ import json
 import os
 
 
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path`` (same extension); it replaces ``path`` only if the block succeeds."""
