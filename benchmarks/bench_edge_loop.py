@@ -36,7 +36,8 @@ sys.path.insert(0, ROOT)
 
 from benchmarks import head_models  # noqa: E402
 from benchmarks.machine import cpu_simd, load_line  # noqa: E402
-from edge.loop import Loop, Recorder  # noqa: E402
+from edge.loop import Loop  # noqa: E402
+from edge.sinks import Recorder  # noqa: E402
 from edge.segmenter import Segmenter  # noqa: E402
 from edge.sources import open_source  # noqa: E402
 

@@ -2,7 +2,8 @@
 
 Exit codes: 0 the stream ended, --max-frames was reached, or the user quit
 (q, Esc, Ctrl-C, SIGTERM); 1 bad input (model, spec, source, display,
-runtime); 2 bad arguments; 3 the source was lost mid-stream and did not come
+runtime); 2 bad arguments (a bad --serve address and a --record or --stats-json
+folder that does not exist included: checked before the model loads); 3 the source was lost mid-stream and did not come
 back within --reconnect-seconds (the recording is closed and playable).
 """
 from __future__ import annotations
@@ -10,7 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import socket
 import sys
+import threading
+import time
 
 from edge.interpreter import RUNTIMES
 
@@ -36,6 +41,46 @@ def _labels(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _checked(check, *args, **kwargs):
+    """``check(*args, **kwargs)``, its ValueError turned into argparse's (exit 2, before the model loads)."""
+    try:
+        return check(*args, **kwargs)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _address(text: str) -> tuple[str, int]:
+    """--serve: "PORT" or "HOST:PORT", with a host that resolves."""
+    from edge.serve import parse_address
+
+    host, port = _checked(parse_address, text)
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"serve: cannot resolve host {host!r} in {text!r} ({err})") from None
+    return host, port
+
+
+def _record_path(text: str) -> str:
+    """--record: a known extension and a folder that exists."""
+    from edge.sinks import check_record_path
+
+    return _checked(check_record_path, text)
+
+
+def _stats_path(text: str) -> str:
+    from edge.sinks import check_output_folder
+
+    return _checked(check_output_folder, text, what="stats-json")
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m edge", description=(
         "Live semantic segmentation with a TFLite model on a camera, video, images or a stream."))
@@ -57,12 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=None, help="requested camera width")
     parser.add_argument("--height", type=int, default=None, help="requested camera height")
     parser.add_argument("--no-display", dest="display", action="store_false", help="no OpenCV window")
-    parser.add_argument("--record", default=None, help="write the overlay video to this .mp4/.avi file")
+    parser.add_argument("--record", type=_record_path, default=None,
+                        help="write the overlay video to this .mp4/.avi file (its folder must exist)")
     parser.add_argument("--record-fps", dest="record_fps", type=float, default=None,
                         help="frame rate of the recording (default: the source's, else 15)")
-    parser.add_argument("--serve", default=None, metavar="[HOST:]PORT",
+    parser.add_argument("--serve", type=_address, default=None, metavar="[HOST:]PORT",
                         help="live preview page with an MJPEG stream (host defaults to 127.0.0.1)")
-    parser.add_argument("--stats-json", dest="stats_json", default=None,
+    parser.add_argument("--linger", type=_seconds, default=None, metavar="SECONDS",
+                        help="with --serve: after a video's or image folder's last frame, keep the page up this "
+                             "long (default: until Ctrl-C; 0 exits at once)")
+    parser.add_argument("--as-fast-as-possible", dest="as_fast_as_possible", action="store_true",
+                        help="do not pace a video file: by default it plays at its own frame rate when a window "
+                             "or --serve shows it (headless runs are never paced); for benchmarks")
+    parser.add_argument("--stats-json", dest="stats_json", type=_stats_path, default=None,
                         help="append one JSON line of stats per second, and a final summary line (FPS, ms per "
                              "stage, cpu_ms_outside_invoke: CPU per frame spent outside the interpreter)")
     parser.add_argument("--max-frames", dest="max_frames", type=int, default=None, help="stop after N frames")
@@ -76,11 +128,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def pace_fps(source, *, watched: bool, as_fast_as_possible: bool) -> float | None:
+    """The frame rate to play ``source`` at: a video file's own while a person watches, else None (no pacing)."""
+    if not watched or as_fast_as_possible or source.live:
+        return None
+    return getattr(source, "fps", None)
+
+
+def _open_sinks(args: argparse.Namespace, segmenter, source):
+    """The window, preview server and recorder the arguments ask for (None for the others)."""
+    from edge.serve import PreviewServer
+    from edge.sinks import Recorder, Window
+
+    window = Window("kerasseg") if args.display else None
+    server = recorder = None
+    try:
+        if args.serve is not None:
+            model = (f"{os.path.basename(args.model)} ({segmenter.input_size[0]}x{segmenter.input_size[1]} "
+                     f"{segmenter.input_dtype.name}, {segmenter.spec.num_classes} classes)")
+            server = PreviewServer(*args.serve, about={"model": model, "runtime": segmenter.loaded.describe()})
+            print(f"preview: {server.url}", flush=True)
+        if args.record:
+            recorder = Recorder(args.record, fps=args.record_fps or getattr(source, "fps", None) or 15.0)
+    except BaseException:
+        for sink in (window, server):
+            if sink is not None:
+                sink.close()
+        raise
+    return window, server, recorder
+
+
+def linger(server, seconds: float | None) -> None:
+    """Keep the preview page up after the last frame: for ``seconds``, or until Ctrl-C or SIGTERM when None."""
+    done = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(f"preview: the video ended; {server.url} stays up "
+          + ("until Ctrl-C" if seconds is None else f"for {seconds:g} s (--linger)"), flush=True)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    try:
+        while not done.wait(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run(args: argparse.Namespace) -> int:
     """Build segmenter, source and sinks from parsed arguments and run the loop; returns the exit code."""
-    from edge.loop import Loop, Recorder, Window
+    from edge.loop import Loop
     from edge.segmenter import Segmenter
-    from edge.serve import PreviewServer, parse_address
     from edge.sources import open_source
 
     segmenter = Segmenter.from_file(args.model, runtime=args.runtime, threads=args.threads, edgetpu=args.edgetpu,
@@ -91,26 +190,25 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(args.source, width=args.width, height=args.height)
     window = server = recorder = None
     try:
-        window = Window("kerasseg") if args.display else None
-        if args.serve is not None:
-            host, port = parse_address(args.serve)
-            server = PreviewServer(host, port)
-            print(f"preview: {server.url}", flush=True)
-        if args.record:
-            recorder = Recorder(args.record, fps=args.record_fps or getattr(source, "fps", None) or 15.0)
+        window, server, recorder = _open_sinks(args, segmenter, source)
+        fps = pace_fps(source, watched=window is not None or server is not None,
+                       as_fast_as_possible=args.as_fast_as_possible)
+        if fps is not None:
+            log.info("playing %s at its own %.3g FPS (--as-fast-as-possible to not wait)", source.name, fps)
         if args.stats_json and os.path.exists(args.stats_json):
             os.remove(args.stats_json)
         loop = Loop(segmenter, source, alpha=args.alpha, max_frames=args.max_frames, window=window,
                     recorder=recorder, server=server, stats_json=args.stats_json,
                     reconnect_seconds=args.reconnect_seconds, snapshot_dir=args.snapshot_dir,
-                    show_stats=args.show_stats)
+                    show_stats=args.show_stats, pace_fps=fps)
         result = loop.run()
+        if server is not None and result.reason == "end_of_stream" and args.linger != 0:
+            linger(server, args.linger)
     finally:
         source.close()
-        if server is not None:
-            server.close()
-        if window is not None:
-            window.close()
+        for sink in (server, window):
+            if sink is not None:
+                sink.close()
     log.info("stopped (%s) after %d frames, %.1f FPS", result.reason, result.frames, result.stats["fps"])
     if recorder is not None:
         log.info("recorded %d frames to %s", recorder.frames, args.record)
@@ -118,16 +216,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.linger is not None and args.serve is None:
+        parser.error("--linger keeps the --serve page up; it needs --serve")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
     from edge.interpreter import EdgeTPUError, ModelError, RuntimeNotFound
-    from edge.loop import DisplayError
-    from kerasseg.artifact import FlatbufferError
+    from edge.sinks import DisplayError
     from edge.sources import SourceError
-    from kerasseg.artifact import SpecError
+    from kerasseg.artifact import FlatbufferError, SpecError
     try:
         return run(args)
-    except (ModelError, FlatbufferError, SpecError, SourceError, EdgeTPUError, RuntimeNotFound,
+    except EdgeTPUError as err:
+        print(f"error: {err}; or run with --fallback-cpu to use the CPU instead", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
+    except (ModelError, FlatbufferError, SpecError, SourceError, RuntimeNotFound,
             DisplayError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT

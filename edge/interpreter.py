@@ -69,18 +69,6 @@ def _import_runtime(name: str):
     return module.Interpreter, module.load_delegate
 
 
-def available_runtimes() -> list[str]:
-    """The runtimes importable here, in order of preference (imports each one found)."""
-    found = []
-    for name in RUNTIMES:
-        try:
-            _import_runtime(name)
-        except ImportError:
-            continue
-        found.append(name)
-    return found
-
-
 def resolve_runtime(runtime: str | None = None) -> str:
     """The runtime to use: ``runtime`` if given and importable, else the first importable one."""
     if runtime is not None:
@@ -118,7 +106,7 @@ def load_edgetpu_delegate(load_delegate, *, device: str | None = None):
     if not _library_loadable(library):
         raise EdgeTPUError(
             f"the Edge TPU delegate library {library} is not installed (the loader cannot find it); "
-            f"{EDGETPU_INSTALL}; or run with --fallback-cpu to use the CPU instead")
+            f"{EDGETPU_INSTALL}")
     options = {"device": device} if device else {}
     try:
         return load_delegate(library, options)
@@ -127,8 +115,7 @@ def load_edgetpu_delegate(load_delegate, *, device: str | None = None):
         raise EdgeTPUError(
             f"{library} is installed but found no Edge TPU device ({err}). Plug in the Coral USB Accelerator "
             f"(a USB 3 port; on Linux your user needs the plugdev group, and re-plug after installing), or check "
-            f"the Dev Board's apex driver (ls /dev/apex_0); or run with --fallback-cpu to use the CPU "
-            f"instead") from None
+            f"the Dev Board's apex driver (ls /dev/apex_0)") from None
 
 
 def _library_loadable(library: str) -> bool:

@@ -10,7 +10,9 @@ caller's thread renders frame N while the interpreter runs frame N+1 and the
 capture thread reads and resizes frame N+2, so with a free core the frame rate
 is the interpreter's own. OpenCV runs single-threaded meanwhile (``opencv_threads``):
 its own pool would spread each resize and blend over every core, onto the one the
-interpreter is using.
+interpreter is using. With ``pace_fps`` (a video file that a person watches) the
+capture thread releases frames at that rate (:class:`Pacer`). The sinks are in
+``edge.sinks`` and ``edge.serve``, the numbers in ``edge.stats``.
 """
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ import dataclasses
 import functools
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -28,17 +29,15 @@ import numpy as np
 
 from edge import visualize
 from edge.segmenter import grid_for
+from edge.sinks import KEY_PAUSE, KEY_QUIT, KEY_SNAPSHOT, Recorder, Window, save_snapshot
 from edge.sources import SourceError
+from edge.stats import Stats
 from edge.upsample import nearest
 
 log = logging.getLogger(__name__)
 
 REASONS = ("end_of_stream", "max_frames", "quit", "signal", "source_lost")
 _CLOSED = object()
-
-
-class DisplayError(RuntimeError):
-    """OpenCV cannot open a window here."""
 
 
 class Slot:
@@ -80,70 +79,28 @@ class Slot:
             self._cond.notify_all()
 
 
-class Stats:
-    """Per-stage latency, FPS and CPU outside invoke over one-second windows, and totals over the run.
+class Pacer:
+    """Releases the i-th frame no earlier than i / fps after the first, so a video file plays at its own rate.
 
-    ``cpu_ms_outside_invoke``: the process's CPU time per frame minus the inference thread's CPU time in
-    invoke (:meth:`add_invoke_cpu`): what decoding, resizing, post-processing and drawing cost.
+    After a stall (a pause, a slow frame) it re-anchors instead of rushing to catch up.
     """
 
-    def __init__(self, *, clock=time.perf_counter, cpu_clock=time.process_time):
-        self.clock, self.cpu_clock = clock, cpu_clock
-        self.started, self.cpu_started = clock(), cpu_clock()
-        self.frames = 0
-        self._window_start, self._window_cpu = self.started, self.cpu_started
-        self._window_frames = 0
-        self._window: dict[str, list[float]] = {}
-        self._total: dict[str, list[float]] = {}
-        self._invoke_cpu = [0.0, 0.0]  # window, total
-        self._lock = threading.Lock()
-        self.current: dict = {"fps": 0.0, "stages_ms": {}}
+    def __init__(self, fps: float, *, clock=time.monotonic, wait=time.sleep):
+        if not fps > 0:
+            raise ValueError(f"pace: expected a frame rate > 0, got {fps}")
+        self.fps, self.clock, self.wait = fps, clock, wait
+        self._start: float | None = None
+        self._count = 0
 
-    def add(self, stage: str, seconds: float) -> None:
-        for table in (self._window, self._total):
-            entry = table.setdefault(stage, [0.0, 0])
-            entry[0] += seconds
-            entry[1] += 1
-
-    def add_invoke_cpu(self, seconds: float) -> None:
-        """CPU seconds the inference thread spent in one invoke (``time.thread_time`` around it); any thread."""
-        with self._lock:
-            self._invoke_cpu[0] += seconds
-            self._invoke_cpu[1] += seconds
-
-    def frame_done(self) -> None:
-        self.frames += 1
-        self._window_frames += 1
-
-    @staticmethod
-    def _cpu_ms(cpu_seconds: float, invoke_seconds: float, frames: int) -> float | None:
-        return round(1000.0 * (cpu_seconds - invoke_seconds) / frames, 2) if frames else None
-
-    def roll(self, *, force: bool = False, extra: dict | None = None) -> dict | None:
-        """Close the window once a second has passed (or when ``force``); returns the window's stats."""
-        now = self.clock()
-        elapsed = now - self._window_start
-        if elapsed < 1.0 and not force:
-            return None
-        cpu = self.cpu_clock()  # only here: process CPU time is a slow call in a process with many threads
-        with self._lock:
-            invoke_cpu, self._invoke_cpu[0] = self._invoke_cpu[0], 0.0
-        fps = self._window_frames / elapsed if elapsed > 0 else 0.0
-        stages = {k: 1000.0 * s / n for k, (s, n) in self._window.items() if n}
-        self.current = {"time": round(time.time(), 3), "frames": self.frames, "fps": round(fps, 2),
-                        "stages_ms": {k: round(v, 2) for k, v in stages.items()},
-                        "cpu_ms_outside_invoke": self._cpu_ms(cpu - self._window_cpu, invoke_cpu, self._window_frames),
-                        **(extra or {})}
-        self._window_start, self._window_cpu, self._window_frames, self._window = now, cpu, 0, {}
-        return self.current
-
-    def summary(self) -> dict:
-        elapsed = self.clock() - self.started
-        return {"frames": self.frames, "elapsed_s": round(elapsed, 3),
-                "fps": round(self.frames / elapsed, 2) if elapsed > 0 else 0.0,
-                "stages_ms": {k: round(1000.0 * s / n, 2) for k, (s, n) in self._total.items() if n},
-                "cpu_ms_outside_invoke": self._cpu_ms(self.cpu_clock() - self.cpu_started, self._invoke_cpu[1],
-                                                      self.frames)}
+    def pace(self) -> None:
+        """Wait until the next frame is due (the first is due at once)."""
+        now, interval = self.clock(), 1.0 / self.fps
+        if self._start is None or now - (self._start + self._count * interval) > interval:
+            self._start = now - self._count * interval
+        due = self._start + self._count * interval
+        self._count += 1
+        if due > now:
+            self.wait(due - now)
 
 
 @dataclasses.dataclass
@@ -163,70 +120,13 @@ class _Item:
     class_map: np.ndarray | None = None
 
 
-class Recorder:
-    """Writes rendered frames to a video file; opened at the first frame, closed (and playable) by ``close()``."""
-
-    FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
-
-    def __init__(self, path: str, *, fps: float):
-        ext = os.path.splitext(path)[1].lower()
-        if ext not in self.FOURCC:
-            raise ValueError(f"record: unsupported extension {ext!r} in {path!r}; use one of {sorted(self.FOURCC)}")
-        self.path, self.fps, self._fourcc = path, fps, self.FOURCC[ext]
-        self._writer = None
-        self.frames = 0
-
-    def write(self, frame: np.ndarray) -> None:
-        if self._writer is None:
-            h, w = frame.shape[:2]
-            writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self._fourcc), self.fps, (w, h))
-            if not writer.isOpened():
-                raise OSError(f"record: OpenCV cannot write {self.path!r} with codec {self._fourcc}")
-            self._writer = writer
-        self._writer.write(frame)
-        self.frames += 1
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-
-
-class Window:
-    """An OpenCV window; ``poll()`` returns the key pressed, if any."""
-
-    def __init__(self, title: str):
-        self.title = title
-        try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
-        except cv2.error as err:
-            raise DisplayError(
-                f"display: OpenCV cannot open a window here ({str(err).strip().splitlines()[-1]}); "
-                f"run with --no-display (and --serve HOST:PORT to watch in a browser), or install "
-                f"opencv-python instead of opencv-python-headless") from None
-
-    def show(self, frame: np.ndarray) -> None:
-        cv2.imshow(self.title, frame)
-
-    def poll(self, wait_ms: int = 1) -> int:
-        return cv2.waitKey(wait_ms) & 0xFF
-
-    def close(self) -> None:
-        cv2.destroyWindow(self.title)
-
-
-KEY_QUIT = (ord("q"), 27)
-KEY_PAUSE = ord(" ")
-KEY_SNAPSHOT = ord("s")
-
-
 class Loop:
     """Runs a :class:`~edge.segmenter.Segmenter` on a source and feeds the sinks. Use :meth:`run`."""
 
     def __init__(self, segmenter, source, *, alpha: float = 0.5, max_frames: int | None = None,
                  window: Window | None = None, recorder: Recorder | None = None, server=None,
                  stats_json: str | None = None, reconnect_seconds: float = 10.0, snapshot_dir: str = ".",
-                 show_stats: bool = True, on_stats=None, opencv_threads: int = 1):
+                 show_stats: bool = True, pace_fps: float | None = None, opencv_threads: int = 1):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1], got {alpha}")
         if max_frames is not None and max_frames < 1:
@@ -239,9 +139,10 @@ class Loop:
         self.alpha, self.max_frames = alpha, max_frames
         self.window, self.recorder, self.server = window, recorder, server
         self.stats_json, self.reconnect_seconds = stats_json, reconnect_seconds
-        self.snapshot_dir, self.show_stats, self.on_stats = snapshot_dir, show_stats, on_stats
-        self.opencv_threads = opencv_threads
+        self.snapshot_dir, self.show_stats = snapshot_dir, show_stats
+        self.opencv_threads, self.pace_fps = opencv_threads, pace_fps
         self.stop_event = threading.Event()
+        self._pacer = Pacer(pace_fps, wait=self.stop_event.wait) if pace_fps is not None else None
         self.stats = Stats()
         self._frames_slot, self._results_slot = Slot(), Slot()
         self._error: BaseException | None = None
@@ -291,6 +192,8 @@ class Loop:
         try:
             live = self.source.live
             while not self.stop_event.is_set():
+                if self._pacer is not None:
+                    self._pacer.pace()
                 start = time.perf_counter()
                 frame = self.source.read()
                 took = time.perf_counter() - start
@@ -341,12 +244,12 @@ class Loop:
     def _render(self, item: _Item) -> np.ndarray:
         """Colour the output-resolution class map there, place it on the frame (nearest), blend once, annotate."""
         spec = self.segmenter.spec
-        current = self.stats.current
+        fps, stages_ms = self.stats.on_frame()
         grid = grid_for(item.geometry, spec=spec, output_size=item.class_map.shape)
         return visualize.render(
             item.frame, item.class_map, labels=spec.labels, colors=spec.colors, alpha=self.alpha,
-            ignore_label=spec.ignore_label, fps=current["fps"] if self.show_stats else None,
-            stages_ms=current["stages_ms"], scale=functools.partial(nearest, grid))
+            ignore_label=spec.ignore_label, fps=fps if self.show_stats else None,
+            stages_ms=stages_ms, scale=functools.partial(nearest, grid))
 
     def _handle_key(self, key: int, image: np.ndarray | None) -> None:
         if key in KEY_QUIT:
@@ -358,20 +261,14 @@ class Loop:
             self.snapshot(image)
 
     def snapshot(self, image: np.ndarray) -> str:
-        os.makedirs(self.snapshot_dir, exist_ok=True)
-        path = os.path.join(self.snapshot_dir, time.strftime("snapshot-%Y%m%d-%H%M%S") +
-                            f"-{len(self.snapshots):03d}.png")
-        if not cv2.imwrite(path, image):
-            raise OSError(f"snapshot: cannot write {path!r}")
+        """Save ``image`` in ``snapshot_dir`` (the s key); returns its path."""
+        path = save_snapshot(image, self.snapshot_dir, index=len(self.snapshots))
         self.snapshots.append(path)
-        log.info("saved %s", path)
         return path
 
     def _write_stats(self, record: dict) -> None:
         if self.server is not None:
             self.server.set_stats(record)
-        if self.on_stats is not None:
-            self.on_stats(record)
         if self.stats_json:
             with open(self.stats_json, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
@@ -442,6 +339,8 @@ class Loop:
 
     def _run(self, handle_signals: bool) -> LoopResult:
         self.stats = Stats()  # windows and CPU time count from here
+        if self._pacer is not None:
+            self._pacer.pace()  # the first frame is due now; the capture thread paces the rest
         first = self.source.read()
         deadline = time.monotonic() + 2.0
         while first is None and self.source.live and time.monotonic() < deadline:
@@ -468,7 +367,7 @@ class Loop:
             reason = "source_lost" if self._source_lost and self._stop_reason == "end_of_stream" else self._stop_reason
             summary = {"final": True, "reason": reason, "reconnects": self.reconnects,
                        "dropped": self._frames_slot.dropped + self._results_slot.dropped,
-                       "snapshots": list(self.snapshots), **self.stats.summary()}
+                       "snapshots": list(self.snapshots), "pace_fps": self.pace_fps, **self.stats.summary()}
             if self.recorder is not None:
                 summary["recorded_frames"] = self.recorder.frames
             self._write_stats(summary)
@@ -486,4 +385,4 @@ class Loop:
         return previous
 
 
-__all__ = ["DisplayError", "Loop", "LoopResult", "REASONS", "Recorder", "Slot", "Stats", "Window"]
+__all__ = ["Loop", "LoopResult", "Pacer", "REASONS", "Slot"]

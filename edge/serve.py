@@ -1,7 +1,8 @@
 """A live preview in the browser: an MJPEG stream of the overlay and the current stats.
 
 ``GET /`` is a small page, ``/stream.mjpg`` the stream (multipart/x-mixed-replace),
-``/frame.jpg`` the latest frame and ``/stats.json`` the latest stats. Each
+``/frame.jpg`` the latest frame and ``/stats.json`` the latest stats, which the page shows
+as a table (FPS, ms per stage, frames, the model and the runtime). Each
 client has its own handler thread; a client that goes away only ends its own
 thread, never the camera loop. Frames are JPEG-encoded once, on demand, by
 whichever client asks first.
@@ -17,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import numpy as np
 
+from edge import visualize
+
 log = logging.getLogger(__name__)
 
 BOUNDARY = "kerassegframe"
@@ -30,18 +33,41 @@ PAGE = """<!doctype html>
 body {{ margin: 0; background: #111; color: #eee; font: 14px system-ui, sans-serif; }}
 main {{ display: flex; flex-wrap: wrap; gap: 12px; padding: 12px; }}
 img {{ max-width: 100%; background: #000; }}
-pre {{ margin: 0; min-width: 16em; }}
+table {{ border-collapse: collapse; min-width: 16em; align-self: flex-start; }}
+th {{ text-align: left; font-weight: normal; color: #aaa; padding: 2px 12px 2px 0; }}
+td {{ text-align: right; font-variant-numeric: tabular-nums; }}
+caption {{ text-align: left; font-weight: bold; padding-bottom: 4px; }}
 </style></head>
 <body><main>
 <img id="stream" src="/stream.mjpg" alt="live segmentation">
-<pre id="stats">waiting for stats</pre>
+<table id="stats"><caption id="status">waiting for stats</caption><tbody></tbody></table>
 </main>
 <script>
+const STAGES = {stages};
+function row(body, name, value) {{
+  const tr = body.insertRow(), th = document.createElement("th");
+  th.textContent = name; tr.appendChild(th); tr.insertCell().textContent = value;
+}}
+function ms(v) {{ return v == null ? "-" : v.toFixed(1) + " ms"; }}
+function show(s) {{
+  const body = document.querySelector("#stats tbody"); body.replaceChildren();
+  if (s.model) row(body, "model", s.model);
+  if (s.runtime) row(body, "runtime", s.runtime);
+  if (s.fps == null) return "waiting for the first second of frames";
+  row(body, s.final ? "FPS (whole run)" : "FPS", s.fps.toFixed(1));
+  row(body, "frames", String(s.frames));
+  if (s.dropped != null) row(body, "dropped", String(s.dropped));
+  for (const k of STAGES) if (s.stages_ms && k in s.stages_ms) row(body, k, ms(s.stages_ms[k]));
+  if (s.cpu_ms_outside_invoke != null) row(body, "CPU outside invoke", ms(s.cpu_ms_outside_invoke));
+  if (s.final) return "finished (" + s.reason.replace(/_/g, " ") + ")";
+  return "live, updated " + new Date(s.time * 1000).toLocaleTimeString();
+}}
 async function poll() {{
+  const status = document.getElementById("status");
   try {{
     const r = await fetch("/stats.json", {{cache: "no-store"}});
-    document.getElementById("stats").textContent = JSON.stringify(await r.json(), null, 1);
-  }} catch (e) {{ document.getElementById("stats").textContent = "disconnected"; }}
+    status.textContent = show(await r.json());
+  }} catch (e) {{ status.textContent = "disconnected"; }}
 }}
 setInterval(poll, {interval_ms}); poll();
 </script>
@@ -62,85 +88,93 @@ def parse_address(text: str) -> tuple[str, int]:
     return host or DEFAULT_HOST, number
 
 
-class PreviewServer:
-    """Serve the latest overlay frame and stats over HTTP from a background thread."""
+class _Handler(BaseHTTPRequestHandler):
+    """One client's requests; ``self.server.preview`` is the :class:`PreviewServer` it serves."""
 
-    def __init__(self, host: str = DEFAULT_HOST, port: int = 8080, *, stats_interval_ms: int = 1000):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # keep the per-request lines out of the stats log
+        log.debug("preview %s: " + fmt, self.address_string(), *args)
+
+    def do_GET(self):
+        preview, path = self.server.preview, self.path.split("?", 1)[0]
+        try:
+            if path in ("/", "/index.html"):
+                self._send(preview.page, "text/html; charset=utf-8")
+            elif path == "/stats.json":
+                self._send(json.dumps(preview.stats()).encode("utf-8"), "application/json")
+            elif path == "/frame.jpg":
+                _, jpeg = preview.wait_jpeg(0, timeout=5.0)
+                if jpeg is None:
+                    self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet")
+                else:
+                    self._send(jpeg, "image/jpeg")
+            elif path == "/stream.mjpg":
+                self._stream(preview)
+            else:
+                self.send_error(HTTPStatus.NOT_FOUND, f"no such page {path}; try /")
+        except _DISCONNECTS:
+            preview._disconnected()
+
+    def _send(self, body: bytes, content_type: str):
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _stream(self, preview: "PreviewServer"):
+        self.close_connection = True
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        with preview._cond:
+            preview.clients += 1
+        try:
+            seq = 0
+            while True:
+                seq, jpeg = preview.wait_jpeg(seq, timeout=1.0)
+                if preview.closed:
+                    return
+                if jpeg is None:
+                    continue
+                self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                 f"Content-Length: {len(jpeg)}\r\n\r\n".encode("ascii"))
+                self.wfile.write(jpeg)
+                self.wfile.write(b"\r\n")
+                self.wfile.flush()
+        finally:
+            with preview._cond:
+                preview.clients -= 1
+
+
+class PreviewServer:
+    """Serve the latest overlay frame and stats over HTTP from a background thread.
+
+    ``about`` (e.g. the model and the runtime in use) is shown on the page beside the stats.
+    """
+
+    def __init__(self, host: str = DEFAULT_HOST, port: int = 8080, *, stats_interval_ms: int = 1000,
+                 about: dict | None = None):
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
         self._seq = 0
         self._jpeg: tuple[int, bytes] | None = None
         self._stats: dict = {}
+        self._about = dict(about or {})
         self._closed = False
         self.clients = 0
         self.disconnects = 0
-        page = PAGE.format(interval_ms=int(stats_interval_ms)).encode("utf-8")
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, fmt, *args):  # keep the per-request lines out of the stats log
-                log.debug("preview %s: " + fmt, self.address_string(), *args)
-
-            def do_GET(self):
-                path = self.path.split("?", 1)[0]
-                try:
-                    if path in ("/", "/index.html"):
-                        self._send(page, "text/html; charset=utf-8")
-                    elif path == "/stats.json":
-                        self._send(json.dumps(server.stats()).encode("utf-8"), "application/json")
-                    elif path == "/frame.jpg":
-                        seq, jpeg = server.wait_jpeg(0, timeout=5.0)
-                        if jpeg is None:
-                            self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet")
-                        else:
-                            self._send(jpeg, "image/jpeg")
-                    elif path == "/stream.mjpg":
-                        self._stream()
-                    else:
-                        self.send_error(HTTPStatus.NOT_FOUND, f"no such page {path}; try /")
-                except _DISCONNECTS:
-                    server._disconnected()
-
-            def _send(self, body: bytes, content_type: str):
-                self.send_response(HTTPStatus.OK)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _stream(self):
-                self.close_connection = True
-                self.send_response(HTTPStatus.OK)
-                self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-                self.send_header("Cache-Control", "no-store")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                with server._cond:
-                    server.clients += 1
-                try:
-                    seq = 0
-                    while True:
-                        seq, jpeg = server.wait_jpeg(seq, timeout=1.0)
-                        if server.closed:
-                            return
-                        if jpeg is None:
-                            continue
-                        self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                                         f"Content-Length: {len(jpeg)}\r\n\r\n".encode("ascii"))
-                        self.wfile.write(jpeg)
-                        self.wfile.write(b"\r\n")
-                        self.wfile.flush()
-                finally:
-                    with server._cond:
-                        server.clients -= 1
-
+        stages = json.dumps([*visualize.STAGES, "sink"])
+        self.page = PAGE.format(interval_ms=int(stats_interval_ms), stages=stages).encode("utf-8")
         try:
-            self._httpd = ThreadingHTTPServer((host, port), Handler)
+            self._httpd = ThreadingHTTPServer((host, port), _Handler)
         except OSError as err:
             raise OSError(f"serve: cannot listen on {host}:{port} ({err.strerror or err})") from None
+        self._httpd.preview = self
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="preview-http", daemon=True)
         self._thread.start()
@@ -173,8 +207,9 @@ class PreviewServer:
             self._stats = dict(stats)
 
     def stats(self) -> dict:
+        """The latest stats, with ``about``'s entries."""
         with self._cond:
-            return dict(self._stats)
+            return {**self._about, **self._stats}
 
     def wait_jpeg(self, after: int, *, timeout: float) -> tuple[int, bytes | None]:
         """The first frame newer than sequence number ``after``, JPEG-encoded, or (after, None) on timeout."""

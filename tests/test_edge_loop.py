@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.loop import Loop, Recorder, Slot
+from edge.loop import Loop, Pacer, Slot
+from edge.sinks import Recorder
 from edge.segmenter import Segmenter
 from edge.sources import ImageSource, SourceError, open_source
 from edge.upsample import nearest
@@ -258,7 +259,7 @@ def test_no_tensorflow_after_a_full_run(tiny_models, tmp_path):
         "import sys\n"
         "from edge.cli import main\n"
         f"rc = main(['--model', {tiny_models.artifact!r}, '--source', {video!r}, '--no-display',"
-        f" '--serve', '127.0.0.1:0', '--record', {str(tmp_path / 'o.avi')!r}])\n"
+        f" '--serve', '127.0.0.1:0', '--linger', '0', '--record', {str(tmp_path / 'o.avi')!r}])\n"
         "assert 'kerasseg.artifact._generated.tflite.NormalizationOptions' in sys.modules  # it read the metadata\n"
         "assert 'kerasseg.artifact.writer' not in sys.modules  # and compiled no writer\n"
         "import edge.benchmark, kerasseg.artifact\n"

@@ -172,7 +172,7 @@ def test_edgetpu_missing_says_which_and_how(tiny_models, caplog):
         load_interpreter(tiny_models.uint8, edgetpu=True)
     text = str(info.value)
     assert "libedgetpu.so.1" in text and "not installed" in text and "libedgetpu1-std" in text
-    assert "--fallback-cpu" in text
+    assert "--fallback-cpu" not in text  # a library error; the command line adds its own flag (test_edge_cli)
     with caplog.at_level(logging.WARNING):
         loaded = load_interpreter(tiny_models.uint8, edgetpu=True, fallback_cpu=True, threads=1)
     assert loaded.delegate is None and "running on the CPU" in caplog.text
