@@ -146,7 +146,8 @@ def _open_sinks(args: argparse.Namespace, segmenter, source):
         if args.serve is not None:
             model = (f"{os.path.basename(args.model)} ({segmenter.input_size[0]}x{segmenter.input_size[1]} "
                      f"{segmenter.input_dtype.name}, {segmenter.spec.num_classes} classes)")
-            server = PreviewServer(*args.serve, about={"model": model, "runtime": segmenter.loaded.describe()})
+            runtime = segmenter.loaded.describe().removeprefix("runtime ")
+            server = PreviewServer(*args.serve, about={"model": model, "runtime": runtime})
             print(f"preview: {server.url}", flush=True)
         if args.record:
             recorder = Recorder(args.record, fps=args.record_fps or getattr(source, "fps", None) or 15.0)

@@ -134,17 +134,21 @@ class _Handler(BaseHTTPRequestHandler):
         with preview._cond:
             preview.clients += 1
         try:
-            seq = 0
+            # Each part ends with the next boundary, and with no new frame for a second the last one is sent
+            # again: a browser shows a part only once more data follows it, and a video's last frame (served
+            # while the page lingers) must show too.
+            self.wfile.write(f"--{BOUNDARY}\r\n".encode("ascii"))
+            seq, last = 0, None
             while True:
                 seq, jpeg = preview.wait_jpeg(seq, timeout=1.0)
                 if preview.closed:
                     return
+                jpeg = last = jpeg or last
                 if jpeg is None:
                     continue
-                self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                                 f"Content-Length: {len(jpeg)}\r\n\r\n".encode("ascii"))
+                self.wfile.write(f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode("ascii"))
                 self.wfile.write(jpeg)
-                self.wfile.write(b"\r\n")
+                self.wfile.write(f"\r\n--{BOUNDARY}\r\n".encode("ascii"))
                 self.wfile.flush()
         finally:
             with preview._cond:
