@@ -171,6 +171,19 @@ def write_video(path: str, *, frames: int, height: int = 48, width: int = 64, fp
     return path
 
 
+def read_video(path) -> list[np.ndarray]:
+    """Every frame of a video file, decoded (BGR)."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
 def run_edge(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m edge ARGS`` in a subprocess from the repository root."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

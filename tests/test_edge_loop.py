@@ -17,6 +17,7 @@ from edge.upsample import nearest
 from edge.visualize import legend_layout, palette_bgr
 from edge_helpers import (RED, expected_stripes, native_models, run_edge, spec_for_native,  # noqa: F401
                           stripes_frame, tiny_models, write_video)
+from edge_helpers import read_video
 
 STAGES = {"capture", "preprocess", "invoke", "postprocess", "render"}
 
@@ -24,18 +25,6 @@ STAGES = {"capture", "preprocess", "invoke", "postprocess", "render"}
 def read_stats(path):
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def count_frames(path):
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
 
 
 class FakeCamera:
@@ -113,7 +102,7 @@ def test_headless_loop_on_a_video_file(tiny_models, tmp_path):
     assert final["final"] is True and final["frames"] == 12 and final["recorded_frames"] == 12
     assert final["dropped"] == 0  # a file is read in full, never dropped
     assert STAGES <= set(final["stages_ms"]) and final["fps"] > 0
-    recorded = count_frames(record)
+    recorded = read_video(record)
     assert len(recorded) == 12
     # alpha 1: the blue stripe is drawn in class 2's colour (VOC palette: RGB (0, 128, 0)), not blue.
     lower_right = recorded[5][-20:, -40:-10].reshape(-1, 3).mean(axis=0)
@@ -158,7 +147,7 @@ def test_disconnect_reconnects_then_gives_up_with_recording_intact(tiny_models, 
     assert 0.5 < took < 5
     # A live source drops stale frames; every frame served was either shown (and recorded) or dropped.
     assert camera.served == 9 and result.frames + result.stats["dropped"] == 9
-    assert result.frames >= 1 and len(count_frames(record)) == result.frames
+    assert result.frames >= 1 and len(read_video(record)) == result.frames
 
 
 def test_picamera2_source_with_a_stand_in_module(tiny_models, monkeypatch):
@@ -250,7 +239,7 @@ def test_cli_headless_run_prints_runtime_and_writes_stats(tiny_models, tmp_path)
     assert "interpreter: runtime ai_edge_litert on CPU, threads 1" in done.stdout
     final = read_stats(stats_path)[-1]
     assert final["frames"] == 6 and final["reason"] == "max_frames"
-    assert len(count_frames(tmp_path / "out.mp4")) == 6
+    assert len(read_video(tmp_path / "out.mp4")) == 6
 
 
 def test_no_tensorflow_after_a_full_run(tiny_models, tmp_path):
@@ -328,7 +317,7 @@ def test_signals_stop_cleanly_and_the_recording_plays(tiny_models, tmp_path, sig
     assert process.returncode == 0, err
     final = read_stats(stats_path)[-1]
     assert final["reason"] == "signal" and 0 < final["frames"] < 400
-    assert len(count_frames(record)) == final["recorded_frames"] == final["frames"]
+    assert len(read_video(record)) == final["recorded_frames"] == final["frames"]
 
 
 def test_a_camera_warming_up_gets_time_for_its_first_frame(tiny_models):
@@ -403,3 +392,43 @@ def test_native_head_is_coloured_at_its_resolution_and_placed_on_the_frame(nativ
     assert drawn.shape == frame.shape
     legend_left = min(swatch[1] for _, swatch, _ in legend_layout(frame.shape, seg.labels, [0, 1, 2])) - 4
     np.testing.assert_array_equal(drawn[:, :legend_left], expected[:, :legend_left])
+
+
+def test_pacer_releases_frames_at_the_rate_and_re_anchors_after_a_stall():
+    now, waits = [0.0], []
+
+    def wait(seconds):
+        waits.append(round(seconds, 6))
+        now[0] += seconds
+
+    pacer = Pacer(5.0, clock=lambda: now[0], wait=wait)
+    for _ in range(3):
+        pacer.pace()
+    assert waits == [0.2, 0.2] and now[0] == pytest.approx(0.4)  # the first frame at once, then every 0.2 s
+    now[0] += 0.05  # the frame took 50 ms to read: the next one waits only the rest
+    pacer.pace()
+    assert waits[-1] == 0.15
+    now[0] += 2.0  # paused for 2 s: no burst of frames to catch up, the rate goes on from here
+    pacer.pace()
+    pacer.pace()
+    assert waits[3:] == [0.2]
+    with pytest.raises(ValueError, match="pace: expected a frame rate > 0, got 0"):
+        Pacer(0)
+
+
+def test_stats_estimate_fps_from_the_first_frames_until_a_second_has_passed():
+    from edge.stats import Stats
+
+    now = [0.0]
+    stats = Stats(clock=lambda: now[0], cpu_clock=lambda: 0.0)
+    now[0] = 0.1
+    assert stats.on_frame() == (pytest.approx(10.0), {})  # the frame being drawn counts
+    stats.add("invoke", 0.02)
+    stats.frame_done()
+    now[0] = 0.25
+    fps, stages = stats.on_frame()
+    assert fps == pytest.approx(8.0) and stages == {"invoke": 20.0}
+    stats.frame_done()
+    now[0] = 1.0
+    record = stats.roll()
+    assert record["fps"] == 2.0 and stats.on_frame() == (2.0, {"invoke": 20.0})  # then the last second's

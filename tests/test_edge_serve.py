@@ -1,7 +1,10 @@
+import contextlib
 import json
 import sys
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -199,3 +202,67 @@ def test_http_stream_source_then_disconnect_exits_cleanly_with_recording(tiny_mo
     while capture.read()[0]:
         frames += 1
     assert frames == final["recorded_frames"] == final["frames"]
+
+
+@contextlib.contextmanager
+def lingering_edge(model, tmp_path):
+    """``python -m edge --serve`` on a 3-frame clip, after its last frame (the page stays up); yields (process, url)."""
+    from edge_helpers import write_video
+
+    video = write_video(str(tmp_path / "clip.avi"), frames=3, height=240, width=320, fps=10.0)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge", "--model", model, "--source", video, "--no-display", "--serve", "127.0.0.1:0"],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not lines or "stays up until Ctrl-C" not in lines[-1]:
+            lines.append(process.stdout.readline())
+            assert lines[-1], "".join(lines) + process.communicate(timeout=30)[1][-2000:]  # it exited instead
+        url = next(line.split()[1] for line in lines if line.startswith("preview: http"))
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=30)
+
+
+def test_serve_keeps_the_page_up_after_the_last_frame_until_ctrl_c(tiny_models, tmp_path):
+    with lingering_edge(tiny_models.artifact, tmp_path) as (process, url):
+        with urllib.request.urlopen(url + "stats.json", timeout=10) as response:
+            stats = json.loads(response.read())
+        assert stats["final"] is True and stats["frames"] == 3 and stats["reason"] == "end_of_stream"
+        assert stats["model"] == "artifact.tflite (24x32 uint8, 3 classes)"
+        assert stats["runtime"].startswith("ai_edge_litert on CPU")
+        frame, _ = read_mjpeg_frame(url + "stream.mjpg")  # the last frame, still served
+        assert frame.shape == (240, 320, 3)
+        time.sleep(0.5)
+        assert process.poll() is None
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err[-2000:]
+        assert "Traceback" not in err
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=5)
+
+
+@pytest.mark.slow
+def test_the_stats_panel_reads_as_a_table_in_chromium(tiny_models, tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    with lingering_edge(tiny_models.artifact, tmp_path) as (process, url):
+        command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                   "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000",
+                   "--timeout=5000", "--dump-dom", url]
+        dom = subprocess.run(command, capture_output=True, text=True, timeout=90).stdout
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    table = dom[dom.index('<table id="stats">'):dom.index("</table>")]
+    cells = dict(re.findall(r"<th>([^<]*)</th><td>([^<]*)</td>", table))
+    assert '<caption id="status">finished (end of stream)</caption>' in table, table
+    assert cells["model"] == "artifact.tflite (24x32 uint8, 3 classes)"
+    assert cells["runtime"].startswith("ai_edge_litert on CPU") and cells["frames"] == "3"
+    assert float(cells["FPS (whole run)"]) > 0
+    for stage in ("capture", "preprocess", "invoke", "postprocess", "render"):
+        assert re.fullmatch(r"\d+\.\d ms", cells[stage]), (stage, cells)
+    assert "{" not in table and "time" not in cells  # no JSON, no Unix timestamp
