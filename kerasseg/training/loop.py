@@ -183,7 +183,7 @@ class _Session:
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
                     f"loss is {loss} at step {self.step + 1}; stopped without saving. The last good checkpoint is "
-                    f"{self.run.latest_checkpoint()} (try a lower --learning-rate)")
+                    f"{self.run.latest_checkpoint() or 'none (no epoch finished)'} (try a lower --learning-rate)")
             self.step += 1
             losses.append(loss)
             lr = float(self.parts.schedule(self.step - 1))
