@@ -50,10 +50,10 @@ def main(argv=None) -> int:
             if not os.path.isfile(model_path):
                 raise FileNotFoundError(f"RUN_DIR_OR_MODEL: no such directory or model file: {model_path}")
             spec, config = Spec.load(os.path.dirname(os.path.abspath(model_path))), {}
-        dataset_uri = args.dataset or config.get("dataset")
+        dataset_uri = args.dataset or config.get("train", {}).get("dataset")
         if not dataset_uri:
             raise ValueError("--dataset: required when evaluating a model file outside a run directory")
-        source = open_dataset(dataset_uri, seed=config.get("seed", 0))
+        source = open_dataset(dataset_uri, seed=config.get("train", {}).get("seed", 0))
         if list(source.labels) != list(spec.labels):
             raise ValueError(f"--dataset {dataset_uri}: its classes {list(source.labels)} differ from the "
                              f"model's {list(spec.labels)}")

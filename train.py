@@ -45,7 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="'auto' weighs the loss by median frequency balancing of the train labels (default: none)")
     data.add_argument("--check-data", action="store_true", help="print the dataset check before training")
     data.add_argument("--skip-bad-files", action=argparse.BooleanOptionalAction, default=None,
-                      help="skip and count unreadable files instead of stopping")
+                      help="skip bad files instead of stopping; they are counted per split, with their reasons, in "
+                           "the log, metrics.json and the final summary")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, help=f"default: {TrainConfig.epochs}")
     opt.add_argument("--steps-per-epoch", type=int, help="default: train images // batch size")
@@ -102,7 +103,8 @@ def main(argv=None) -> int:
         output_dir, resume = args.output_dir, args.resume is not None
         base = None
         if resume:
-            output_dir = args.resume or args.output_dir or latest_run(require_model=False).path
+            output_dir = (args.resume or args.output_dir
+                          or latest_run(require_model=False, require_checkpoint=True).path)
             base = read_config(output_dir)["train"]
         config = resolve_config(overrides=overrides, yaml_values=yaml_values, base=base)
         result = train(config, output_dir=output_dir, resume=resume, check_data=args.check_data,
@@ -119,6 +121,8 @@ def main(argv=None) -> int:
 
     print(format_results(result.best, title=f"Final val metrics (best epoch {result.best_epoch} of "
                                             f"{len(result.history)}, {result.seconds / 60:.1f} min):"))
+    for split, messages in result.skipped_files.items():
+        print(f"Skipped {len(messages)} bad file(s) in {split}:\n  " + "\n  ".join(messages))
     print(f"Run directory: {result.run_dir}")
     return 0
 

@@ -1,12 +1,10 @@
-"""Configuration: precedence, arch defaults, YAML, validation, the CLI flags, and reading run directories."""
+"""Configuration: precedence, arch defaults, YAML, validation and the CLI flags."""
 import importlib.util
-import os
 import pathlib
 
 import pytest
-import yaml
 
-from kerasseg.training import RunError, latest_run, load_run, resolve_config
+from kerasseg.training import resolve_config
 from kerasseg.training.config import FIELDS, TrainConfig, config_differences, normalize_image_size, read_yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -97,36 +95,3 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("nope: 1\n")
     assert cli.main(["--config", str(tmp_path / "bad.yaml")]) == 2
     assert "unknown keys ['nope']" in capsys.readouterr().err
-
-
-def _fake_run(path, *, model=True):
-    from kerasseg.artifact import Spec
-
-    os.makedirs(path)
-    (path / "config.yaml").write_text(yaml.safe_dump({"train": {}, "model": {"arch": "deeplabv3plus"}}))
-    Spec(labels=("a", "b"), input_size=(8, 8)).save(path)
-    if model:
-        (path / "best.keras").write_bytes(b"")
-
-
-def test_load_run_and_latest_run(tmp_path):
-    with pytest.raises(RunError, match="run directory not found"):
-        load_run(tmp_path / "nope")
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(RunError, match="missing config.yaml"):
-        load_run(empty)
-    _fake_run(tmp_path / "runs" / "a")
-    _fake_run(tmp_path / "runs" / "b", model=False)
-    os.utime(tmp_path / "runs" / "a" / "config.yaml", (1, 1))
-    run = load_run(tmp_path / "runs" / "a")
-    assert run.spec.labels == ("a", "b") and run.model_path.endswith("best.keras")
-    assert run.model_kwargs == {"arch": "deeplabv3plus"}
-    with pytest.raises(RunError, match="missing best.keras"):
-        load_run(tmp_path / "runs" / "b")
-    # b is newer but has no model: latest_run skips it unless the model is not required.
-    assert latest_run(tmp_path / "runs").path.endswith("a")
-    assert latest_run(tmp_path / "runs", require_model=False).path.endswith("b")
-    os.remove(tmp_path / "runs" / "a" / "spec.json")
-    with pytest.raises(RunError, match="missing spec.json"):
-        load_run(tmp_path / "runs" / "a")

@@ -18,7 +18,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from kerasseg.training import TrainConfig, train
 from kerasseg.training.optim import build_optimizer
-from kerasseg.training.trainer import make_train_step, synchronize_batch_norm
+from kerasseg.training.batchnorm import synchronize_batch_norm
+from kerasseg.training.loop import make_train_step
 
 from kerasseg.backend import keras, layers
 
@@ -108,7 +109,7 @@ def test_multi_worker_two_local_processes(tmp_path):
     for process, (stdout, stderr) in zip(processes, outputs):
         assert process.returncode == 0, stderr[-3000:]
     config = json.loads(json.dumps(__import__("yaml").safe_load(open(run_dir / "config.yaml"))))
-    assert config["strategy"] == "MultiWorkerMirroredStrategy" and config["replicas"] == 2
+    assert config["hardware"]["strategy"] == "MultiWorkerMirroredStrategy" and config["hardware"]["replicas"] == 2
     metrics = json.load(open(run_dir / "metrics.json"))
     assert metrics["steps"] == 3
     # Only the chief (worker 0) writes the run directory.

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from kerasseg.artifact import Spec
-from kerasseg.training import ConfusionMatrix, TrainConfig, load_run, train
+from kerasseg.training import ConfusionMatrix, RunError, TrainConfig, latest_run, load_run, train
 from training_helpers import TINY_CONFIG, load_script, run_script
 
 RUN_FILES = ("config.yaml", "spec.json", "best.keras", "last.keras", "checkpoints/checkpoint", "metrics.json",
@@ -34,11 +34,16 @@ def test_run_directory_holds_every_file(tiny_run):
     assert cv2.imread(os.path.join(run_dir, "val_overlays.png")).shape[0] > 100
 
     config = yaml.safe_load(open(os.path.join(run_dir, "config.yaml")))
-    assert config["dataset"] == TINY_CONFIG["dataset"] and config["image_size"] == [32, 32] and config["seed"] == 1
+    assert list(config) == ["train", "model", "derived", "hardware"]  # one schema, each key once
+    train_config = config["train"]
+    assert train_config["dataset"] == TINY_CONFIG["dataset"] and train_config["image_size"] == [32, 32]
+    assert train_config["seed"] == 1
     assert config["model"] == {"arch": "deeplabv3plus", "num_classes": 5, "backbone": "mobilenetv2",
                                "output_stride": 16, "aspp": False, "decoder": False, "dropout": 0.1,
                                "edgetpu_friendly": False, "alpha": 0.35}
-    assert config["train"]["learning_rate"] == 0.01 and config["total_steps"] == 36
+    assert config["train"]["learning_rate"] == 0.01 and config["derived"]["total_steps"] == 36
+    assert config["derived"]["labels"] == ["background", "circle", "square", "triangle", "cross"]
+    assert config["hardware"] == {"strategy": "default", "replicas": 1, "precision_policy": "float32"}
 
     spec = Spec.load(run_dir)
     assert spec.labels == ("background", "circle", "square", "triangle", "cross")
@@ -49,6 +54,7 @@ def test_run_directory_holds_every_file(tiny_run):
 
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3] and metrics["steps"] == 36
+    assert metrics["skipped_files"] == {} and metrics["elapsed_seconds"] == pytest.approx(result.seconds, abs=0.5)
     assert metrics["best"] == result.best and set(result.best) >= {"pixel_accuracy", "mean_accuracy", "mean_iou",
                                                                    "frequency_weighted_iou", "per_class_iou"}
 
@@ -67,7 +73,7 @@ def test_best_model_reproduces_its_val_metrics(tiny_run):
     model = run.load_model()
     from kerasseg.data import build_pipeline, open_dataset
 
-    source = open_dataset(run.config["dataset"], seed=run.config["seed"])
+    source = open_dataset(run.dataset, seed=run.seed)
     cm = ConfusionMatrix(run.spec.num_classes)
     for images, masks in build_pipeline(source, split="val", image_size=run.spec.input_size, batch_size=4,
                                         training=False):
@@ -113,3 +119,76 @@ def test_evaluate_and_predict_report_bad_input(tmp_path, capsys):
     assert load_script("predict.py").main(["--run", str(tmp_path), "--input", str(tmp_path),
                                            "--output", str(tmp_path / "o")]) == 2
     assert "missing config.yaml" in capsys.readouterr().err
+
+
+def _fake_run(path, *, model=True):
+    from kerasseg.artifact import Spec
+
+    os.makedirs(path)
+    (path / "config.yaml").write_text(yaml.safe_dump({"train": {}, "model": {"arch": "deeplabv3plus"}}))
+    Spec(labels=("a", "b"), input_size=(8, 8)).save(path)
+    if model:
+        (path / "best.keras").write_bytes(b"")
+
+
+def test_load_run_and_latest_run(tmp_path):
+    with pytest.raises(RunError, match="run directory not found"):
+        load_run(tmp_path / "nope")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RunError, match="missing config.yaml"):
+        load_run(empty)
+    _fake_run(tmp_path / "runs" / "a")
+    _fake_run(tmp_path / "runs" / "b", model=False)
+    os.utime(tmp_path / "runs" / "a" / "config.yaml", (1, 1))
+    run = load_run(tmp_path / "runs" / "a")
+    assert run.spec.labels == ("a", "b") and run.model_path.endswith("best.keras")
+    assert run.model_kwargs == {"arch": "deeplabv3plus"}
+    with pytest.raises(RunError, match="missing best.keras"):
+        load_run(tmp_path / "runs" / "b")
+    # b is newer but has no model: latest_run skips it unless the model is not required.
+    assert latest_run(tmp_path / "runs").path.endswith("a")
+    assert latest_run(tmp_path / "runs", require_model=False).path.endswith("b")
+    os.remove(tmp_path / "runs" / "a" / "spec.json")
+    with pytest.raises(RunError, match="missing spec.json"):
+        load_run(tmp_path / "runs" / "a")
+
+
+def test_latest_run_for_resume_needs_a_checkpoint(tmp_path):
+    _fake_run(tmp_path / "runs" / "old", model=False)
+    _fake_run(tmp_path / "runs" / "failed", model=False)  # newer, but never reached a checkpoint
+    os.utime(tmp_path / "runs" / "old" / "config.yaml", (1, 1))
+    os.makedirs(tmp_path / "runs" / "old" / "checkpoints")
+    (tmp_path / "runs" / "old" / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"\n')
+    assert latest_run(tmp_path / "runs", require_model=False).path.endswith("failed")
+    assert latest_run(tmp_path / "runs", require_model=False, require_checkpoint=True).path.endswith("old")
+
+
+OLD_CONFIG = {  # config.yaml as runs wrote it before the sections: dataset, image_size and seed twice
+    "train": {"arch": "deeplabv3plus", "dataset": "synthetic:24?val=8&size=32", "image_size": [32, 32], "seed": 3,
+              "epochs": 2, "skip_bad_files": False},
+    "model": {"arch": "deeplabv3plus", "num_classes": 5, "backbone": "mobilenetv2"},
+    "dataset": "synthetic:24?val=8&size=32", "image_size": [32, 32], "scale_range": [0.8, 1.25], "seed": 3,
+    "labels": ["background", "circle", "square", "triangle", "cross"], "steps_per_epoch": 6, "total_steps": 12,
+    "class_weights": None, "strategy": "default", "replicas": 1, "precision_policy": "float32",
+}
+
+
+def test_an_old_schema_run_directory_still_loads(tmp_path):
+    from kerasseg.artifact import Spec
+    from kerasseg.training.run import read_config
+
+    path = tmp_path / "old"
+    path.mkdir()
+    (path / "config.yaml").write_text(yaml.safe_dump(OLD_CONFIG))
+    Spec(labels=tuple(OLD_CONFIG["labels"]), input_size=(32, 32)).save(path)
+    run = load_run(path, require_model=False)
+    assert (run.dataset, run.seed, run.image_size) == ("synthetic:24?val=8&size=32", 3, (32, 32))
+    assert run.model_kwargs == OLD_CONFIG["model"]
+    assert run.config == read_config(str(path)) == {
+        "train": OLD_CONFIG["train"], "model": OLD_CONFIG["model"],
+        "derived": {"labels": OLD_CONFIG["labels"], "scale_range": [0.8, 1.25], "steps_per_epoch": 6,
+                    "total_steps": 12, "class_weights": None},
+        "hardware": {"strategy": "default", "replicas": 1, "precision_policy": "float32"}}
+    with pytest.raises(RunError, match="missing best.keras"):
+        load_run(path)

@@ -65,6 +65,8 @@ class DatasetSource:
     def __init__(self, *, skip_bad_files: bool = False):
         self.skip_bad_files = bool(skip_bad_files)
         self.bad_files: list[str] = []
+        self.skipped: dict[str, dict[str, int]] = {split: {} for split in SPLITS}  # message -> times met
+        self.failure: DatasetError | None = None  # the bad file that stopped a tf.data pipeline
         self._bad_lock = threading.Lock()
 
     @property
@@ -97,9 +99,11 @@ class DatasetSource:
         except DatasetError as err:
             yield err
 
-    def _record_bad_file(self, message: str) -> None:
+    def _record_bad_file(self, message: str, *, split: str | None = None) -> None:
         with self._bad_lock:
             self.bad_files.append(message)
+            if split is not None:
+                self.skipped[split][message] = self.skipped[split].get(message, 0) + 1
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {self.num_classes} classes>"

@@ -142,20 +142,21 @@ class FileSource(DatasetSource):
         ds = tf.data.Dataset.from_tensor_slices(([p[0] for p in pairs], [p[1] for p in pairs]))
         if shuffle_seed is not None:
             ds = ds.shuffle(len(pairs), seed=shuffle_seed, reshuffle_each_iteration=True)
-        ds = ds.map(self._load_tensors, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda image, mask: self._load_tensors(image, mask, split), num_parallel_calls=tf.data.AUTOTUNE)
         if self.skip_bad_files:
             ds = ds.filter(lambda ex: ex["ok"])
         return ds.map(lambda ex: {"image": ex["image"], "mask": ex["mask"], "name": ex["name"]})
 
-    def _load_tensors(self, image_path, mask_path):
+    def _load_tensors(self, image_path, mask_path, split):
         def load(image_path, mask_path):
             image_path, mask_path = image_path.numpy().decode(), mask_path.numpy().decode()
             try:
                 image, mask = self.load(image_path, mask_path)
             except DatasetError as err:
                 if not self.skip_bad_files:
+                    self.failure = err  # TensorFlow wraps what it raises; the trainer re-raises this
                     raise
-                self._record_bad_file(str(err))
+                self._record_bad_file(str(err), split=split)
                 return np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.uint8), False
             return image, mask, True
 
@@ -314,7 +315,7 @@ def _keep_existing(source: FileSource, split: str, pairs: Sequence[tuple[str, st
         more = f" (and {len(missing) - 1} more missing file(s))" if len(missing) > 1 else ""
         raise DatasetError(missing[0] + more, kind="missing")
     for message in missing:
-        source._record_bad_file(message)
+        source._record_bad_file(message, split=split)
     if not kept:
         raise DatasetError(f"{source.name}: split {split!r} is empty", kind="layout")
     return kept

@@ -6,7 +6,8 @@ back (config, spec, best model path). The metrics (``ConfusionMatrix``) are the 
 from kerasseg.training.config import TrainConfig, resolve_config
 from kerasseg.training.metrics import ConfusionMatrix, ConfusionMatrixMetric, format_results, scores_from_confusion
 from kerasseg.training.run import Run, RunError, latest_run, load_run
-from kerasseg.training.trainer import NonFiniteLossError, TrainingInterrupted, TrainResult, train
+from kerasseg.training.loop import NonFiniteLossError, TrainingInterrupted
+from kerasseg.training.trainer import TrainResult, train
 
 __all__ = ["TrainConfig", "resolve_config", "ConfusionMatrix", "ConfusionMatrixMetric", "format_results",
            "scores_from_confusion", "Run", "RunError", "latest_run", "load_run", "NonFiniteLossError",

@@ -22,9 +22,8 @@ FCN_DEFAULTS = {"optimizer": "sgd", "learning_rate": 1e-4, "momentum": 0.9, "wei
                 "warmup_steps": 0}
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {"fcn32s": FCN_DEFAULTS, "fcn16s": FCN_DEFAULTS, "fcn8s": FCN_DEFAULTS}
 # DeepLab: sized so that `python train.py --arch deeplabv3plus` (random weights, the built-in dataset) reaches
-# val mIoU 0.9 in under 10 minutes on 2 CPU cores. Measured there over 1240 steps: peak lr 3e-3 was at 0.85 after
-# 868 steps, 6e-3 ended at 0.895, 1.2e-2 at 0.914, 2e-2 at 0.925. A pretrained backbone is fine-tuned at
-# PRETRAINED_LEARNING_RATE.
+# val mIoU 0.9 in under 10 minutes on 2 CPU cores (the learning-rate measurements are in the README's quick start).
+# A pretrained backbone is fine-tuned at PRETRAINED_LEARNING_RATE.
 # bn_momentum 0.9: the backbones' 0.999 (keras.applications) leaves the moving statistics stale for thousands of
 # steps, which a short run never reaches; validation then sees garbage.
 DEEPLAB_DEFAULTS = {"optimizer": "adamw", "learning_rate": 2e-2, "weight_decay": 1e-4, "warmup_steps": 50,

@@ -113,12 +113,6 @@ class ConfusionMatrix:
         self.matrix += counts.reshape(self.num_classes, self.num_classes)
         return self
 
-    def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
-        if other.num_classes != self.num_classes:
-            raise ValueError(f"cannot merge a {other.num_classes}-class matrix into a {self.num_classes}-class one")
-        self.matrix += other.matrix
-        return self
-
     def results(self, labels: Sequence[str] | None = None) -> dict:
         """The four FCN metrics plus per-class IoU and accuracy keyed by class name (see module doc)."""
         return scores_from_confusion(self.matrix, labels=labels)
@@ -180,10 +174,8 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
                                               ignore_label=self.ignore_label))
 
     def result(self):
-        tp = tf.linalg.diag_part(self.total)
-        union = tf.reduce_sum(self.total, 0) + tf.reduce_sum(self.total, 1) - tp
-        present = tf.reduce_sum(tf.cast(union > 0, tf.float64))
-        return tf.cast(tf.math.divide_no_nan(tf.reduce_sum(tf.math.divide_no_nan(tp, union)), present), tf.float32)
+        # scores_from_confusion is the one definition of the means; a host op, so not for TPU graphs.
+        return tf.py_function(_mean_iou_or_zero, [self.total], tf.float32)
 
     def reset_state(self):
         self.total.assign(tf.zeros_like(self.total))
@@ -194,3 +186,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "ignore_label": self.ignore_label}
+
+
+def _mean_iou_or_zero(matrix) -> float:
+    return scores_from_confusion(matrix.numpy())["mean_iou"] or 0.0

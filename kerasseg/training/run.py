@@ -1,29 +1,38 @@
-"""The run directory: what a training run writes, and how other commands find and read it.
+"""The run directory: one object, ``Run``, owns every file a training run reads and writes.
 
 ::
 
     runs/20260101-120000-deeplabv3plus/
-      config.yaml          resolved TrainConfig + `model` (the build_model kwargs) + dataset facts
+      config.yaml          train: the resolved TrainConfig; model: the build_model kwargs;
+                           derived: labels, scale range, class weights, steps; hardware: strategy, replicas, policy
       spec.json            kerasseg.artifact.Spec: labels, colours, input size, normalisation, ignore label
       best.keras           best model by val mean IoU (kerasseg.models.load_model)
       last.keras           model after the last finished epoch
-      checkpoints/         tf.train.CheckpointManager: model, optimizer, epoch and step, for --resume
+      checkpoints/         tf.train.CheckpointManager: model, optimizer and step, for --resume
       logs/train, logs/val TensorBoard
-      metrics.json         per-epoch history, best epoch, final val metrics
+      metrics.json         per-epoch history, best epoch, final val metrics, elapsed time, skipped bad files
       val_overlays.png     val images with ground truth and prediction overlays
       confusion_matrix.png val confusion matrix of the best model
+
+``open_run`` creates or resumes one for training; ``load_run`` / ``latest_run`` read one back. Run directories
+written before ``derived`` and ``hardware`` existed (the same facts at the top level) are normalised on read.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
+import shutil
+import tempfile
+from typing import NamedTuple
 
 import yaml
 
+from kerasseg import files
 from kerasseg.artifact import SPEC_FILENAME, Spec
-from kerasseg.training.config import CONFIG_FILENAME
+from kerasseg.training.config import CONFIG_FILENAME, config_differences
 
 BEST_MODEL = "best.keras"
 LAST_MODEL = "last.keras"
@@ -33,32 +42,50 @@ METRICS = "metrics.json"
 OVERLAYS = "val_overlays.png"
 CONFUSION = "confusion_matrix.png"
 DEFAULT_ROOT = "runs"
+RUN_FILES = (CONFIG_FILENAME, SPEC_FILENAME, BEST_MODEL, LAST_MODEL, CHECKPOINTS, LOGS, METRICS, OVERLAYS, CONFUSION)
+SECTIONS = ("train", "model", "derived", "hardware")
+# Where the old (flat) config.yaml kept what now lives in a section.
+_OLD_TOP_LEVEL = {"derived": ("labels", "scale_range", "steps_per_epoch", "total_steps", "class_weights"),
+                  "hardware": ("strategy", "replicas", "precision_policy")}
+# Settings --resume may change: skipping bad files lets a run stopped by one continue.
+RESUME_MAY_CHANGE = ("skip_bad_files",)
 
 
 class RunError(FileNotFoundError):
     """A run directory that is missing or incomplete (the message names the missing file)."""
 
 
+class Progress(NamedTuple):
+    """What ``metrics.json`` carries over a resume."""
+
+    history: list
+    elapsed_seconds: float
+    skipped_files: dict
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """A finished (or interrupted) training run read from disk."""
+    """A training run directory: its config and spec, and every file in it.
+
+    ``chief`` is False on the other workers of a multi-worker run: they read, but write nothing here.
+    """
 
     path: str
     config: dict
     spec: Spec
+    chief: bool = True
+
+    def _file(self, name: str) -> str:
+        return os.path.join(self.path, name)
 
     @property
     def model_path(self) -> str:
         """The best model by val mean IoU."""
-        return os.path.join(self.path, BEST_MODEL)
+        return self._file(BEST_MODEL)
 
     @property
     def last_model_path(self) -> str:
-        return os.path.join(self.path, LAST_MODEL)
-
-    @property
-    def checkpoint_dir(self) -> str:
-        return os.path.join(self.path, CHECKPOINTS)
+        return self._file(LAST_MODEL)
 
     @property
     def dataset(self) -> str:
@@ -79,14 +106,6 @@ class Run:
         """The ``build_model`` keyword arguments the run used."""
         return dict(self.config["model"])
 
-    @property
-    def metrics(self) -> dict | None:
-        path = os.path.join(self.path, METRICS)
-        if not os.path.exists(path):
-            return None
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-
     def load_model(self, *, which: str = "best"):
         """Load ``best.keras`` or ``last.keras`` with ``kerasseg.models.load_model``."""
         from kerasseg.models import load_model
@@ -97,6 +116,126 @@ class Run:
         if not os.path.exists(paths[which]):
             raise RunError(f"run {self.path}: no {os.path.basename(paths[which])} (did the first epoch finish?)")
         return load_model(paths[which])
+
+    # ---------------------------------------------------------------- written while training (chief only)
+
+    def save_model(self, model, *, which: str) -> None:
+        """Save ``model`` as ``best.keras`` or ``last.keras``."""
+        if self.chief:
+            with files.atomic_path(self._file({"best": BEST_MODEL, "last": LAST_MODEL}[which])) as tmp:
+                model.save(tmp)
+
+    def save_pictures(self, *, matrix, title: str, images, truths, predictions) -> None:
+        """The confusion matrix and the val overlays of the best model so far."""
+        if not self.chief:
+            return
+        from kerasseg.training import report
+
+        report.save_confusion_matrix(self._file(CONFUSION), matrix, labels=self.spec.labels, title=title)
+        report.save_overlays(self._file(OVERLAYS), images=images, truths=truths, predictions=predictions,
+                             labels=self.spec.labels, colors=self.spec.colors, ignore_label=self.spec.ignore_label)
+
+    def write_metrics(self, *, history: list, elapsed_seconds: float, skipped_files: dict) -> None:
+        """``metrics.json``: the history, the best and last epochs, the total time and the skipped bad files."""
+        if not self.chief:
+            return
+        best = best_entry(history) if history else None
+        files.write_json(self._file(METRICS), {
+            "best_epoch": best and best["epoch"], "best": best and best["val"],
+            "last": history[-1]["val"] if history else None, "steps": history[-1]["step"] if history else 0,
+            "total_steps": self.config["derived"]["total_steps"], "elapsed_seconds": round(elapsed_seconds, 1),
+            "skipped_files": skipped_files, "history": history})
+
+    def read_progress(self, *, before_step: int) -> Progress:
+        """The history up to ``before_step``, the time spent so far and the bad files skipped so far."""
+        path = self._file(METRICS)
+        if not os.path.exists(path):
+            return Progress([], 0.0, {})
+        with open(path, encoding="utf-8") as f:
+            metrics = json.load(f)
+        return Progress([h for h in metrics.get("history", []) if h["step"] <= before_step],
+                        float(metrics.get("elapsed_seconds", 0.0)), dict(metrics.get("skipped_files", {})))
+
+    def latest_checkpoint(self) -> str | None:
+        from kerasseg.backend import tf
+
+        return tf.train.latest_checkpoint(self._file(CHECKPOINTS))
+
+    @contextlib.contextmanager
+    def checkpoints(self, checkpoint, *, max_to_keep: int = 3):
+        """A ``tf.train.CheckpointManager`` for ``checkpoint`` in ``checkpoints/``. The other workers of a
+        multi-worker run must save too: they write to a temporary folder, removed on exit."""
+        from kerasseg.backend import tf
+
+        directory = self._file(CHECKPOINTS) if self.chief else tempfile.mkdtemp(prefix="kerasseg-worker-")
+        try:
+            yield tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
+        finally:
+            if not self.chief:
+                shutil.rmtree(directory, ignore_errors=True)
+
+    def summary_writers(self) -> dict:
+        """TensorBoard writers for ``logs/train`` and ``logs/val``."""
+        from kerasseg.backend import tf
+
+        if not self.chief:
+            return {"train": tf.summary.create_noop_writer(), "val": tf.summary.create_noop_writer()}
+        return {name: tf.summary.create_file_writer(self._file(os.path.join(LOGS, name))) for name in ("train", "val")}
+
+    def discard(self) -> None:
+        """Remove every file this run wrote, and the directory when nothing else is left in it."""
+        if not self.chief:
+            return
+        for name in RUN_FILES:
+            path = self._file(name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.exists(path):
+                os.remove(path)
+        if os.path.isdir(self.path) and not os.listdir(self.path):
+            os.rmdir(self.path)
+
+
+def best_entry(history: list) -> dict:
+    """The first epoch of ``history`` with the highest val mean IoU."""
+    return max(history, key=lambda h: -1.0 if h["val"]["mean_iou"] is None else h["val"]["mean_iou"])
+
+
+def open_run(path: str | None, *, config: dict, spec: Spec, resume: bool, chief: bool = True,
+             multi_worker: bool = False) -> Run:
+    """Create a run directory (``path``, default a new folder under ``runs/``) or resume the one at ``path``.
+
+    A new run refuses a directory that already holds one; a resumed run refuses a different configuration
+    (the ``hardware`` section and ``RESUME_MAY_CHANGE`` may differ). Writes ``config.yaml`` and ``spec.json``.
+    """
+    if multi_worker and not path:
+        raise ValueError("output_dir: multi-worker training needs the same --output-dir on every worker "
+                         "(on a filesystem they share, for --resume)")
+    path = path or new_run_dir(arch=config["model"]["arch"])
+    if resume:
+        _check_resumable(path, config)
+    elif chief and os.path.exists(os.path.join(path, CONFIG_FILENAME)):
+        raise FileExistsError(f"output_dir {path} already holds a run; continue it with --resume "
+                              f"or choose another --output-dir")
+    run = Run(path=path, config=config, spec=spec, chief=chief)
+    if chief:
+        os.makedirs(path, exist_ok=True)
+        files.write_yaml(run._file(CONFIG_FILENAME), config)
+        spec.save(run._file(SPEC_FILENAME))
+    return run
+
+
+def _check_resumable(path: str, config: dict) -> None:
+    saved = read_config(path)
+    differences = []
+    for section in ("train", "model", "derived"):
+        old, new = dict(saved.get(section, {})), dict(config[section])
+        for key in RESUME_MAY_CHANGE if section == "train" else ():
+            old.pop(key, None), new.pop(key, None)
+        differences += config_differences(old, new)
+    if differences:
+        raise ValueError(f"--resume {path}: the configuration differs from the checkpoint's, refusing to resume:\n  "
+                         + "\n  ".join(differences))
 
 
 def new_run_dir(*, arch: str, root: str = DEFAULT_ROOT) -> str:
@@ -111,14 +250,31 @@ def new_run_dir(*, arch: str, root: str = DEFAULT_ROOT) -> str:
 
 
 def read_config(run_dir: str) -> dict:
+    """``config.yaml`` of a run directory, with the sections ``train``, ``model``, ``derived`` and ``hardware``."""
     path = os.path.join(run_dir, CONFIG_FILENAME)
     if not os.path.isfile(path):
         raise RunError(f"run {run_dir}: missing {CONFIG_FILENAME}; is this a kerasseg run directory?")
     with open(path, encoding="utf-8") as f:
         config = yaml.safe_load(f)
-    if not isinstance(config, dict) or "model" not in config or "train" not in config:
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) \
+            or not isinstance(config.get("train"), dict):
         raise RunError(f"{path}: expected the mappings 'train' and 'model', got {config!r:.200}")
-    return config
+    return normalize_config(config)
+
+
+def normalize_config(config: dict) -> dict:
+    """The current schema of a config read from disk: an old flat config's top-level facts move to their section
+    (``dataset``, ``image_size`` and ``seed``, written twice before, are kept once, under ``train``)."""
+    config = dict(config)
+    train = dict(config.pop("train"))
+    for key in ("dataset", "image_size", "seed"):
+        if key in config:
+            train.setdefault(key, config.pop(key))
+    out = {"train": train, "model": config.pop("model")}
+    for section, keys in _OLD_TOP_LEVEL.items():
+        out[section] = {**{k: config.pop(k) for k in keys if k in config}, **dict(config.pop(section, None) or {})}
+    out.update(config)  # anything unknown is kept as it was
+    return out
 
 
 def load_run(run_dir: str | os.PathLike, *, require_model: bool = True) -> Run:
@@ -136,8 +292,10 @@ def load_run(run_dir: str | os.PathLike, *, require_model: bool = True) -> Run:
     return run
 
 
-def latest_run(root: str | os.PathLike = DEFAULT_ROOT, *, require_model: bool = True) -> Run:
-    """The most recently modified run under ``root`` that ``load_run`` accepts."""
+def latest_run(root: str | os.PathLike = DEFAULT_ROOT, *, require_model: bool = True,
+               require_checkpoint: bool = False) -> Run:
+    """The most recently modified run under ``root`` that ``load_run`` accepts (and, with ``require_checkpoint``,
+    that has a checkpoint to resume from)."""
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise RunError(f"no runs directory at {root}")
@@ -148,7 +306,9 @@ def latest_run(root: str | os.PathLike = DEFAULT_ROOT, *, require_model: bool = 
             candidates.append((os.path.getmtime(os.path.join(path, CONFIG_FILENAME)), path))
     for _, path in sorted(candidates, reverse=True):
         try:
-            return load_run(path, require_model=require_model)
+            run = load_run(path, require_model=require_model)
         except RunError:
             continue
+        if not require_checkpoint or os.path.isfile(os.path.join(path, CHECKPOINTS, "checkpoint")):
+            return run
     raise RunError(f"no complete run under {root} (looked at {len(candidates)} directories)")
