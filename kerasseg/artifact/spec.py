@@ -12,6 +12,8 @@ import json
 import os
 from typing import Sequence
 
+from kerasseg.files import write_text
+
 SPEC_FILENAME = "spec.json"
 OUTPUT_KINDS = ("logits", "probabilities", "class_ids")
 RESIZE_MODES = ("stretch", "letterbox")
@@ -175,11 +177,7 @@ class Spec:
         path = os.fspath(path)
         if os.path.isdir(path):
             path = os.path.join(path, SPEC_FILENAME)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.to_json() + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_text(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Spec":
