@@ -31,6 +31,7 @@ from kerasseg.export import parity as parity_lib
 from kerasseg.export.modes import Mode
 from kerasseg.export.parity import ParityReport, parity_report
 from kerasseg.artifact import embed_spec
+from kerasseg.data import build_pipeline
 from kerasseg.files import write_bytes
 from kerasseg.training.trained import Trained, open_data
 
@@ -149,7 +150,8 @@ def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_st
 
 
 def export(trained: Trained, modes: Sequence[Mode | str], *, dataset: str | None = None, out_dir: str | None = None,
-           heads: Sequence[Head | str] | None = None, input_size=None, calibration_steps: int = DEFAULT_CALIBRATION_STEPS, qat_steps: int = DEFAULT_QAT_STEPS,
+           heads: Sequence[Head | str] | None = None, input_size=None,
+           calibration_steps: int = DEFAULT_CALIBRATION_STEPS, qat_steps: int = DEFAULT_QAT_STEPS,
            max_drop: float = DEFAULT_MAX_DROP, overwrite: bool = False, parity_images: int | None = None,
            edgetpu_finetune_steps: int | None = None, log: Callable[[str], None] = print) -> list[ExportResult]:
     """Convert ``trained`` in each mode, ending in each head (None: the mode's default), check each
@@ -166,8 +168,7 @@ def export(trained: Trained, modes: Sequence[Mode | str], *, dataset: str | None
     modes = list(dict.fromkeys(mode for mode, _ in plan))
     realigned = bool(edgetpu_lib.half_pixel_resizes(trained.model))
     if edgetpu_finetune_steps is None:
-        full_on_tpu = (Mode.EDGETPU, Head.FULL) in plan
-        edgetpu_finetune_steps = edgetpu_lib.REALIGN_STEPS if realigned and full_on_tpu else 0
+        edgetpu_finetune_steps = edgetpu_lib.REALIGN_STEPS if realigned and (Mode.EDGETPU, Head.FULL) in plan else 0
     input_size = tflite.check_input_size(input_size or trained.train_size or trained.spec.input_size)
     if Mode.EDGETPU in modes:
         _require_build_arguments(trained)
@@ -178,7 +179,6 @@ def export(trained: Trained, modes: Sequence[Mode | str], *, dataset: str | None
     tflite.serving_function(static, input_size=input_size)  # fails early, naming the size, if it cannot trace
     for head in dict.fromkeys(head for _, head in plan):
         cut(static, head)  # fails early, naming the head and the valid choices, if the model cannot end there
-    from kerasseg.data import build_pipeline
 
     def calibration():
         batches = build_pipeline(data, split="train", image_size=input_size, batch_size=1, training=True,
@@ -192,48 +192,70 @@ def export(trained: Trained, modes: Sequence[Mode | str], *, dataset: str | None
     os.makedirs(out_dir, exist_ok=True)
     results = []
     for mode in modes:
-        model = static
         finetune_steps = edgetpu_finetune_steps if mode is Mode.EDGETPU else 0
-        if mode is Mode.EDGETPU:
-            model = rebuild(trained, input_size=input_size, edgetpu_friendly=True)
-            if finetune_steps:
-                loss = edgetpu_lib.realign(model, _training_batches(trained, data, input_size), steps=finetune_steps,
-                                           ignore_label=trained.spec.ignore_label)
-                log(f"[edgetpu] fine-tuned the legacy-aligned rebuild {finetune_steps} steps at lr "
-                    f"{edgetpu_lib.REALIGN_LEARNING_RATE:g}; last loss {loss:.4f}")
-        if mode is Mode.QAT:
-            model = _quantization_aware(trained, data, static, input_size=input_size, qat_steps=qat_steps, log=log)
+        model = _mode_model(trained, data, static, mode, input_size=input_size, finetune_steps=finetune_steps,
+                            qat_steps=qat_steps, log=log)
         for head in (h for m, h in plan if m is mode):
             log(f"[{mode.value}/{head.value}] converting at {input_size[0]}x{input_size[1]}")
-            ending, fields = cut(model, head)
-            if mode is Mode.EDGETPU and not finetune_steps and fields["output_stride"] > 1:
-                # The rebuild's last resize is legacy, but the device upsamples as the weights were trained.
-                fields["output_alignment"] = cut(static, head)[1]["output_alignment"]
-            spec = trained.spec.replace(input_size=input_size, **fields)
-            content = embed_spec(tflite.convert(ending, mode=mode, input_size=input_size,
-                                                         calibration=calibration), spec)
-            if mode.full_integer:
-                floats = tflite.float_ops(content)
-                if floats:
-                    raise RuntimeError(f"[{mode.value}] the converter left float ops in a full-integer model: "
-                                       f"{floats}")
+            content, spec = _convert(trained, model, static, mode, head, input_size=input_size,
+                                     calibration=calibration, finetune_steps=finetune_steps)
             report = parity_report(trained.model, content, validation(), mode=mode.value, head=head,
                                    max_drop=max_drop, max_images=parity_images)
             report.finetune_steps = finetune_steps
             report.failure_hint = parity_lib.failure_hint(mode=mode, head=head.value, finetune_steps=finetune_steps,
                                                           realigned=realigned and mode is Mode.EDGETPU)
-            paths = parity_lib.outcome_paths(target_paths(out_dir, trained.model.name, mode, head), passed=report.passed)
-            write_bytes(paths["tflite"], content)
-            spec.save(paths["spec"])
-            report.save(paths["parity"])
-            log(report.format())
-            result = ExportResult(mode=mode, head=head, path=paths["tflite"], parity=report)
-            if mode is Mode.EDGETPU:
-                result.edgetpu = _edgetpu_report(content, paths, overwrite=overwrite, run_compiler=report.passed,
-                                                 log=log)
-            log(f"[{mode.value}/{head.value}] wrote {paths['tflite']}")
-            results.append(result)
+            paths = parity_lib.outcome_paths(target_paths(out_dir, trained.model.name, mode, head),
+                                             passed=report.passed)
+            results.append(_write_artifact(content, spec, report, paths, mode=mode, head=head, overwrite=overwrite,
+                                           log=log))
     return results
+
+
+def _write_artifact(content: bytes, spec, report: ParityReport, paths: dict, *, mode: Mode, head: Head,
+                    overwrite: bool, log) -> ExportResult:
+    """Write the ``.tflite``, its spec and parity report (and for edgetpu, the op report) to ``paths``."""
+    write_bytes(paths["tflite"], content)
+    spec.save(paths["spec"])
+    report.save(paths["parity"])
+    log(report.format())
+    result = ExportResult(mode=mode, head=head, path=paths["tflite"], parity=report)
+    if mode is Mode.EDGETPU:
+        result.edgetpu = _edgetpu_report(content, paths, overwrite=overwrite, run_compiler=report.passed, log=log)
+    log(f"[{mode.value}/{head.value}] wrote {paths['tflite']}")
+    return result
+
+
+def _mode_model(trained: Trained, data, static, mode: Mode, *, input_size, finetune_steps: int, qat_steps: int,
+                log):
+    """The Keras model that ``mode`` converts: the static model, its Edge-TPU-friendly rebuild (fine-tuned
+    ``finetune_steps``), or its quantization-aware fine-tuned copy."""
+    if mode is Mode.QAT:
+        return _quantization_aware(trained, data, static, input_size=input_size, qat_steps=qat_steps, log=log)
+    if mode is not Mode.EDGETPU:
+        return static
+    model = rebuild(trained, input_size=input_size, edgetpu_friendly=True)
+    if finetune_steps:
+        loss = edgetpu_lib.realign(model, _training_batches(trained, data, input_size), steps=finetune_steps,
+                                   ignore_label=trained.spec.ignore_label)
+        log(f"[edgetpu] fine-tuned the legacy-aligned rebuild {finetune_steps} steps at lr "
+            f"{edgetpu_lib.REALIGN_LEARNING_RATE:g}; last loss {loss:.4f}")
+    return model
+
+
+def _convert(trained: Trained, model, static, mode: Mode, head: Head, *, input_size, calibration,
+             finetune_steps: int):
+    """The ``.tflite`` bytes of ``model`` ending in ``head``, with their spec embedded; and that spec."""
+    ending, fields = cut(model, head)
+    if mode is Mode.EDGETPU and not finetune_steps and fields["output_stride"] > 1:
+        # The rebuild's last resize is legacy, but the device upsamples as the weights were trained.
+        fields["output_alignment"] = cut(static, head)[1]["output_alignment"]
+    spec = trained.spec.replace(input_size=input_size, **fields)
+    content = embed_spec(tflite.convert(ending, mode=mode, input_size=input_size, calibration=calibration), spec)
+    if mode.full_integer:
+        floats = tflite.float_ops(content)
+        if floats:
+            raise RuntimeError(f"[{mode.value}] the converter left float ops in a full-integer model: {floats}")
+    return content, spec
 
 
 def _quantization_aware(trained: Trained, data, static, *, input_size, qat_steps: int, log):
@@ -246,7 +268,6 @@ def _quantization_aware(trained: Trained, data, static, *, input_size, qat_steps
 
 
 def _training_batches(trained: Trained, data, input_size):
-    from kerasseg.data import build_pipeline
     return build_pipeline(data, split="train", image_size=input_size, batch_size=QAT_BATCH_SIZE, training=True,
                           seed=trained.seed)
 
