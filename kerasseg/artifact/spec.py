@@ -12,8 +12,6 @@ import json
 import os
 from typing import Sequence
 
-from kerasseg.files import write_text
-
 SPEC_FILENAME = "spec.json"
 OUTPUT_KINDS = ("logits", "probabilities", "class_ids")
 RESIZE_MODES = ("stretch", "letterbox")
@@ -177,6 +175,8 @@ class Spec:
         path = os.fspath(path)
         if os.path.isdir(path):
             path = os.path.join(path, SPEC_FILENAME)
+        from kerasseg.files import write_text  # here: importing kerasseg.artifact loads no other kerasseg module
+
         return write_text(path, self.to_json() + "\n")
 
     @classmethod
