@@ -17,7 +17,8 @@ import sys
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", type=str, metavar="RUN_DIR_OR_MODEL", help="a run directory or a .keras model")
-    parser.add_argument("--spec", type=str, metavar="FILE", help="the spec of a model file (default: spec.json beside it)")
+    parser.add_argument("--spec", type=str, metavar="FILE",
+                        help="the spec of a model file (default: spec.json beside it)")
     parser.add_argument("--dataset", type=str, metavar="URI", help="dataset URI (default: the run's)")
     parser.add_argument("--split", type=str, choices=("train", "val"), default="val", help="default: val")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",

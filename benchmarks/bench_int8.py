@@ -192,7 +192,8 @@ def quality(run_dir: str, *, qat_steps: int, calibration_steps: int):
     from kerasseg.training.trained import open_trained
     with tempfile.TemporaryDirectory() as out:
         results = export(open_trained(run_dir), [Mode.INT8, Mode.QAT], out_dir=out, heads=[Head.FULL],
-                         qat_steps=qat_steps, calibration_steps=calibration_steps, max_drop=100.0, log=lambda line: None)
+                         qat_steps=qat_steps, calibration_steps=calibration_steps, max_drop=100.0,
+                         log=lambda line: None)
     return {r.mode: r.parity for r in results}
 
 
