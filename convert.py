@@ -16,9 +16,11 @@ import sys
 
 from kerasseg.export.edgetpu import REALIGN_STEPS
 from kerasseg.export.export import (DEFAULT_CALIBRATION_STEPS, DEFAULT_HEADS, DEFAULT_MAX_DROP, DEFAULT_QAT_STEPS,
-                                    check_options, export, source_from_model, source_from_run)
+                                    check_options, export)
 from kerasseg.export.heads import Head
 from kerasseg.export.modes import Mode
+from kerasseg.training import latest_run
+from kerasseg.training.trained import open_trained
 
 MODE_HELP = {
     Mode.FLOAT32: "float32 weights and activations",
@@ -75,14 +77,11 @@ def main(argv=None) -> int:
     try:
         check_options(args.modes, calibration_steps=args.calibration_steps, qat_steps=args.qat_steps,
                       heads=args.head, edgetpu_finetune_steps=args.edgetpu_finetune_steps)
-        if args.model:
-            source = source_from_model(args.model, spec_path=args.spec, dataset=args.dataset)
-        else:
-            from kerasseg.training import latest_run
-            source = source_from_run(args.run or latest_run(args.runs).path, dataset=args.dataset)
-        results = export(source, args.modes, heads=args.head, input_size=args.input_size, calibration_steps=args.calibration_steps,
-                         qat_steps=args.qat_steps, max_drop=args.max_drop, overwrite=args.overwrite,
-                         parity_images=args.parity_images, edgetpu_finetune_steps=args.edgetpu_finetune_steps)
+        trained = open_trained(args.model or args.run or latest_run(args.runs).path, spec_path=args.spec)
+        results = export(trained, args.modes, dataset=args.dataset, heads=args.head, input_size=args.input_size,
+                         calibration_steps=args.calibration_steps, qat_steps=args.qat_steps, max_drop=args.max_drop,
+                         overwrite=args.overwrite, parity_images=args.parity_images,
+                         edgetpu_finetune_steps=args.edgetpu_finetune_steps)
     except (ValueError, RuntimeError, FileNotFoundError, FileExistsError) as err:
         print(f"convert.py: error: {err}", file=sys.stderr)
         return 2

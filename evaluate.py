@@ -5,18 +5,20 @@
     python evaluate.py runs/... --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip  # multi-scale + flip
     python evaluate.py runs/.../best.keras --dataset voc:/data/VOC2012 --crf  # a model file; with a dense CRF
 
-A model file needs spec.json beside it (a run directory has one).
+A model file needs its spec: --spec FILE, or spec.json beside it (a run directory has one). A config.yaml beside
+it names the dataset; without one, give --dataset. Exit 2 on bad input.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", type=str, metavar="RUN_DIR_OR_MODEL", help="a run directory or a .keras model")
+    parser.add_argument("--spec", type=str, metavar="FILE",
+                        help="the spec of a model file (default: spec.json beside it)")
     parser.add_argument("--dataset", type=str, metavar="URI", help="dataset URI (default: the run's)")
     parser.add_argument("--split", type=str, choices=("train", "val"), default="val", help="default: val")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
@@ -32,43 +34,27 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from kerasseg.data import DatasetError, build_pipeline, open_dataset
-    from kerasseg.models import load_model, min_input_size
-    from kerasseg.artifact import Spec, SpecError
-    from kerasseg.training import RunError, format_results, load_run
+    from kerasseg.data import DatasetError, build_pipeline
+    from kerasseg.models import min_input_size
+    from kerasseg.training import format_results
     from kerasseg.training.evaluation import evaluate
+    from kerasseg.training.trained import open_data, open_trained
     from kerasseg.files import write_json
 
     try:
-        # A run directory gives model, spec and dataset; a model file needs its spec beside it.
-        if os.path.isdir(args.target):
-            run = load_run(args.target)
-            model_path = run.model_path if args.which == "best" else run.last_model_path
-            spec, config = run.spec, run.config
-        else:
-            model_path = args.target
-            if not os.path.isfile(model_path):
-                raise FileNotFoundError(f"RUN_DIR_OR_MODEL: no such directory or model file: {model_path}")
-            spec, config = Spec.load(os.path.dirname(os.path.abspath(model_path))), {}
-        dataset_uri = args.dataset or config.get("train", {}).get("dataset")
-        if not dataset_uri:
-            raise ValueError("--dataset: required when evaluating a model file outside a run directory")
-        source = open_dataset(dataset_uri, seed=config.get("train", {}).get("seed", 0))
-        if list(source.labels) != list(spec.labels):
-            raise ValueError(f"--dataset {dataset_uri}: its classes {list(source.labels)} differ from the "
-                             f"model's {list(spec.labels)}")
+        trained = open_trained(args.target, spec_path=args.spec, which=args.which)
+        source = open_data(trained, args.dataset)
+        spec, kwargs = trained.spec, trained.model_kwargs
         dataset = build_pipeline(source, split=args.split, image_size=spec.input_size, batch_size=args.batch_size,
                                  training=False, mean_pixel=spec.mean)
-        model_config = config.get("model", {})
-        multiple = min_input_size(arch=model_config["arch"], output_stride=model_config.get("output_stride")) \
-            if model_config else 32
-        model = load_model(model_path)
-        out = evaluate(model, dataset, num_classes=spec.num_classes, labels=spec.labels, scales=args.scales,
+        multiple = min_input_size(arch=kwargs["arch"], output_stride=kwargs.get("output_stride")) if kwargs else 32
+        out = evaluate(trained.model, dataset, num_classes=spec.num_classes, labels=spec.labels, scales=args.scales,
                        flip=args.flip, crf=args.crf, ignore_label=spec.ignore_label, size_multiple=multiple)
-    except (ValueError, FileNotFoundError, ImportError, RunError, DatasetError, SpecError) as err:
+    except (ValueError, FileNotFoundError, ImportError, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
+    model_path, dataset_uri = trained.model_path, args.dataset or trained.dataset
     mode = f"scales {args.scales}" + (" + flip" if args.flip else "")
     print(format_results(out["results"], title=f"{model_path} on {dataset_uri} ({args.split}), {mode}:"))
     report = {"model": model_path, "dataset": dataset_uri, "split": args.split, "scales": args.scales,

@@ -1,11 +1,15 @@
 #!/usr/bin/env python
-"""Segment a folder of images with a trained run: colourised masks and overlays, in the spec's colours.
+"""Segment a folder of images with a trained model: colourised masks and overlays, in the spec's colours.
 
     python predict.py --run runs/20260101-120000-deeplabv3plus --input photos/ --output predictions/
+    python predict.py --model best.keras --spec spec.json --input photos/ --output predictions/
 
 For each image NAME.ext it writes NAME_mask.png (colours), NAME_overlay.png (mask over the image, with a
 legend) and NAME_labels.png (class ids, 8-bit). The image is stretched to the spec's input size, as on the
 device, and the class map is resized back (nearest neighbour).
+
+Every image is decoded before anything is written: if any cannot be read, predict.py names each one, writes
+nothing and exits 2 (as for any bad input).
 """
 from __future__ import annotations
 
@@ -18,21 +22,43 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=str, required=True, metavar="RUN_DIR", help="a training run directory")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--run", type=str, metavar="RUN_DIR", help="a training run directory")
+    model.add_argument("--model", type=str, metavar="FILE", help="a .keras model (spec.json beside it, or --spec)")
+    parser.add_argument("--spec", type=str, metavar="FILE", help="the spec of --model")
     parser.add_argument("--input", type=str, required=True, metavar="FOLDER", help="folder of images")
     parser.add_argument("--output", type=str, required=True, metavar="DIR", help="where to write the results")
-    parser.add_argument("--which", type=str, choices=("best", "last"), default="best", help="default: best")
+    parser.add_argument("--which", type=str, choices=("best", "last"), default="best",
+                        help="for --run: best.keras or last.keras (default: best)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default: 0.5)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.spec and not args.model:
+        parser.error("--spec goes with --model")
+    if not 0.0 <= args.alpha <= 1.0:
+        parser.error(f"--alpha: expected a value in [0, 1], got {args.alpha}")
+    return args
 
 
 def list_images(folder: str) -> list[str]:
+    """The image files in ``folder`` (by extension), sorted; each must decode, else ValueError naming them all."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"--input: no such folder: {folder}")
     names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
     if not names:
         raise ValueError(f"--input {folder}: no images with extensions {IMAGE_EXTENSIONS}")
-    return [os.path.join(folder, n) for n in names]
+    paths = [os.path.join(folder, n) for n in names]
+    unreadable = [p for p in paths if read_image(p) is None]
+    if unreadable:
+        raise ValueError(f"--input {folder}: {len(unreadable)} of {len(paths)} images cannot be read: "
+                         f"{', '.join(unreadable)}; nothing was written (fix or remove them)")
+    return paths
+
+
+def read_image(path: str):
+    """The BGR image at ``path``, or None if it does not decode."""
+    import cv2
+
+    return cv2.imread(path, cv2.IMREAD_COLOR) if os.path.isfile(path) else None
 
 
 def predict_image(model, spec, image_bgr):
@@ -47,34 +73,44 @@ def predict_image(model, spec, image_bgr):
     return cv2.resize(class_map, (image_bgr.shape[1], image_bgr.shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def write_png(path: str, image) -> None:
     import cv2
 
+    from kerasseg.files import write_bytes
+
+    ok, buffer = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"{path}: OpenCV could not encode a {image.shape} {image.dtype} image as PNG")
+    write_bytes(path, buffer.tobytes())
+
+
+def write_outputs(stem: str, image, class_map, spec, *, alpha: float) -> None:
+    """STEM_mask.png, STEM_overlay.png (with a legend of the classes present) and STEM_labels.png."""
     from edge import visualize
-    from kerasseg.training import RunError, load_run
+
+    drawn = visualize.overlay(image, class_map, spec.colors, alpha=alpha, ignore_label=spec.ignore_label)
+    present = visualize.classes_present(class_map, spec.num_classes, ignore_label=spec.ignore_label)
+    write_png(stem + "_mask.png", visualize.colorize(class_map, spec.colors, ignore_label=spec.ignore_label))
+    write_png(stem + "_overlay.png", visualize.draw_legend(drawn, present, spec.labels, spec.colors))
+    write_png(stem + "_labels.png", class_map)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from kerasseg.training.trained import open_trained
 
     try:
-        if not 0.0 <= args.alpha <= 1.0:
-            raise ValueError(f"--alpha: expected a value in [0, 1], got {args.alpha}")
-        run = load_run(args.run)
+        trained = open_trained(args.model or args.run, spec_path=args.spec, which=args.which)
         paths = list_images(args.input)
-        model = run.load_model(which=args.which)
-        spec = run.spec
         os.makedirs(args.output, exist_ok=True)
         for path in paths:
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
-            if image is None:
-                raise ValueError(f"{path}: not a readable image")
-            class_map = predict_image(model, spec, image)
+            image = read_image(path)
+            if image is None:  # it decoded a moment ago
+                raise ValueError(f"{path}: no longer a readable image")
+            class_map = predict_image(trained.model, trained.spec, image)
             stem = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0])
-            drawn = visualize.overlay(image, class_map, spec.colors, alpha=args.alpha, ignore_label=spec.ignore_label)
-            present = visualize.classes_present(class_map, spec.num_classes, ignore_label=spec.ignore_label)
-            drawn = visualize.draw_legend(drawn, present, spec.labels, spec.colors)
-            cv2.imwrite(stem + "_mask.png", visualize.colorize(class_map, spec.colors, ignore_label=spec.ignore_label))
-            cv2.imwrite(stem + "_overlay.png", drawn)
-            cv2.imwrite(stem + "_labels.png", class_map)
-    except (ValueError, FileNotFoundError, RunError) as err:
+            write_outputs(stem, image, class_map, trained.spec, alpha=args.alpha)
+    except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"Wrote {3 * len(paths)} files for {len(paths)} images to {args.output}")

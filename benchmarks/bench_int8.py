@@ -187,13 +187,13 @@ def bench_model(name: str, *, threads_list, runs: int, calibration_steps: int, a
 
 def quality(run_dir: str, *, qat_steps: int, calibration_steps: int):
     """mIoU drop of PTQ int8 and QAT int8 on the run's val set (exports to a temporary folder)."""
-    from kerasseg.export.export import export, source_from_run
+    from kerasseg.export.export import export
     from kerasseg.export.heads import Head
-    source = source_from_run(run_dir)
+    from kerasseg.training.trained import open_trained
     with tempfile.TemporaryDirectory() as out:
-        source.out_dir = out
-        results = export(source, [Mode.INT8, Mode.QAT], heads=[Head.FULL], qat_steps=qat_steps,
-                         calibration_steps=calibration_steps, max_drop=100.0, log=lambda line: None)
+        results = export(open_trained(run_dir), [Mode.INT8, Mode.QAT], out_dir=out, heads=[Head.FULL],
+                         qat_steps=qat_steps, calibration_steps=calibration_steps, max_drop=100.0,
+                         log=lambda line: None)
     return {r.mode: r.parity for r in results}
 
 

@@ -88,3 +88,25 @@ def make_run_dir(path, *, arch="deeplabv3plus", size=64, train_images=16, val_im
     with open(os.path.join(path, "config.yaml"), "w") as f:
         yaml.safe_dump(config, f)
     return path
+
+
+TINY_RUN_DATASET = "synthetic:4?val=2&size=32"
+TINY_RUN_LABELS = ("background", "circle", "square", "triangle", "cross")
+
+
+def make_tiny_run(folder, *, seed=3):
+    """A run directory of ``tiny_model`` in a second: best.keras, last.keras (other weights), spec.json (32x32)
+    and config.yaml (trained at 32x48 on ``TINY_RUN_DATASET`` with ``seed``)."""
+    import os
+
+    from kerasseg.artifact import Spec
+    from kerasseg.files import write_yaml
+
+    os.makedirs(folder, exist_ok=True)
+    tiny_model(num_classes=len(TINY_RUN_LABELS), seed=0).save(os.path.join(folder, "best.keras"))
+    tiny_model(num_classes=len(TINY_RUN_LABELS), seed=1).save(os.path.join(folder, "last.keras"))
+    Spec(labels=TINY_RUN_LABELS, input_size=(32, 32)).save(os.path.join(folder, "spec.json"))
+    write_yaml(os.path.join(folder, "config.yaml"),
+               {"train": {"dataset": TINY_RUN_DATASET, "image_size": [32, 48], "seed": seed},
+                "model": {"arch": "fcn32s", "num_classes": len(TINY_RUN_LABELS)}})
+    return str(folder)

@@ -175,11 +175,9 @@ class Spec:
         path = os.fspath(path)
         if os.path.isdir(path):
             path = os.path.join(path, SPEC_FILENAME)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.to_json() + "\n")
-        os.replace(tmp, path)
-        return path
+        from kerasseg.files import write_text  # here: importing kerasseg.artifact loads no other kerasseg module
+
+        return write_text(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Spec":

@@ -8,6 +8,7 @@ import sys
 from kerasseg.data.base import SPLITS, DatasetError
 from kerasseg.data.check import DatasetCheckError, check_dataset
 from kerasseg.data.sources import open_dataset
+from kerasseg.files import write_text
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,8 +38,7 @@ def main(argv=None) -> int:
         return 1
     print(report.format())
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report.to_dict(), f, indent=2)
+        write_text(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
     return 0
 
 

@@ -20,7 +20,6 @@ the USB link; ``USB_RATES`` gives the effective rates used to time them.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import shutil
@@ -31,6 +30,7 @@ import numpy as np
 from tensorflow.lite.tools import flatbuffer_utils
 
 from kerasseg.export.tflite import tensor_type_name
+from kerasseg.files import write_bytes, write_json
 
 COMPILER = "edgetpu_compiler"
 EIGHT_BIT = ("INT8", "UINT8")
@@ -129,13 +129,7 @@ class EdgeTPUReport:
         }
 
     def save(self, path: str | os.PathLike) -> str:
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-        return path
+        return write_json(os.fspath(path), self.to_dict())
 
     def format(self) -> str:
         lines = [f"Edge TPU report for {self.model}"]
@@ -334,7 +328,8 @@ def compile_model(tflite_path: str, *, out_dir: str, overwrite: bool = False) ->
         log = proc.stdout + proc.stderr
         produced = os.path.join(tmp, os.path.basename(target))
         if proc.returncode == 0 and os.path.exists(produced):
-            os.replace(produced, target)
+            with open(produced, "rb") as f:
+                write_bytes(target, f.read())
     result = {"available": True, "returncode": proc.returncode, "log": log,
               "output": target if proc.returncode == 0 else None}
     result.update(parse_compiler_log(log))

@@ -1,7 +1,8 @@
 """From a trained model (a run directory or a ``.keras`` file) to checked ``.tflite`` artifacts.
 
 For each requested :class:`Mode` and :class:`Head` (where the graph ends, see
-``kerasseg.export.heads``) ``export`` writes into ``OUT/``::
+``kerasseg.export.heads``) ``export`` writes into ``OUT/`` (default: ``export/`` in the run directory, or
+beside the model file)::
 
     NAME_MODE.tflite          the model ending in the mode's default head, with the spec inside
                               (metadata "kerasseg_spec")
@@ -23,15 +24,16 @@ import dataclasses
 import os
 from typing import Callable, Sequence
 
-import numpy as np
-
 from kerasseg.export import edgetpu as edgetpu_lib
 from kerasseg.export import qat, tflite
 from kerasseg.export.heads import Head, cut
 from kerasseg.export import parity as parity_lib
 from kerasseg.export.modes import Mode
 from kerasseg.export.parity import ParityReport, parity_report
-from kerasseg.artifact import Spec, embed_spec
+from kerasseg.artifact import embed_spec
+from kerasseg.data import build_pipeline
+from kerasseg.files import write_bytes
+from kerasseg.training.trained import Trained, open_data
 
 DEFAULT_CALIBRATION_STEPS = 100
 DEFAULT_QAT_STEPS = 200
@@ -46,24 +48,6 @@ DEFAULT_HEADS = {"cpu": Head.NATIVE, "edgetpu": Head.NATIVE}
 
 
 @dataclasses.dataclass
-class ExportSource:
-    """A trained float model and what export needs to know about it.
-
-    ``model_kwargs`` are the ``build_model`` arguments (None for a model kerasseg
-    did not build); ``dataset`` is the training data's URI (None: no training data).
-    """
-
-    model: object
-    spec: Spec
-    out_dir: str
-    name: str
-    model_kwargs: dict | None = None
-    dataset: str | None = None
-    seed: int = 0
-    train_size: tuple[int, int] | None = None
-
-
-@dataclasses.dataclass
 class ExportResult:
     mode: Mode
     head: Head
@@ -72,111 +56,60 @@ class ExportResult:
     edgetpu: dict | None = None
 
 
-def source_from_run(run_dir: str, *, dataset: str | None = None) -> ExportSource:
-    """The best model of a training run directory, with its spec, build arguments and dataset."""
-    from kerasseg.training import load_run
-    run = load_run(run_dir)
-    model = _load_keras(run.model_path)
-    train = run.config.get("train", {})
-    return ExportSource(model=model, spec=run.spec, out_dir=os.path.join(run.path, "export"),
-                        name=model.name, model_kwargs=run.model_kwargs, dataset=dataset or train.get("dataset"),
-                        seed=int(train.get("seed", 0)), train_size=_size_or_none(train.get("image_size")))
-
-
-def source_from_model(model_path: str, *, spec_path: str | None = None, dataset: str | None = None) -> ExportSource:
-    """A ``.keras`` file, with its spec from ``spec_path`` or a ``spec.json`` beside it.
-
-    A ``config.yaml`` beside it (a run directory) supplies the build arguments and the dataset.
-    """
-    model_path = os.fspath(model_path)
-    folder = os.path.dirname(os.path.abspath(model_path))
-    spec_path = spec_path or os.path.join(folder, "spec.json")
-    if not os.path.isfile(spec_path):
-        raise FileNotFoundError(f"spec: no spec at {spec_path}; pass --spec FILE for model {model_path}")
-    spec = Spec.load(spec_path)
-    model = _load_keras(model_path)
-    config = {}
-    if os.path.isfile(os.path.join(folder, "config.yaml")):
-        from kerasseg.training.run import read_config
-        config = read_config(folder)
-    train = config.get("train", {})
-    return ExportSource(model=model, spec=spec, out_dir=os.path.join(folder, "export"), name=model.name,
-                        model_kwargs=config.get("model"), dataset=dataset or train.get("dataset"),
-                        seed=int(train.get("seed", 0)), train_size=_size_or_none(train.get("image_size")))
-
-
-def _size_or_none(size):
-    return None if size is None else tuple(int(v) for v in size)
-
-
-def _load_keras(path: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model: no file at {path}")
-    from kerasseg.models import load_model
-    try:
-        return load_model(path)
-    except Exception as err:  # keras raises many types for a damaged archive
-        raise ValueError(f"model: cannot load {path} ({type(err).__name__}: {str(err).splitlines()[0][:200]})") \
-            from None
-
-
 def default_head(mode: Mode) -> Head:
     """The head ``mode``'s target gets by default (see ``DEFAULT_HEADS``)."""
     return DEFAULT_HEADS["edgetpu" if mode is Mode.EDGETPU else "cpu"]
 
 
-def target_paths(source: ExportSource, mode: Mode, head: Head | None = None) -> dict[str, str]:
-    """The files of one artifact; ``head`` None (or the mode's default) keeps the plain NAME_MODE name."""
+def target_paths(out_dir: str, name: str, mode: Mode, head: Head | None = None) -> dict[str, str]:
+    """The files of model ``name``'s artifact in ``out_dir``; ``head`` None (or the mode's default) keeps the
+    plain NAME_MODE name."""
     head = default_head(mode) if head is None else head
     suffix = "" if head is default_head(mode) else "_" + head.filename_suffix
-    stem = os.path.join(source.out_dir, f"{source.name}_{mode.filename_suffix}{suffix}")
+    stem = os.path.join(out_dir, f"{name}_{mode.filename_suffix}{suffix}")
     paths = {"tflite": stem + ".tflite", "spec": stem + ".spec.json", "parity": stem + ".parity.json"}
     if mode is Mode.EDGETPU:
         paths["report"] = stem + ".report.json"
     return paths
 
 
-def _check_targets(source: ExportSource, plan: Sequence[tuple[Mode, Head]], *, overwrite: bool) -> None:
+def _check_targets(out_dir: str, name: str, plan: Sequence[tuple[Mode, Head]], *, overwrite: bool) -> None:
     if overwrite:
         return
-    existing = [p for mode, head in plan for paths in (target_paths(source, mode, head),)
+    existing = [p for mode, head in plan for paths in (target_paths(out_dir, name, mode, head),)
                 for p in [*paths.values(), *parity_lib.failed_paths(paths).values()] if os.path.exists(p)]
     if existing:
         raise FileExistsError(f"export: would overwrite {existing}; pass --overwrite to replace them")
 
 
-def _check_data(source: ExportSource, modes: Sequence[Mode]):
-    """Open the dataset and check that its classes are the model's."""
-    if source.dataset is None:
+def _check_data(trained: Trained, dataset: str | None, modes: Sequence[Mode]):
+    """Open the dataset (``dataset``, else the model's) and check that its classes are the model's."""
+    if (dataset or trained.dataset) is None:
         needing = [m.value for m in modes if m.needs_training_data]
         raise ValueError(f"dataset: modes {needing or [m.value for m in modes]} need the model's data (training "
                          f"images for calibration/QAT, validation images for the parity report), but none is "
                          f"known; pass --dataset URI or export from a run directory")
-    from kerasseg.data import open_dataset
-    data = open_dataset(source.dataset, seed=source.seed)
-    if tuple(data.labels) != tuple(source.spec.labels):
-        raise ValueError(f"dataset {source.dataset!r}: classes {list(data.labels)} differ from the model's "
-                         f"{list(source.spec.labels)}")
-    outputs = source.model.outputs[0].shape[-1]
-    if outputs != source.spec.num_classes:
-        raise ValueError(f"model {source.name!r}: outputs {outputs} classes but its spec lists "
-                         f"{source.spec.num_classes}: {list(source.spec.labels)}")
-    return data
+    return open_data(trained, dataset)
 
 
-def rebuild(source: ExportSource, *, input_size, edgetpu_friendly: bool = False):
+def _require_build_arguments(trained: Trained) -> None:
+    if trained.model_kwargs is None:
+        raise ValueError(f"edgetpu: model {trained.model_path} has no build arguments (config.yaml beside it) to "
+                         f"rebuild it Edge-TPU-friendly; export from its run directory")
+
+
+def rebuild(trained: Trained, *, input_size, edgetpu_friendly: bool = False):
     """The model rebuilt at a static (H, W) input (and Edge-TPU-friendly if asked), weights copied.
 
     Raises ValueError, naming the size, when the architecture cannot take it.
     """
     height, width = input_size
-    if source.model_kwargs is None:
-        if edgetpu_friendly:
-            raise ValueError(f"edgetpu: model {source.name!r} has no build arguments (config.yaml) to rebuild it "
-                             f"Edge-TPU-friendly; export from its run directory")
-        return source.model
+    if edgetpu_friendly:
+        _require_build_arguments(trained)
+    if trained.model_kwargs is None:
+        return trained.model
     from kerasseg.models import build_model
-    kwargs = dict(source.model_kwargs)
+    kwargs = dict(trained.model_kwargs)
     if edgetpu_friendly:
         kwargs["edgetpu_friendly"] = True
     kwargs.pop("input_shape", None)
@@ -184,7 +117,7 @@ def rebuild(source: ExportSource, *, input_size, edgetpu_friendly: bool = False)
         model = build_model(**kwargs, input_shape=(height, width, 3))
     except ValueError as err:
         raise ValueError(f"input_size: {height}x{width} does not fit this model: {err}") from None
-    model.set_weights(source.model.get_weights())
+    model.set_weights(trained.model.get_weights())
     return model
 
 
@@ -216,12 +149,14 @@ def check_options(modes: Sequence[Mode | str], *, calibration_steps: int, qat_st
     return [(mode, head) for mode in modes for head in heads]
 
 
-def export(source: ExportSource, modes: Sequence[Mode | str], *, heads: Sequence[Head | str] | None = None,
-           input_size=None, calibration_steps: int = DEFAULT_CALIBRATION_STEPS, qat_steps: int = DEFAULT_QAT_STEPS,
+def export(trained: Trained, modes: Sequence[Mode | str], *, dataset: str | None = None, out_dir: str | None = None,
+           heads: Sequence[Head | str] | None = None, input_size=None,
+           calibration_steps: int = DEFAULT_CALIBRATION_STEPS, qat_steps: int = DEFAULT_QAT_STEPS,
            max_drop: float = DEFAULT_MAX_DROP, overwrite: bool = False, parity_images: int | None = None,
            edgetpu_finetune_steps: int | None = None, log: Callable[[str], None] = print) -> list[ExportResult]:
-    """Convert ``source`` in each mode, ending in each head (None: the mode's default), check each
-    artifact's parity, write everything; see the module doc.
+    """Convert ``trained`` in each mode, ending in each head (None: the mode's default), check each
+    artifact's parity on ``dataset`` (None: the one it trained on), write everything into ``out_dir``
+    (None: ``export/`` in its folder); see the module doc.
 
     ``edgetpu_finetune_steps`` fine-tunes the Edge-TPU-friendly rebuild before it is quantized (None:
     ``edgetpu.REALIGN_STEPS`` when the model has half-pixel resizes and an Edge TPU head is ``full``, else 0).
@@ -231,91 +166,110 @@ def export(source: ExportSource, modes: Sequence[Mode | str], *, heads: Sequence
     plan = check_options(modes, calibration_steps=calibration_steps, qat_steps=qat_steps, heads=heads,
                          edgetpu_finetune_steps=edgetpu_finetune_steps)
     modes = list(dict.fromkeys(mode for mode, _ in plan))
-    realigned = bool(edgetpu_lib.half_pixel_resizes(source.model))
+    realigned = bool(edgetpu_lib.half_pixel_resizes(trained.model))
     if edgetpu_finetune_steps is None:
-        full_on_tpu = (Mode.EDGETPU, Head.FULL) in plan
-        edgetpu_finetune_steps = edgetpu_lib.REALIGN_STEPS if realigned and full_on_tpu else 0
-    input_size = tflite.check_input_size(input_size or source.train_size or source.spec.input_size)
-    if Mode.EDGETPU in modes and source.model_kwargs is None:
-        raise ValueError(f"edgetpu: model {source.name!r} has no build arguments (config.yaml) to rebuild it "
-                         f"Edge-TPU-friendly; export from its run directory")
-    _check_targets(source, plan, overwrite=overwrite)
-    data = _check_data(source, modes)
-    static = rebuild(source, input_size=input_size)
+        edgetpu_finetune_steps = edgetpu_lib.REALIGN_STEPS if realigned and (Mode.EDGETPU, Head.FULL) in plan else 0
+    input_size = tflite.check_input_size(input_size or trained.train_size or trained.spec.input_size)
+    if Mode.EDGETPU in modes:
+        _require_build_arguments(trained)
+    out_dir = os.path.join(trained.folder, "export") if out_dir is None else out_dir
+    _check_targets(out_dir, trained.model.name, plan, overwrite=overwrite)
+    data = _check_data(trained, dataset, modes)
+    static = rebuild(trained, input_size=input_size)
     tflite.serving_function(static, input_size=input_size)  # fails early, naming the size, if it cannot trace
     for head in dict.fromkeys(head for _, head in plan):
         cut(static, head)  # fails early, naming the head and the valid choices, if the model cannot end there
-    from kerasseg.data import build_pipeline
 
     def calibration():
         batches = build_pipeline(data, split="train", image_size=input_size, batch_size=1, training=True,
-                                 seed=source.seed).as_numpy_iterator()
+                                 seed=trained.seed).as_numpy_iterator()
         return tflite.calibration_images(batches, steps=calibration_steps)
 
     def validation():
         return build_pipeline(data, split="val", image_size=input_size, batch_size=PARITY_BATCH_SIZE,
                               training=False).as_numpy_iterator()
 
-    os.makedirs(source.out_dir, exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
     results = []
     for mode in modes:
-        model = static
         finetune_steps = edgetpu_finetune_steps if mode is Mode.EDGETPU else 0
-        if mode is Mode.EDGETPU:
-            model = rebuild(source, input_size=input_size, edgetpu_friendly=True)
-            if finetune_steps:
-                loss = edgetpu_lib.realign(model, _training_batches(source, data, input_size), steps=finetune_steps,
-                                           ignore_label=source.spec.ignore_label)
-                log(f"[edgetpu] fine-tuned the legacy-aligned rebuild {finetune_steps} steps at lr "
-                    f"{edgetpu_lib.REALIGN_LEARNING_RATE:g}; last loss {loss:.4f}")
-        if mode is Mode.QAT:
-            model = _quantization_aware(source, data, static, input_size=input_size, qat_steps=qat_steps, log=log)
+        model = _mode_model(trained, data, static, mode, input_size=input_size, finetune_steps=finetune_steps,
+                            qat_steps=qat_steps, log=log)
         for head in (h for m, h in plan if m is mode):
             log(f"[{mode.value}/{head.value}] converting at {input_size[0]}x{input_size[1]}")
-            ending, fields = cut(model, head)
-            if mode is Mode.EDGETPU and not finetune_steps and fields["output_stride"] > 1:
-                # The rebuild's last resize is legacy, but the device upsamples as the weights were trained.
-                fields["output_alignment"] = cut(static, head)[1]["output_alignment"]
-            spec = source.spec.replace(input_size=input_size, **fields)
-            content = embed_spec(tflite.convert(ending, mode=mode, input_size=input_size,
-                                                         calibration=calibration), spec)
-            if mode.full_integer:
-                floats = tflite.float_ops(content)
-                if floats:
-                    raise RuntimeError(f"[{mode.value}] the converter left float ops in a full-integer model: "
-                                       f"{floats}")
-            report = parity_report(source.model, content, validation(), mode=mode.value, head=head,
+            content, spec = _convert(trained, model, static, mode, head, input_size=input_size,
+                                     calibration=calibration, finetune_steps=finetune_steps)
+            report = parity_report(trained.model, content, validation(), mode=mode.value, head=head,
                                    max_drop=max_drop, max_images=parity_images)
             report.finetune_steps = finetune_steps
             report.failure_hint = parity_lib.failure_hint(mode=mode, head=head.value, finetune_steps=finetune_steps,
                                                           realigned=realigned and mode is Mode.EDGETPU)
-            paths = parity_lib.outcome_paths(target_paths(source, mode, head), passed=report.passed)
-            _write_bytes(paths["tflite"], content)
-            spec.save(paths["spec"])
-            report.save(paths["parity"])
-            log(report.format())
-            result = ExportResult(mode=mode, head=head, path=paths["tflite"], parity=report)
-            if mode is Mode.EDGETPU:
-                result.edgetpu = _edgetpu_report(content, paths, overwrite=overwrite, run_compiler=report.passed,
-                                                 log=log)
-            log(f"[{mode.value}/{head.value}] wrote {paths['tflite']}")
-            results.append(result)
+            paths = parity_lib.outcome_paths(target_paths(out_dir, trained.model.name, mode, head),
+                                             passed=report.passed)
+            results.append(_write_artifact(content, spec, report, paths, mode=mode, head=head, overwrite=overwrite,
+                                           log=log))
     return results
 
 
-def _quantization_aware(source: ExportSource, data, static, *, input_size, qat_steps: int, log):
+def _write_artifact(content: bytes, spec, report: ParityReport, paths: dict, *, mode: Mode, head: Head,
+                    overwrite: bool, log) -> ExportResult:
+    """Write the ``.tflite``, its spec and parity report (and for edgetpu, the op report) to ``paths``."""
+    write_bytes(paths["tflite"], content)
+    spec.save(paths["spec"])
+    report.save(paths["parity"])
+    log(report.format())
+    result = ExportResult(mode=mode, head=head, path=paths["tflite"], parity=report)
+    if mode is Mode.EDGETPU:
+        result.edgetpu = _edgetpu_report(content, paths, overwrite=overwrite, run_compiler=report.passed, log=log)
+    log(f"[{mode.value}/{head.value}] wrote {paths['tflite']}")
+    return result
+
+
+def _mode_model(trained: Trained, data, static, mode: Mode, *, input_size, finetune_steps: int, qat_steps: int,
+                log):
+    """The Keras model that ``mode`` converts: the static model, its Edge-TPU-friendly rebuild (fine-tuned
+    ``finetune_steps``), or its quantization-aware fine-tuned copy."""
+    if mode is Mode.QAT:
+        return _quantization_aware(trained, data, static, input_size=input_size, qat_steps=qat_steps, log=log)
+    if mode is not Mode.EDGETPU:
+        return static
+    model = rebuild(trained, input_size=input_size, edgetpu_friendly=True)
+    if finetune_steps:
+        loss = edgetpu_lib.realign(model, _training_batches(trained, data, input_size), steps=finetune_steps,
+                                   ignore_label=trained.spec.ignore_label)
+        log(f"[edgetpu] fine-tuned the legacy-aligned rebuild {finetune_steps} steps at lr "
+            f"{edgetpu_lib.REALIGN_LEARNING_RATE:g}; last loss {loss:.4f}")
+    return model
+
+
+def _convert(trained: Trained, model, static, mode: Mode, head: Head, *, input_size, calibration,
+             finetune_steps: int):
+    """The ``.tflite`` bytes of ``model`` ending in ``head``, with their spec embedded; and that spec."""
+    ending, fields = cut(model, head)
+    if mode is Mode.EDGETPU and not finetune_steps and fields["output_stride"] > 1:
+        # The rebuild's last resize is legacy, but the device upsamples as the weights were trained.
+        fields["output_alignment"] = cut(static, head)[1]["output_alignment"]
+    spec = trained.spec.replace(input_size=input_size, **fields)
+    content = embed_spec(tflite.convert(ending, mode=mode, input_size=input_size, calibration=calibration), spec)
+    if mode.full_integer:
+        floats = tflite.float_ops(content)
+        if floats:
+            raise RuntimeError(f"[{mode.value}] the converter left float ops in a full-integer model: {floats}")
+    return content, spec
+
+
+def _quantization_aware(trained: Trained, data, static, *, input_size, qat_steps: int, log):
     """Fine-tune a quantization-aware copy of the static model on the training pipeline at ``input_size``."""
     quantized = qat.quantize_aware(static)
-    loss = qat.fine_tune(quantized, _training_batches(source, data, input_size), steps=qat_steps,
-                         ignore_label=source.spec.ignore_label)
+    loss = qat.fine_tune(quantized, _training_batches(trained, data, input_size), steps=qat_steps,
+                         ignore_label=trained.spec.ignore_label)
     log(f"[qat] fine-tuned {qat_steps} steps at lr {qat.QAT_LEARNING_RATE:g}; last loss {loss:.4f}")
     return quantized
 
 
-def _training_batches(source: ExportSource, data, input_size):
-    from kerasseg.data import build_pipeline
+def _training_batches(trained: Trained, data, input_size):
     return build_pipeline(data, split="train", image_size=input_size, batch_size=QAT_BATCH_SIZE, training=True,
-                          seed=source.seed)
+                          seed=trained.seed)
 
 
 def _edgetpu_report(content: bytes, paths: dict, *, overwrite: bool, run_compiler: bool, log) -> dict:
@@ -333,14 +287,3 @@ def _edgetpu_report(content: bytes, paths: dict, *, overwrite: bool, run_compile
     report.save(paths["report"])
     log(report.format())
     return report.to_dict()
-
-
-def _write_bytes(path: str, content: bytes) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(content)
-    os.replace(tmp, path)
-
-
-def mean_iou_drop(results: Sequence[ExportResult]) -> dict[str, float]:
-    return {r.mode.value: float(np.round(r.parity.miou_drop, 4)) for r in results}

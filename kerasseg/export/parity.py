@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import tempfile
 from typing import Iterable
 
 import numpy as np
 
+from kerasseg.files import write_bytes, write_json
 from kerasseg.training.metrics import ConfusionMatrix
 
 
@@ -37,8 +37,7 @@ def device_segmenter(content: bytes, *, threads: int | None = None, require_spec
     from kerasseg.artifact import SPEC_METADATA_NAME, load_spec
     with tempfile.TemporaryDirectory(prefix="kerasseg-parity-") as folder:
         path = os.path.join(folder, "artifact.tflite")
-        with open(path, "wb") as f:
-            f.write(content)
+        write_bytes(path, content)
         if require_spec and load_spec(path)[0] is None:
             raise ValueError(f"artifact: no spec inside it (metadata {SPEC_METADATA_NAME!r}); embed one with "
                              f"kerasseg.artifact.embed_spec, as the device reads it from there")
@@ -83,13 +82,7 @@ class ParityReport:
         return data
 
     def save(self, path: str | os.PathLike) -> str:
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(_json_safe(self.to_dict()), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-        return path
+        return write_json(os.fspath(path), _json_safe(self.to_dict()))
 
     def verdict(self, *, hint: bool = True) -> str:
         """One line: the drop against ``max_drop``; on failure (with ``hint``) the cause and the fix."""

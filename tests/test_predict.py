@@ -1,0 +1,72 @@
+"""predict.py through main(): every image is checked before anything is written."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+from export_helpers import make_tiny_run
+from training_helpers import load_script
+
+from kerasseg.artifact import Spec
+
+predict = load_script("predict.py")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return make_tiny_run(tmp_path_factory.mktemp("predict") / "run")
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(folder / "a.png"), rng.integers(0, 255, (40, 50, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "c.jpg"), rng.integers(0, 255, (30, 30, 3), dtype=np.uint8))
+    (folder / "notes.txt").write_text("not an image, not listed")
+    return folder
+
+
+def test_an_unreadable_image_stops_it_before_anything_is_written(tiny_run, photos, tmp_path, capsys):
+    (photos / "b.jpg").write_bytes(b"\xff\xd8\xff this is not a JPEG")
+    (photos / "d.png").write_bytes(b"")
+    out = tmp_path / "predictions"
+    assert predict.main(["--run", tiny_run, "--input", str(photos), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 4 images cannot be read" in err and "nothing was written" in err, err
+    assert str(photos / "b.jpg") in err and str(photos / "d.png") in err
+    assert str(photos / "a.png") not in err
+    assert not out.exists()
+
+
+def test_readable_images_give_three_files_each_in_the_spec_colours(tiny_run, photos, tmp_path, capsys):
+    out = tmp_path / "predictions"
+    assert predict.main(["--run", tiny_run, "--input", str(photos), "--output", str(out)]) == 0
+    assert "Wrote 6 files for 2 images" in capsys.readouterr().out
+    assert sorted(os.listdir(out)) == sorted(f"{stem}_{kind}.png" for stem in "ac"
+                                             for kind in ("mask", "overlay", "labels"))
+    labels = cv2.imread(str(out / "a_labels.png"), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == (40, 50) and labels.dtype == np.uint8 and labels.max() < 5
+    spec = Spec.load(tiny_run)
+    mask = cv2.imread(str(out / "a_mask.png"))
+    expected = np.asarray(spec.colors, np.uint8)[labels][..., ::-1]  # BGR on disk
+    np.testing.assert_array_equal(mask, expected)
+    assert cv2.imread(str(out / "c_overlay.png")).shape == (30, 30, 3)
+    # The model file with its spec gives the same class map as its run directory.
+    other = tmp_path / "from_model"
+    argv = ["--model", os.path.join(tiny_run, "best.keras"), "--spec", os.path.join(tiny_run, "spec.json"),
+            "--input", str(photos), "--output", str(other)]
+    assert predict.main(argv) == 0
+    np.testing.assert_array_equal(cv2.imread(str(other / "a_labels.png"), cv2.IMREAD_UNCHANGED), labels)
+
+
+def test_bad_flags_exit_2(tiny_run, photos, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--run", tiny_run, "--spec", "x.json", "--input", str(photos), "--output", str(tmp_path)])
+    assert exit_info.value.code == 2 and "--spec goes with --model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--run", tiny_run, "--alpha", "1.5", "--input", str(photos), "--output", str(tmp_path)])
+    assert exit_info.value.code == 2 and "--alpha" in capsys.readouterr().err
+    assert predict.main(["--run", tiny_run, "--input", str(tmp_path / "none"), "--output", str(tmp_path / "o")]) == 2
+    assert "--input: no such folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
