@@ -59,7 +59,7 @@ class DatasetSource:
     """
 
     name: str = ""
-    layout: str = ""  # the layout detected, in words (printed by the dataset check)
+    layout_name: str = ""  # the layout detected, in words (printed by the dataset check)
     split_note: str = ""  # one line when the source made its own train/val split
     labels: tuple[str, ...] = ()
     label_ids: tuple[int, ...] | None = None  # each class's id in the dataset's own numbering (COCO category ids)

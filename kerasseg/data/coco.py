@@ -111,7 +111,7 @@ class CocoSource(FileSource):
     def _find_files(self, kind: str | None) -> dict:
         root = self.root
         if os.path.isfile(root):
-            self.layout = f"COCO JSON file {os.path.basename(root)}"
+            self.layout_name = f"COCO JSON file {os.path.basename(root)}"
             folder = os.path.dirname(root)
             images = os.path.join(folder, "images")
             return {"all": (root, images if os.path.isdir(images) else folder)}
@@ -120,7 +120,7 @@ class CocoSource(FileSource):
         hub = {split: [os.path.join(root, d, HUB_FILE) for d in dirs if os.path.isfile(os.path.join(root, d, HUB_FILE))]
                for split, dirs in HUB_SPLITS.items()}
         if hub["train"] and hub["val"]:
-            self.layout = f"dataset-hub COCO export ({{train,valid}}/{HUB_FILE})"
+            self.layout_name = f"dataset-hub COCO export ({{train,valid}}/{HUB_FILE})"
             return {split: (found[0], os.path.dirname(found[0])) for split, found in hub.items()}
         files = {}
         for split in ("train", "val"):
@@ -135,7 +135,7 @@ class CocoSource(FileSource):
             if found:
                 files[split] = (found[0], os.path.join(root, pattern.search(os.path.basename(found[0])).group(2)))
         if len(files) == 2:
-            self.layout = "COCO (annotations/{instances,stuff}_{train,val}*.json)"
+            self.layout_name = "COCO (annotations/{instances,stuff}_{train,val}*.json)"
             return files
         raise DatasetError(f"{self.name}: found no COCO layout; expected train/ and valid/ each with {HUB_FILE}, or "
                            f"annotations/instances_train*.json and annotations/instances_val*.json, or a JSON file",

@@ -227,7 +227,7 @@ class VocSource(FileSource):
         if os.path.isfile(os.path.join(lists, "val.txt")) and (
                 os.path.isfile(os.path.join(lists, "train.txt")) or os.path.isdir(aug)):
             splits = self._listed_splits(lists, aug)
-            self.layout = "PASCAL VOC (ImageSets/Segmentation train/val lists)"
+            self.layout_name = "PASCAL VOC (ImageSets/Segmentation train/val lists)"
         else:
             pool_files = [os.path.join(lists, f) for f in POOL_LISTS if os.path.isfile(os.path.join(lists, f))]
             if pool_files:
@@ -241,9 +241,9 @@ class VocSource(FileSource):
             self.split_note = (f"{self.name}: no ImageSets/Segmentation train/val lists; split {pool} "
                                f"({len(stems)}) into {len(splits['train'])} train and {len(splits['val'])} val "
                                f"(val_fraction {val_fraction}, seed {seed})")
-            self.layout = "VOC-style export without train/val lists"
+            self.layout_name = "VOC-style export without train/val lists"
         if self.colormap is not None:
-            self.layout += f", colour masks decoded by {self.colormap.path}"
+            self.layout_name += f", colour masks decoded by {self.colormap.path}"
         for split, (stems, listed_in) in splits.items():
             self._pairs[split] = _keep_existing(self, split, [
                 (images.get(stem, os.path.join(root, "JPEGImages", stem + ".jpg")), self._mask_path(stem, aug))
@@ -318,7 +318,7 @@ class FolderSource(FileSource):
                  for stem, image in images.items()}
         split_files = [os.path.join(root, f"{split}.txt") for split in ("train", "val")]
         if all(os.path.isfile(f) for f in split_files):
-            self.layout = "image/mask folders with train.txt and val.txt"
+            self.layout_name = "image/mask folders with train.txt and val.txt"
             splits = {}
             for split, list_file in zip(("train", "val"), split_files):
                 stems = read_list_file(list_file)
@@ -328,7 +328,7 @@ class FolderSource(FileSource):
                                        f"{image_dir}, e.g. {unknown[:3]}")
                 splits[split] = stems
         else:
-            self.layout = f"image/mask folders, split by val_fraction {val_fraction}"
+            self.layout_name = f"image/mask folders, split by val_fraction {val_fraction}"
             splits = {k: v[0] for k, v in split_stems(sorted(pairs), val_fraction=val_fraction, seed=seed,
                                                       where=self.name).items()}
         for split in ("train", "val"):
@@ -382,7 +382,7 @@ class Ade20kSource(FileSource):
                 os.path.join(root, "ADEChallengeData2016", "images")):
             root = os.path.join(root, "ADEChallengeData2016")
         self.root, self.name = root, f"ade20k:{path}"
-        self.layout = "ADE20K SceneParsing (ADEChallengeData2016)"
+        self.layout_name = "ADE20K SceneParsing (ADEChallengeData2016)"
         self.labels, self.colors = ADE20K_LABELS, None
         self.value_table = np.full(256, -1, np.int32)
         self.value_table[0] = IGNORE_LABEL
