@@ -75,7 +75,9 @@ def test_export_without_split_lists_is_split_by_seed_and_val_fraction(tmp_path, 
     root = str(tmp_path / "voc")
     make_labelme_voc(root, size=SIZE, stems=tuple(f"s{i}" for i in range(10)))
     a = open_dataset(f"voc:{root}", seed=1)
-    assert "no ImageSets/Segmentation train/val lists" in capsys.readouterr().err
+    note = capsys.readouterr().err.strip()
+    assert "no ImageSets/Segmentation train/val lists" in note and "into 8 train and 2 val" in note
+    assert len(note.splitlines()) == 1
     assert (a.num_examples("train"), a.num_examples("val")) == (8, 2)
     assert a.pairs("val") == open_dataset(f"voc:{root}", seed=1).pairs("val")
     assert {p for s in (1, 2, 3, 4) for p in open_dataset(f"voc:{root}", seed=s).pairs("val")} != set(a.pairs("val"))

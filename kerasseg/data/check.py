@@ -94,7 +94,7 @@ class DatasetReport:
     def format(self) -> str:
         """The report as text: per split, the label values, ignore share, mismatches and class histogram."""
         lines = [f"dataset {self.name}: {len(self.labels)} classes, ignore label {self.ignore_label}",
-                 f"layout: {self.layout or '-'}"] + ([self.note] if self.note else [])
+                 f"layout: {self.layout or '-'}"]
         lines.append("split sizes: " + ", ".join(f"{split} {'?' if n is None else n}" for split, n in self.listed.items()))
         for split, stats in self.splits.items():
             sizes = ("-" if stats.min_size is None else

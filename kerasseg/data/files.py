@@ -239,7 +239,7 @@ class VocSource(FileSource):
             splits = split_stems(stems, val_fraction=val_fraction, seed=seed,
                                  where=", ".join(pool_files) or os.path.join(root, "SegmentationClass"))
             self.split_note = (f"{self.name}: no ImageSets/Segmentation train/val lists; split {pool} "
-                               f"({len(stems)}) into {len(splits['train'])} train and {len(splits['val'])} val "
+                               f"({len(stems)}) into {len(splits['train'][0])} train and {len(splits['val'][0])} val "
                                f"(val_fraction {val_fraction}, seed {seed})")
             self.layout_name = "VOC-style export without train/val lists"
         if self.colormap is not None:
