@@ -1,4 +1,4 @@
-"""Tiny on-disk datasets for the data tests (VOC layout and image/mask folders)."""
+"""Tiny on-disk datasets for the data tests: VOC, image/mask folders, tool exports, COCO and ADE20K."""
 import json
 import os
 
@@ -171,6 +171,18 @@ def make_coco_hub(root, *, size=(32, 40)):
         data, masks = coco_json(folder, [f"{split}_{i}" for i in range(count)], size=size, seed=len(split),
                                 hub_parent=True)
         with open(os.path.join(folder, "_annotations.coco.json"), "w") as f:
+            json.dump(data, f)
+        expected.update({os.path.join(folder, k): v for k, v in masks.items()})
+    return expected
+
+
+def make_coco_layout(root, *, size=(32, 40)):
+    """The COCO layout: annotations/instances_{train,val}2017.json, images in train2017/ and val2017/."""
+    expected = {}
+    for split, count in (("train", 6), ("val", 2)):
+        folder = _mkdir(os.path.join(root, f"{split}2017"))
+        data, masks = coco_json(folder, [f"{i:012d}" for i in range(count)], size=size, seed=len(split) + 5)
+        with open(os.path.join(_mkdir(os.path.join(root, "annotations")), f"instances_{split}2017.json"), "w") as f:
             json.dump(data, f)
         expected.update({os.path.join(folder, k): v for k, v in masks.items()})
     return expected

@@ -6,10 +6,11 @@ import os
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
-from data_helpers import (CVAT_COLORS, make_ade20k, make_coco_file, make_coco_hub, make_cvat, make_labelme_voc,
-                          write_mask)
+from data_helpers import (CVAT_COLORS, make_ade20k, make_coco_file, make_coco_hub, make_coco_layout, make_cvat,
+                          make_labelme_voc, write_mask)
 from kerasseg.artifact import default_colors
 from kerasseg.data import DatasetError, build_pipeline, check_dataset, open_dataset, with_options
 from kerasseg.data.__main__ import main as check_main
@@ -34,6 +35,8 @@ def layout(kind, root):
         return f"coco:{path}", ("background", "cat", "dog"), None, expected
     if kind == "coco_hub":
         return f"coco:{root}", ("background", "cat", "dog"), None, make_coco_hub(root, size=SIZE)
+    if kind == "coco2017":
+        return f"coco:{root}", ("background", "cat", "dog"), None, make_coco_layout(root, size=SIZE)
     return f"ade20k:{root}", ADE20K_LABELS, None, make_ade20k(root, size=SIZE)
 
 
@@ -41,7 +44,7 @@ def expected_mask(expected, image_path):
     return expected[image_path] if image_path in expected else expected[stem(image_path)]
 
 
-LAYOUTS = ("labelme", "cvat", "coco", "coco_hub", "ade20k")
+LAYOUTS = ("labelme", "cvat", "coco", "coco_hub", "coco2017", "ade20k")
 
 
 @pytest.mark.parametrize("kind", LAYOUTS)
@@ -243,11 +246,21 @@ def test_tfds_without_data_says_where_and_writes_nothing(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", LAYOUTS)
+@pytest.mark.parametrize("kind", ["labelme", "cvat", "coco_hub", "coco2017", "ade20k"])
 def test_each_layout_trains_through_train_py_and_its_spec_carries_names_and_colours(tmp_path, kind):
+    """The README's one command per export (tests/test_readme_commands.py points here), a few steps each."""
+    from training_helpers import load_script
     uri, labels, colors, _ = layout(kind, str(tmp_path / "data"))
-    code, run_dir = train_main(tmp_path, uri, "--steps-per-epoch", "2", "--alpha", "0.35")
+    extra = {"labelme": ["--val-fraction", "0.25"],
+             "cvat": ["--colormap", str(tmp_path / "data" / "labelmap.txt")]}.get(kind, [])
+    run_dir = tmp_path / "run"
+    code = load_script("train.py").main(["--dataset", uri, *extra, "--image-size", "32", "--epochs", "1",
+                                         "--steps-per-epoch", "2", "--batch-size", "2", "--output-dir", str(run_dir),
+                                         "--quiet", "--check-data"])
     assert code == 0
     spec = json.loads((run_dir / "spec.json").read_text())
     assert tuple(spec["labels"]) == labels
     assert [tuple(c) for c in spec["colors"]] == list(colors or default_colors(len(labels)))
+    dataset = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["dataset"]
+    assert dataset == with_options(uri, val_fraction=0.25 if kind == "labelme" else None,
+                                   colormap=extra[1] if extra and kind == "cvat" else None)
