@@ -11,7 +11,7 @@ from PIL import Image
 
 from data_helpers import (CVAT_COLORS, make_ade20k, make_coco_file, make_coco_hub, make_coco_layout, make_cvat,
                           make_labelme_voc, write_mask)
-from kerasseg.artifact import default_colors
+from kerasseg.artifact import Spec, default_colors
 from kerasseg.data import DatasetError, build_pipeline, check_dataset, open_dataset, with_options
 from kerasseg.data.__main__ import main as check_main
 from kerasseg.data.colormap import clean_names
@@ -131,6 +131,10 @@ def test_coco_category_ids_map_to_contiguous_classes(tmp_path):
     source = open_dataset(f"coco:{tmp_path}")
     assert source.label_ids == (0, 3, 7)  # the hub's unused parent category (id 0, "animals") is left out
     assert source.num_examples("train") == 6 and source.num_examples("val") == 2
+    spec = Spec(labels=source.labels, colors=source.colors or (), input_size=SIZE, label_ids=source.label_ids)
+    assert Spec.from_json(spec.to_json()) == spec and spec.to_dict()["label_ids"] == [0, 3, 7]
+    old = Spec(labels=source.labels, input_size=SIZE).to_dict()
+    assert "label_ids" not in old and Spec.from_dict(old).label_ids is None
 
 
 @pytest.mark.parametrize("kind", LAYOUTS)
