@@ -171,7 +171,12 @@ class CocoSource(FileSource):
             if not os.path.isfile(path) or os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS:
                 missing.append(f"COCO file {file}: image {image.get('id')} names {path}, which is not there")
                 continue
-            self._records[path] = (by_image.get(image.get("id"), []), int(image["height"]), int(image["width"]), file)
+            try:
+                height, width = int(image["height"]), int(image["width"])
+            except (KeyError, TypeError, ValueError):
+                raise DatasetError(f"COCO file {file}: image {image.get('id')} ({path}) needs integer height and "
+                                   f"width", kind="layout") from None
+            self._records[path] = (by_image.get(image.get("id"), []), height, width, file)
             pairs.append((path, file))
         if missing and not self.skip_bad_files:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
