@@ -167,7 +167,7 @@ def test_unknown_colour_names_file_colour_count_and_nearest(tmp_path, capsys):
         assert part in message
     assert check_main(["check", f"voc:{root}"]) == 1
     out = capsys.readouterr().out
-    assert "colours or ids that matched no class: 1" in out and "(245, 55, 80)" in out
+    assert "colours or ids that matched no class: 1 file(s)" in out and "(245, 55, 80)" in out
 
 
 def train_main(tmp_path, uri, *extra):

@@ -104,8 +104,8 @@ class DatasetReport:
                       f"  label values found: {' '.join(map(str, stats.label_values)) or '-'}",
                       f"  ignore pixels: {100 * self.ignore_share(split):.2f}%",
                       f"  image/mask size mismatches: {len(stats.problems_of('size'))}",
-                      f"  colours or ids that matched no class: {len(stats.unmatched) or 'none'}",
-                      *[f"    {p}" for p in stats.unmatched[:MAX_LISTED_PROBLEMS]],
+                      f"  colours or ids that matched no class: "
+                      f"{f'{len(stats.unmatched)} file(s), listed under problems' if stats.unmatched else 'none'}",
                       f"  {'id':>4}  {'class':<24} {'pixels':>12} {'share':>8} {'images':>8}"]
             for i, name in enumerate(self.labels):
                 lines.append(f"  {i:>4}  {name[:24]:<24} {int(stats.pixels[i]):>12} "
