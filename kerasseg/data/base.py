@@ -121,7 +121,7 @@ def validate_example(name: str, image: np.ndarray, mask: np.ndarray, num_classes
         raise DatasetError(
             f"{name}: mask size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from image size "
             f"{image.shape[1]}x{image.shape[0]}", kind="size")
-    values = np.unique(mask)
+    values = np.flatnonzero(np.bincount(mask.ravel(), minlength=256)) if mask.dtype == np.uint8 else np.unique(mask)
     bad = values[(values >= num_classes) & (values != ignore_label)]
     if bad.size:
         raise DatasetError(

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from kerasseg.data.base import DatasetError
 IGNORE_NAME = "__ignore__"
 BACKGROUND_NAMES = ("_background_", "background")
 _UNKNOWN = -1
+_NOT_IN_MAP = 256  # colour lookup entry of colours in no map
 
 
 def clean_names(names, *, where: str) -> tuple[tuple[str, ...], np.ndarray]:
@@ -63,14 +65,10 @@ class ColorMap:
         The error names ``where`` (the file), the colour, its pixel count and the nearest known colour.
         """
         keys = _pack(rgb)
-        known = np.array([_pack(np.array(c)) for c in self.colors + self.ignore_colors], np.int64)
-        ids = np.array(list(range(len(self.colors))) + [IGNORE_LABEL] * len(self.ignore_colors), np.uint8)
-        order = np.argsort(known)
-        known, ids = known[order], ids[order]
-        pos = np.clip(np.searchsorted(known, keys), 0, len(known) - 1)
-        found = known[pos] == keys
-        if not found.all():
-            values, counts = np.unique(keys[~found], return_counts=True)
+        ids = self._lookup[keys]
+        unknown = ids == _NOT_IN_MAP
+        if unknown.any():
+            values, counts = np.unique(keys[unknown], return_counts=True)
             worst = int(np.argmax(counts))
             color = _unpack(int(values[worst]))
             palette = np.array(self.colors + self.ignore_colors, np.int64)
@@ -81,7 +79,17 @@ class ColorMap:
                 f"({self.path or 'the VOC palette'}); nearest known colour {nearest} "
                 f"({self.name_of(nearest)}){more}. Add it to the colour map (--colormap FILE) or repaint it",
                 kind="colors")
-        return ids[pos].astype(np.uint8)
+        return ids.astype(np.uint8)
+
+    @functools.cached_property
+    def _lookup(self) -> np.ndarray:
+        """Every 24-bit colour -> class id (255 ignore, 256 not in the map): one gather decodes a mask."""
+        table = np.full(1 << 24, _NOT_IN_MAP, np.uint16)
+        for class_id, color in enumerate(self.colors):
+            table[int(_pack(np.array(color)))] = class_id
+        for color in self.ignore_colors:
+            table[int(_pack(np.array(color)))] = IGNORE_LABEL
+        return table
 
     def name_of(self, color) -> str:
         color = tuple(color)
@@ -89,7 +97,7 @@ class ColorMap:
 
 
 def _pack(rgb: np.ndarray) -> np.ndarray:
-    rgb = rgb.astype(np.int64)
+    rgb = rgb.astype(np.uint32)
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 

@@ -63,9 +63,11 @@ def read_mask(path: str, *, colormap: ColorMap | None = None, fallback: ColorMap
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DatasetError(f"mask {path}: cannot decode ({err})", kind="decode") from None
     if mode in ("RGB", "RGBA"):
+        if colormap is not None:
+            return colormap.decode(array[..., :3], where=path)
         grey = np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2])
-        if colormap is not None or (fallback is not None and not grey):
-            return (colormap or fallback).decode(array[..., :3], where=path)
+        if fallback is not None and not grey:
+            return fallback.decode(array[..., :3], where=path)
         if not grey:
             raise DatasetError(
                 f"mask {path}: is a colour ({mode}) image and no colour map was given; pass one with "
