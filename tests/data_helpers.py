@@ -82,7 +82,8 @@ def _blocks(rng, size, num_classes):
 
 
 def make_labelme_voc(root, *, stems=tuple(f"img{i}" for i in range(8)), size=(32, 40), seed=0):
-    """labelme's VOC export: JPEGImages/, palette SegmentationClass/ (255 = __ignore__), class_names.txt, no ImageSets."""
+    """labelme's VOC export: JPEGImages/, palette SegmentationClass/ (255 = __ignore__), class_names.txt,
+    no ImageSets."""
     rng = np.random.default_rng(seed)
     with open(os.path.join(_mkdir(root), "class_names.txt"), "w") as f:
         f.write("__ignore__\n_background_\ncat\ndog\n")

@@ -95,7 +95,8 @@ class DatasetReport:
         """The report as text: per split, the label values, ignore share, mismatches and class histogram."""
         lines = [f"dataset {self.name}: {len(self.labels)} classes, ignore label {self.ignore_label}",
                  f"layout: {self.layout or '-'}"]
-        lines.append("split sizes: " + ", ".join(f"{split} {'?' if n is None else n}" for split, n in self.listed.items()))
+        sizes = ", ".join(f"{split} {'?' if n is None else n}" for split, n in self.listed.items())
+        lines.append(f"split sizes: {sizes}")
         for split, stats in self.splits.items():
             sizes = ("-" if stats.min_size is None else
                      f"{stats.min_size[1]}x{stats.min_size[0]} .. {stats.max_size[1]}x{stats.max_size[0]} (WxH)")
