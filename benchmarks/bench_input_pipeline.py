@@ -9,9 +9,10 @@ two are run alternately ``--repeats`` times; each kind's fastest run is compared
 beside it. The goal is live / cached >= 0.95. It also prints the pipeline's own throughput with no
 model, the headroom it has.
 
-``--generate coco`` or ``--generate colour-masks`` first writes a dataset in that layout to a temporary
-folder (``--generate-images`` images of ``--generate-size``: a COCO JSON file with polygon, RLE and crowd
-annotations, or a CVAT-style export with RGB masks and labelmap.txt) and times the pipeline on it, e.g.
+``--generate coco``, ``colour-masks`` or ``palette-masks`` first writes a dataset in that layout to a
+temporary folder (``--generate-images`` images of ``--generate-size``: a COCO JSON file with polygon, RLE
+and crowd annotations; a CVAT-style export with RGB masks and labelmap.txt; or the same with palette PNG
+masks, the baseline) and times the pipeline on it, e.g.
 ``python benchmarks/bench_input_pipeline.py --generate coco``.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from kerasseg.files import write_bytes, write_json, write_text
 from kerasseg.models import build_model, list_models
 
 GOAL = 0.95
-GENERATED = ("coco", "colour-masks")
+GENERATED = ("coco", "colour-masks", "palette-masks")  # palette masks: the baseline the other two add to
 CLASS_COLOURS = {"background": (0, 0, 0), "cat": (250, 50, 83), "dog": (61, 245, 61), "car": (51, 221, 255)}
 
 
@@ -69,7 +70,7 @@ def generate(layout: str, folder: str, *, count: int, size, seed: int = 0) -> st
         stem = f"img{index:05d}"
         image = cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (0, 0), 3)
         mask = np.zeros((height, width), np.uint8)
-        image_dir = "JPEGImages" if layout == "colour-masks" else "images"
+        image_dir = "images" if layout == "coco" else "JPEGImages"
         write_bytes(os.path.join(folder, image_dir, stem + ".jpg"), cv2.imencode(".jpg", image)[1].tobytes())
         for number in range(6):  # polygons (and one crowd RLE per image in COCO)
             cx, cy, r = rng.integers(0, width), rng.integers(0, height), rng.integers(8, max(9, height // 3))
@@ -89,13 +90,20 @@ def generate(layout: str, folder: str, *, count: int, size, seed: int = 0) -> st
                                 "iscrowd": int(number == 5)})
         images.append({"id": index, "file_name": stem + ".jpg", "height": height, "width": width})
         stems.append(stem)
-        if layout == "colour-masks":
+        if layout != "coco":
             buffer = io.BytesIO()
-            Image.fromarray(palette[mask]).save(buffer, format="PNG")
+            if layout == "colour-masks":
+                Image.fromarray(palette[mask]).save(buffer, format="PNG")
+            else:
+                indexed = Image.fromarray(mask, mode="L").convert("P")
+                indexed.putpalette(palette.ravel().tolist())
+                indexed.save(buffer, format="PNG")
             write_bytes(os.path.join(folder, "SegmentationClass", stem + ".png"), buffer.getvalue())
     if layout == "colour-masks":
         write_text(os.path.join(folder, "labelmap.txt"),
                    "".join(f"{name}:{r},{g},{b}::\n" for name, (r, g, b) in CLASS_COLOURS.items()))
+    if layout != "coco":
+        write_text(os.path.join(folder, "labels.txt"), "".join(f"{name}\n" for name in CLASS_COLOURS))
         return f"voc:{folder}"
     categories = [{"id": i, "name": name} for i, name in enumerate(names[1:], start=1)]
     write_json(os.path.join(folder, "annotations.json"),
