@@ -36,7 +36,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help="initial backbone weights: 'imagenet' or a weights file (default: random)")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", type=str, metavar="URI",
-                      help="synthetic (default), voc:PATH, folder:PATH or tfds:NAME (see kerasseg.data)")
+                      help="synthetic (default), voc:PATH, folder:PATH, coco:PATH, ade20k:PATH or tfds:NAME "
+                           "(see kerasseg.data)")
+    data.add_argument("--val-fraction", type=float, metavar="F",
+                      help="share of images that form val when the dataset has no split lists (default: 0.2)")
+    data.add_argument("--colormap", type=str, metavar="FILE",
+                      help="colour map of RGB masks: lines 'name:R,G,B', as in CVAT's labelmap.txt")
     data.add_argument("--image-size", type=int, nargs="+", metavar="N",
                       help=f"training crop: N or HEIGHT WIDTH (default: {TrainConfig.image_size[0]})")
     data.add_argument("--scale-range", type=float, nargs=2, metavar=("MIN", "MAX"),
@@ -106,6 +111,10 @@ def main(argv=None) -> int:
             output_dir = (args.resume or args.output_dir
                           or latest_run(require_model=False, require_checkpoint=True).path)
             base = read_config(output_dir)["train"]
+        if args.val_fraction is not None or args.colormap:  # data options travel in the dataset URI
+            from kerasseg.data import DEFAULT_URI, with_options
+            uri = overrides.get("dataset") or yaml_values.get("dataset") or (base or {}).get("dataset") or DEFAULT_URI
+            overrides["dataset"] = with_options(uri, val_fraction=args.val_fraction, colormap=args.colormap)
         config = resolve_config(overrides=overrides, yaml_values=yaml_values, base=base)
         result = train(config, output_dir=output_dir, resume=resume, check_data=args.check_data,
                        verbose=not args.quiet)

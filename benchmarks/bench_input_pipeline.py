@@ -8,18 +8,34 @@ two are run alternately ``--repeats`` times; each kind's fastest run is compared
 (the least disturbed by other processes on a shared machine), with the medians
 beside it. The goal is live / cached >= 0.95. It also prints the pipeline's own throughput with no
 model, the headroom it has.
+
+``--generate coco``, ``colour-masks`` or ``palette-masks`` first writes a dataset in that layout to a
+temporary folder (``--generate-images`` images of ``--generate-size``: a COCO JSON file with polygon, RLE
+and crowd annotations; a CVAT-style export with RGB masks and labelmap.txt; or the same with palette PNG
+masks, the baseline) and times the pipeline on it, e.g.
+``python benchmarks/bench_input_pipeline.py --generate coco``.
 """
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import statistics
+import tempfile
 import time
+
+import cv2
+import numpy as np
+from PIL import Image
 
 from kerasseg.backend import keras, tf
 from kerasseg.data import IGNORE_LABEL, build_pipeline, open_dataset
+from kerasseg.files import write_bytes, write_json, write_text
 from kerasseg.models import build_model, list_models
 
 GOAL = 0.95
+GENERATED = ("coco", "colour-masks", "palette-masks")  # palette masks: the baseline the other two add to
+CLASS_COLOURS = {"background": (0, 0, 0), "cat": (250, 50, 83), "dog": (61, 245, 61), "car": (51, 221, 255)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,7 +49,66 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20, help="timed train steps per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each run")
     parser.add_argument("--repeats", type=int, default=5, help="runs of each kind, alternated")
+    parser.add_argument("--generate", type=str, choices=GENERATED, default=None,
+                        help="write a dataset in this layout to a temporary folder and use it (overrides --dataset)")
+    parser.add_argument("--generate-images", type=int, default=64, metavar="N", help="images to generate")
+    parser.add_argument("--generate-size", type=int, nargs=2, default=(240, 320), metavar=("HEIGHT", "WIDTH"),
+                        help="size of the generated images")
     return parser.parse_args(argv)
+
+
+def generate(layout: str, folder: str, *, count: int, size, seed: int = 0) -> str:
+    """Write ``count`` JPEG images and their annotations in ``layout`` under ``folder``; return the dataset URI."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    names = list(CLASS_COLOURS)
+    images, annotations, stems = [], [], []
+    palette = np.array(list(CLASS_COLOURS.values()), np.uint8)
+    for sub in ("images", "JPEGImages", "SegmentationClass"):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    for index in range(count):
+        stem = f"img{index:05d}"
+        image = cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (0, 0), 3)
+        mask = np.zeros((height, width), np.uint8)
+        image_dir = "images" if layout == "coco" else "JPEGImages"
+        write_bytes(os.path.join(folder, image_dir, stem + ".jpg"), cv2.imencode(".jpg", image)[1].tobytes())
+        for number in range(6):  # polygons (and one crowd RLE per image in COCO)
+            cx, cy, r = rng.integers(0, width), rng.integers(0, height), rng.integers(8, max(9, height // 3))
+            angles = np.sort(rng.uniform(0, 2 * np.pi, 8))
+            points = np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], 1).clip(0, [width - 1, height - 1])
+            category = int(rng.integers(1, len(names)))
+            cv2.fillPoly(mask, [points.round().astype(np.int32)], category)
+            segmentation = [points.ravel().round(1).tolist()]
+            if number == 5:  # an uncompressed RLE crowd region
+                region = np.zeros((height, width), np.uint8)
+                region[: height // 4, : width // 4] = 1
+                flat = region.ravel(order="F")
+                runs = np.diff(np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])).tolist()
+                segmentation = {"size": [height, width], "counts": ([0] + runs) if flat[0] else runs}
+            annotations.append({"id": len(annotations) + 1, "image_id": index, "category_id": category,
+                                "segmentation": segmentation, "area": float(np.pi * r * r),
+                                "iscrowd": int(number == 5)})
+        images.append({"id": index, "file_name": stem + ".jpg", "height": height, "width": width})
+        stems.append(stem)
+        if layout != "coco":
+            buffer = io.BytesIO()
+            if layout == "colour-masks":
+                Image.fromarray(palette[mask]).save(buffer, format="PNG")
+            else:
+                indexed = Image.fromarray(mask, mode="L").convert("P")
+                indexed.putpalette(palette.ravel().tolist())
+                indexed.save(buffer, format="PNG")
+            write_bytes(os.path.join(folder, "SegmentationClass", stem + ".png"), buffer.getvalue())
+    if layout == "colour-masks":
+        write_text(os.path.join(folder, "labelmap.txt"),
+                   "".join(f"{name}:{r},{g},{b}::\n" for name, (r, g, b) in CLASS_COLOURS.items()))
+    if layout != "coco":
+        write_text(os.path.join(folder, "labels.txt"), "".join(f"{name}\n" for name in CLASS_COLOURS))
+        return f"voc:{folder}"
+    categories = [{"id": i, "name": name} for i, name in enumerate(names[1:], start=1)]
+    write_json(os.path.join(folder, "annotations.json"),
+               {"images": images, "annotations": annotations, "categories": categories})
+    return f"coco:{os.path.join(folder, 'annotations.json')}"
 
 
 def make_train_step(model):
@@ -76,6 +151,15 @@ def pipeline_alone(ds, *, batches: int) -> float:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.generate:
+        with tempfile.TemporaryDirectory(prefix="kerasseg-bench-") as folder:
+            args.dataset = generate(args.generate, folder, count=args.generate_images, size=args.generate_size)
+            return run(args)
+    return run(args)
+
+
+def run(args) -> int:
+    """Time the live pipeline against cached batches on ``args.dataset`` and print the table."""
     source = open_dataset(args.dataset, seed=0)
     options = {"alpha": args.alpha} if args.arch == "deeplabv3plus" else {}
     model = build_model(arch=args.arch, num_classes=len(source.labels), input_shape=(*args.image_size, 3), **options)

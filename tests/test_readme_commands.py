@@ -95,12 +95,18 @@ FAILS_HERE = {
     "python -m edge.benchmark --model model_int8_edgetpu.tflite --edgetpu": (1, "libedgetpu"),
 }
 
+_LAYOUTS_TEST = ("tests/test_data_layouts.py::"
+                 "test_each_layout_trains_through_train_py_and_its_spec_carries_names_and_colours")
 ELSEWHERE = {  # command -> the test that runs it for real
     "python convert.py --edgetpu": "tests/test_export_cli.py::test_edgetpu_from_the_newest_run",
     "python convert.py --int8 --head native full argmax":
         "tests/test_export_heads.py::test_convert_writes_one_artifact_per_head_with_its_spec",
     "python benchmarks/run.py": "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
     "python benchmarks/bench_models.py": "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
+    **{f"python train.py --dataset {rest}": _LAYOUTS_TEST for rest in (  # one fixture per export, trained
+        "voc:/data/labelme-export --val-fraction 0.1", "voc:/data/cvat-export",
+        "voc:/data/rgb-export --colormap colours.txt", "coco:/data/hub-export", "coco:/data/coco2017",
+        "ade20k:/data/ADEChallengeData2016 --image-size 512 512")},
 }
 
 _TF_CONFIG = ("TF_CONFIG='{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, \"task\": "

@@ -64,7 +64,8 @@ class Spec:
     RGB; these fields are recorded so that a reader knows what happens inside.
     ``input_size`` is ``(height, width)``. ``output_stride`` is 1 when the output has
     the input's size, else the output has ``ceil(input / output_stride)`` pixels a side
-    and ``output_alignment`` (see ``OUTPUT_ALIGNMENTS``) says where their centres lie.
+    and ``output_alignment`` (see ``OUTPUT_ALIGNMENTS``) says where their centres lie. ``label_ids``
+    (optional) maps each class id to the dataset's own id, e.g. COCO category ids (0 for background).
     """
 
     labels: tuple[str, ...]
@@ -78,8 +79,11 @@ class Spec:
     resize_mode: str = "stretch"
     output_stride: int = 1
     output_alignment: str = "half_pixel"
+    label_ids: tuple[int, ...] | None = None  # each class's id in the dataset's own numbering (COCO category ids)
 
     def __post_init__(self):
+        if self.label_ids is not None:
+            object.__setattr__(self, "label_ids", tuple(self.label_ids))
         object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
         object.__setattr__(self, "input_size", tuple(int(x) for x in self.input_size))
         colors = self.colors or default_colors(len(self.labels))
@@ -125,6 +129,9 @@ class Spec:
         if self.output_alignment not in OUTPUT_ALIGNMENTS:
             raise SpecError(f"spec output_alignment: expected one of {OUTPUT_ALIGNMENTS}, "
                             f"got {self.output_alignment!r}")
+        if self.label_ids is not None and (len(self.label_ids) != len(self.labels) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in self.label_ids)):
+            raise SpecError(f"spec label_ids: expected one int per label ({len(self.labels)}), got {self.label_ids}")
         if 0 <= self.ignore_label < len(self.labels):
             raise SpecError(
                 f"spec ignore_label: {self.ignore_label} collides with a class id (0..{len(self.labels) - 1})")
@@ -139,6 +146,10 @@ class Spec:
         data["colors"] = [list(c) for c in self.colors]
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
+        if self.label_ids is None:  # optional: written only when the dataset has its own ids
+            del data["label_ids"]
+        else:
+            data["label_ids"] = list(self.label_ids)
         return data
 
     def to_json(self) -> str:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from kerasseg.files import write_json
 from kerasseg.data.base import SPLITS, DatasetError
 from kerasseg.data.check import DatasetCheckError, check_dataset
-from kerasseg.data.sources import open_dataset
-from kerasseg.files import write_text
+from kerasseg.data.sources import open_dataset, with_options
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -16,7 +15,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="read every example and print the class histogram, label values, "
                                               "size mismatches and ignore share")
-    check.add_argument("dataset", type=str, help="dataset URI: synthetic, voc:PATH, folder:PATH, tfds:NAME")
+    check.add_argument("dataset", type=str,
+                       help="dataset URI: synthetic, voc:PATH, folder:PATH, coco:PATH, ade20k:PATH, tfds:NAME")
+    check.add_argument("--val-fraction", type=float, default=None,
+                       help="share of the images that form val when the dataset has no split lists (default 0.2)")
+    check.add_argument("--colormap", type=str, default=None, metavar="FILE",
+                       help="colour map of colour (RGB) masks: lines 'name:R,G,B', as in CVAT's labelmap.txt")
     check.add_argument("--splits", type=str, nargs="+", choices=SPLITS, default=list(SPLITS))
     check.add_argument("--max-examples", type=int, default=None, help="read at most this many examples per split")
     check.add_argument("--seed", type=int, default=0, help="seed of the dataset (synthetic images, folder split)")
@@ -27,7 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        source = open_dataset(args.dataset, seed=args.seed)
+        uri = with_options(args.dataset, val_fraction=args.val_fraction, colormap=args.colormap)
+        source = open_dataset(uri, seed=args.seed)
         report = check_dataset(source, splits=args.splits, max_examples=args.max_examples)
     except DatasetCheckError as err:
         print(err.report.format())
@@ -38,7 +43,7 @@ def main(argv=None) -> int:
         return 1
     print(report.format())
     if args.json:
-        write_text(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
+        write_json(args.json, report.to_dict())
     return 0
 
 

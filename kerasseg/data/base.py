@@ -23,7 +23,8 @@ DEFAULT_SCALE_RANGE = (0.5, 2.0)
 class DatasetError(ValueError):
     """A dataset that is missing, malformed or holds a bad file (the message names it).
 
-    ``kind`` says what went wrong: "missing", "decode", "size", "labels" or "layout".
+    ``kind`` says what went wrong: "missing", "decode", "size", "labels", "colors" (a colour in no colour
+    map) or "layout".
     """
 
     def __init__(self, message: str, *, kind: str = "layout"):
@@ -49,7 +50,8 @@ def check_split(split: str) -> str:
 class DatasetSource:
     """Base class: subclasses set ``name``, ``labels``, ``colors`` and implement the three methods.
 
-    ``colors`` is a tuple of RGB triples, or None for the default (VOC) palette.
+    ``colors`` is a tuple of RGB triples, or None for the default (VOC) palette. ``label_ids``, when
+    not None, gives for each class id the dataset's own id (COCO's category id; 0 for background).
     ``scale_range`` is the training scale augmentation the pipeline applies by
     default; a source whose images already vary in scale may narrow it.
     With ``skip_bad_files`` the file-based sources drop an example that fails to
@@ -57,7 +59,10 @@ class DatasetSource:
     """
 
     name: str = ""
+    layout_name: str = ""  # the layout detected, in words (printed by the dataset check)
+    split_note: str = ""  # one line when the source made its own train/val split
     labels: tuple[str, ...] = ()
+    label_ids: tuple[int, ...] | None = None  # each class's id in the dataset's own numbering (COCO category ids)
     colors: tuple[tuple[int, int, int], ...] | None = None
     ignore_label: int = IGNORE_LABEL
     scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE
@@ -120,7 +125,7 @@ def validate_example(name: str, image: np.ndarray, mask: np.ndarray, num_classes
         raise DatasetError(
             f"{name}: mask size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from image size "
             f"{image.shape[1]}x{image.shape[0]}", kind="size")
-    values = np.unique(mask)
+    values = np.flatnonzero(np.bincount(mask.ravel(), minlength=256)) if mask.dtype == np.uint8 else np.unique(mask)
     bad = values[(values >= num_classes) & (values != ignore_label)]
     if bad.size:
         raise DatasetError(

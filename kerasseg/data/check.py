@@ -42,6 +42,11 @@ class SplitStats:
     def problems_of(self, kind: str) -> list[DatasetError]:
         return [p for p in self.problems if p.kind == kind]
 
+    @property
+    def unmatched(self) -> list[DatasetError]:
+        """The problems of colours in no colour map and mask values that name no class."""
+        return [p for p in self.problems if p.kind in ("colors", "labels")]
+
 
 @dataclasses.dataclass
 class DatasetReport:
@@ -51,6 +56,9 @@ class DatasetReport:
     labels: tuple[str, ...]
     ignore_label: int
     splits: dict[str, SplitStats]
+    layout: str = ""
+    note: str = ""
+    listed: dict[str, int | None] = dataclasses.field(default_factory=dict)  # examples each split lists
 
     @property
     def problems(self) -> list[DatasetError]:
@@ -62,10 +70,13 @@ class DatasetReport:
         return float(stats.pixels[self.ignore_label] / total) if total else 0.0
 
     def to_dict(self) -> dict:
-        out = {"name": self.name, "labels": list(self.labels), "ignore_label": self.ignore_label, "splits": {}}
+        out = {"name": self.name, "layout": self.layout, "note": self.note, "labels": list(self.labels),
+               "ignore_label": self.ignore_label, "splits": {}}
         for split, stats in self.splits.items():
             out["splits"][split] = {
+                "num_listed": self.listed.get(split),
                 "num_examples": stats.num_examples,
+                "unmatched": [str(p) for p in stats.unmatched],
                 "label_values": stats.label_values,
                 "class_pixels": {name: int(stats.pixels[i]) for i, name in enumerate(self.labels)},
                 "class_images": {name: int(stats.images_with[i]) for i, name in enumerate(self.labels)},
@@ -82,7 +93,10 @@ class DatasetReport:
 
     def format(self) -> str:
         """The report as text: per split, the label values, ignore share, mismatches and class histogram."""
-        lines = [f"dataset {self.name}: {len(self.labels)} classes, ignore label {self.ignore_label}"]
+        lines = [f"dataset {self.name}: {len(self.labels)} classes, ignore label {self.ignore_label}",
+                 f"layout: {self.layout or '-'}"]
+        sizes = ", ".join(f"{split} {'?' if n is None else n}" for split, n in self.listed.items())
+        lines.append(f"split sizes: {sizes}")
         for split, stats in self.splits.items():
             sizes = ("-" if stats.min_size is None else
                      f"{stats.min_size[1]}x{stats.min_size[0]} .. {stats.max_size[1]}x{stats.max_size[0]} (WxH)")
@@ -91,6 +105,8 @@ class DatasetReport:
                       f"  label values found: {' '.join(map(str, stats.label_values)) or '-'}",
                       f"  ignore pixels: {100 * self.ignore_share(split):.2f}%",
                       f"  image/mask size mismatches: {len(stats.problems_of('size'))}",
+                      f"  colours or ids that matched no class: "
+                      f"{f'{len(stats.unmatched)} file(s), listed under problems' if stats.unmatched else 'none'}",
                       f"  {'id':>4}  {'class':<24} {'pixels':>12} {'share':>8} {'images':>8}"]
             for i, name in enumerate(self.labels):
                 lines.append(f"  {i:>4}  {name[:24]:<24} {int(stats.pixels[i]):>12} "
@@ -126,9 +142,15 @@ def check_dataset(source: DatasetSource, *, splits: Sequence[str] = ("train", "v
     """
     if max_examples is not None and max_examples < 1:
         raise ValueError(f"max_examples: expected a positive int or None, got {max_examples!r}")
-    report = DatasetReport(source.name, tuple(source.labels), source.ignore_label, {})
+    report = DatasetReport(source.name, tuple(source.labels), source.ignore_label, {}, layout=source.layout_name,
+                           note=source.split_note)
     for split in splits:
         stats = report.splits.setdefault(check_split(split), SplitStats(split))
+        try:
+            report.listed[split] = source.num_examples(split)
+        except DatasetError as err:
+            report.listed[split] = None
+            stats.problems.append(err)
         try:
             for item in source.iter_checked(split):
                 if isinstance(item, DatasetError):

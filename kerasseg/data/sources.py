@@ -4,16 +4,25 @@ URIs are ``SCHEME[:ARGUMENT][?key=value&key=value]``:
 
 - ``synthetic`` (default), ``synthetic:N`` (N train images), options ``train``,
   ``val``, ``size`` (side in pixels, or HxW; default 64) and ``seed``;
-- ``voc:PATH``: a PASCAL VOC directory (VOCdevkit/VOC2012 or one that holds it);
-- ``folder:PATH``: ``images/`` and ``masks/`` paired by stem; option ``val_fraction``;
+- ``voc:PATH``: a PASCAL VOC directory (VOCdevkit/VOC2012 or one that holds it), or the VOC-style
+  export of an annotation tool (labelme, CVAT); options ``val_fraction`` (used when there are no
+  train/val lists) and ``colormap`` (a ``name:R,G,B`` file for colour masks);
+- ``folder:PATH``: ``images/`` and ``masks/`` paired by stem; options ``val_fraction`` and ``colormap``;
+- ``coco:PATH``: COCO segmentation JSON (a dataset-hub export, the COCO layout or one JSON file);
+  options ``val_fraction`` (for one file) and ``annotations`` (instances or stuff);
+- ``ade20k:PATH``: ADE20K SceneParsing (``ADEChallengeData2016``);
 - ``tfds:NAME`` for NAME in oxford_iiit_pet, scene_parse150, cityscapes; options
   ``data_dir`` and ``manual_dir`` (Cityscapes' downloaded zips), ``download`` (0/1).
 """
 from __future__ import annotations
 
+import os
+import sys
+
 from kerasseg.data.base import DatasetSource, parse_options
 
-SCHEMES = ("synthetic", "voc", "folder", "tfds")
+SCHEMES = ("synthetic", "voc", "folder", "coco", "ade20k", "tfds")
+FILE_OPTIONS = {"val_fraction": float, "colormap": str}
 DEFAULT_URI = "synthetic"
 
 
@@ -38,18 +47,51 @@ def open_dataset(uri: str = DEFAULT_URI, *, seed: int = 0, skip_bad_files: bool 
     if not argument:
         raise ValueError(f"dataset: {uri!r} needs an argument after '{scheme}:' "
                          f"({'a dataset name' if scheme == 'tfds' else 'a directory'})")
-    if scheme == "voc":
-        from kerasseg.data.files import VocSource
-        parse_options(query, allowed={}, where=f"dataset {uri!r}")
-        return VocSource(argument, skip_bad_files=skip_bad_files)
-    if scheme == "folder":
-        from kerasseg.data.files import FolderSource
-        options = parse_options(query, allowed={"val_fraction": float}, where=f"dataset {uri!r}")
-        return FolderSource(argument, seed=seed, skip_bad_files=skip_bad_files, **options)
+    where = f"dataset {uri!r}"
+    if scheme in ("voc", "folder"):
+        from kerasseg.data.files import FolderSource, VocSource
+        options = parse_options(query, allowed=FILE_OPTIONS, where=where)
+        kind = VocSource if scheme == "voc" else FolderSource
+        return _noted(kind(argument, seed=seed, skip_bad_files=skip_bad_files, **options))
+    if scheme == "coco":
+        from kerasseg.data.coco import CocoSource
+        options = parse_options(query, allowed={"val_fraction": float, "annotations": str}, where=where)
+        return _noted(CocoSource(argument, seed=seed, skip_bad_files=skip_bad_files, **options))
+    if scheme == "ade20k":
+        from kerasseg.data.files import Ade20kSource
+        parse_options(query, allowed={}, where=where)
+        return Ade20kSource(argument, skip_bad_files=skip_bad_files)
     from kerasseg.data.tfds_sources import open_tfds
     options = parse_options(query, allowed={"data_dir": str, "manual_dir": str, "download": int},
                             where=f"dataset {uri!r}")
     return open_tfds(argument, **options)
+
+
+def with_options(uri: str, *, val_fraction: float | None = None, colormap: str | None = None) -> str:
+    """``uri`` with the given options merged into its query string (None leaves an option as it is).
+
+    The options then travel with the dataset URI, e.g. into ``config.yaml``; ``colormap`` is made absolute.
+    """
+    options = {"val_fraction": val_fraction, "colormap": os.path.abspath(colormap) if colormap else None}
+    options = {k: v for k, v in options.items() if v is not None}
+    if not options:
+        return uri
+    base, _, query = uri.partition("?")
+    if base.partition(":")[0] not in ("voc", "folder", "coco") or (
+            "colormap" in options and base.startswith("coco")):
+        raise ValueError(f"dataset {uri!r}: {' and '.join(sorted(options))} apply to voc:, folder: and coco: "
+                         f"datasets (colormap to voc: and folder: only)")
+    if any(c in str(v) for v in options.values() for c in "&?"):
+        raise ValueError(f"dataset options: a value may not hold '&' or '?', got {options}")
+    kept = [item for item in query.split("&") if item and item.partition("=")[0] not in options]
+    return base + "?" + "&".join(kept + [f"{k}={v}" for k, v in options.items()])
+
+
+def _noted(source: DatasetSource) -> DatasetSource:
+    """Say in one line when the source made its own train/val split."""
+    if source.split_note:
+        print(source.split_note, file=sys.stderr)
+    return source
 
 
 def _open_synthetic(uri, argument, query, seed):

@@ -135,6 +135,7 @@ class SyntheticSource(DatasetSource):
         if min(size) < 16:
             raise ValueError(f"synthetic: size must be at least 16 pixels a side, got {size}")
         self.name = "synthetic"
+        self.layout_name = "built-in synthetic shapes"
         self.labels = SHAPE_LABELS
         self.colors = None
         self.seed = int(seed)

@@ -24,6 +24,7 @@ stops the pipeline with an error naming the dataset and the example's TFDS id.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Iterator
 
 import numpy as np
@@ -151,15 +152,32 @@ class TfdsSource(DatasetSource):
         self._tfds = tfds
         self.layout = layout
         self.name = f"tfds:{name}"
+        self.layout_name = f"TensorFlow Datasets {layout.builder_name}"
         self.labels = layout.labels
         self.colors = layout.colors
         self._builder = tfds.builder(layout.builder_name, data_dir=data_dir)
+        if not download and not self._builder.is_prepared():
+            raise DatasetError(self._not_prepared_message(data_dir), kind="missing")
         if download:
             try:
                 self._builder.download_and_prepare(
                     download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
             except Exception as err:  # TFDS raises many types (network, assertion, file system)
                 raise DatasetError(f"dataset 'tfds:{name}': download_and_prepare failed: {err}") from err
+
+    def _not_prepared_message(self, data_dir: str | None) -> str:
+        name, where = self.name, data_dir or "TFDS's default data_dir (~/tensorflow_datasets)"
+        if self.layout.needs_manual_dir:
+            how = (f"put leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip (downloaded by hand from "
+                   f"cityscapes-dataset.com) in a folder and run with '{name}?manual_dir=FOLDER&download=1"
+                   f"{'&data_dir=' + data_dir if data_dir else ''}'")
+        else:
+            how = (f"run once with download=1 ('{name}?download=1{'&data_dir=' + data_dir if data_dir else ''}'), "
+                   f"or prepare it elsewhere with 'tfds build {self.layout.builder_name.split('/')[0]}' and copy "
+                   f"it there; for a manual download, put the archives in "
+                   f"{os.path.join(data_dir or '~/tensorflow_datasets', 'downloads', 'manual')}")
+        return (f"dataset '{name}': the prepared data is not in {where} (looked for "
+                f"{self._builder.data_dir}) and download=0; {how}")
 
     def num_examples(self, split: str) -> int | None:
         try:

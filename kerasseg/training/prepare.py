@@ -71,7 +71,7 @@ def prepare(config: TrainConfig, *, check_data: bool = False, log=print) -> Setu
     preprocessing = kmodels.preprocessing_for(arch=model_kwargs["arch"], backbone=model_kwargs["backbone"])
     spec = Spec(labels=tuple(source.labels), colors=source.colors or (), input_size=config.image_size,
                 mean=preprocessing["mean"], std=preprocessing["std"], channel_order=preprocessing["channel_order"],
-                ignore_label=source.ignore_label, output_kind="logits")
+                ignore_label=source.ignore_label, label_ids=source.label_ids, output_kind="logits")
     weights = None if config.class_weights == "none" else [float(w) for w in kdata.class_weights(source)]
     return Setup(config=config, strategy=strategy, policy=policy, chief=distribute.is_chief(strategy),
                  multi_worker=distribute.is_multi_worker(strategy), source=source, spec=spec,
