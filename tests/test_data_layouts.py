@@ -265,6 +265,8 @@ def test_each_layout_trains_through_train_py_and_its_spec_carries_names_and_colo
     spec = json.loads((run_dir / "spec.json").read_text())
     assert tuple(spec["labels"]) == labels
     assert [tuple(c) for c in spec["colors"]] == list(colors or default_colors(len(labels)))
+    ids = open_dataset(uri).label_ids  # COCO category ids travel in the spec; other layouts have none
+    assert (ids is not None) == kind.startswith("coco") and spec.get("label_ids") == (list(ids) if ids else None)
     dataset = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["dataset"]
     assert dataset == with_options(uri, val_fraction=0.25 if kind == "labelme" else None,
                                    colormap=extra[1] if extra and kind == "cvat" else None)
