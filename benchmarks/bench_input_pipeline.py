@@ -12,12 +12,18 @@ model, the headroom it has.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
-from kerasseg.backend import keras, tf
-from kerasseg.data import IGNORE_LABEL, build_pipeline, open_dataset
-from kerasseg.models import build_model, list_models
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
+
+import results  # noqa: E402
+from kerasseg.backend import keras, tf  # noqa: E402
+from kerasseg.data import IGNORE_LABEL, build_pipeline, open_dataset  # noqa: E402
+from kerasseg.models import build_model, list_models  # noqa: E402
 
 GOAL = 0.95
 
@@ -33,6 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20, help="timed train steps per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each run")
     parser.add_argument("--repeats", type=int, default=5, help="runs of each kind, alternated")
+    parser.add_argument("--json", default=None, help="also write the results here (benchmarks/results.py)")
     return parser.parse_args(argv)
 
 
@@ -76,6 +83,7 @@ def pipeline_alone(ds, *, batches: int) -> float:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    load = os.getloadavg()
     source = open_dataset(args.dataset, seed=0)
     options = {"alpha": args.alpha} if args.arch == "deeplabv3plus" else {}
     model = build_model(arch=args.arch, num_classes=len(source.labels), input_shape=(*args.image_size, 3), **options)
@@ -107,6 +115,14 @@ def main(argv=None) -> int:
     print(f"{'training, live pipeline':<28} {live_best:>9.1f} {live_median:>9.1f}  runs {_fmt(live_times)} s")
     print(f"{'ratio live / cached':<28} {ratio:>9.3f} {live_median / cached_median:>9.3f}  "
           f"(goal >= {GOAL} on best: {'met' if ratio >= GOAL else 'NOT met'})")
+    results.write(args.json, load_before=load,
+                  measured={"model": model.name, "images_per_s": {
+                      "pipeline_alone": pipeline_ips, "cached_best": cached_best, "cached_median": cached_median,
+                      "live_best": live_best, "live_median": live_median},
+                      "run_seconds": {"cached": cached_times, "live": live_times}},
+                  ratios={"live_over_cached_best": ratio, "live_over_cached_median": live_median / cached_median},
+                  goals=[results.goal("input_pipeline", "input pipeline throughput / cached-data training throughput",
+                                      compare=">=", target=GOAL, measured=ratio)])
     return 0
 
 
