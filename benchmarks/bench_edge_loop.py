@@ -161,7 +161,8 @@ def loop_section(results_by_model: dict, args) -> tuple[dict, list]:
     model = args.built if not args.model else os.path.basename(args.model)
     goals = [results.goal("loop_fps", f"camera loop FPS / interpreter-only FPS ({model}, default head)",
                           compare=">=", target=GOAL, measured=ratio)]
-    print(f"goal: loop / interpreter >= {GOAL} for the default head: {ratio:.3f}, {'met' if ratio >= GOAL else 'NOT met'}")
+    print(f"goal: loop / interpreter >= {GOAL} for the default head: {ratio:.3f}, "
+          f"{'met' if ratio >= GOAL else 'NOT met'}")
     if "full" in results_by_model and "native" in results_by_model:
         before, after = results_by_model["full"]["outside"], results_by_model["native"]["outside"]
         ratio = ratios["outside_invoke_native_over_full"] = after / before

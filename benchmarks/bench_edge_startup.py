@@ -4,8 +4,8 @@
     python benchmarks/bench_edge_startup.py --baseline /tmp/old  # also another checkout's code (git worktree)
 
 Start-up time (process start to exit after one frame, wall) and peak RSS of ``python -m edge``
-on the int8 DeepLab MobileNetV2 mobile head at 257 (benchmarks/head_models.py), alternating the
-configurations in every repeat so background load hits all alike:
+on the int8 DeepLab MobileNetV2 mobile head at 257 (benchmarks/head_models.py; ``--built`` picks another),
+alternating the configurations in every repeat so background load hits all alike:
 
 - ``spec only``: the model with only the ``kerasseg_spec`` entry (what artifacts carried before
   the standard metadata), run by this checkout;

@@ -3,6 +3,7 @@
     python benchmarks/bench_int8.py                      # DeepLabv3+ MobileNetV2 at 257, 1 and 2 threads
     python benchmarks/bench_int8.py --models deeplab257 deeplab513 fcn224
     python benchmarks/bench_int8.py --run runs/X          # also QAT and PTQ mIoU drop on the run's val set
+    python benchmarks/bench_int8.py --models deeplab65 --smoke --json R.json   # checks the script: tiny sizes
 
 Latency is p50/p90 over --runs invocations after warm-up, for float32, float16,
 dynamic-range and int8 conversions of the same (randomly initialised) model.
@@ -131,7 +132,8 @@ def conv_models(sizes: Sizes) -> dict:
     first = layers.Conv2D(channels, 1)(image)
     models = {"two": keras.Model(image, layers.Conv2D(channels, 1, use_bias=False)(first)),
               "one": keras.Model(image, first)}
-    return {(mode, key): tflite.convert(model, mode=mode, input_size=(size, size), calibration=_random_calibration(size))
+    return {(mode, key): tflite.convert(model, mode=mode, input_size=(size, size),
+                                        calibration=_random_calibration(size))
             for key, model in models.items() for mode in (Mode.FLOAT32, Mode.INT8)}
 
 
