@@ -105,7 +105,7 @@ def calibration_for(size: int, steps: int):
 class Sizes:
     """What the runtime check and each model's table build and time."""
     peak: tuple = (64, 512)  # the measured 1x1 convolution: (side, channels)
-    classifier: tuple = (224, 1.0)  # the keras.applications MobileNetV2: (side, alpha)
+    classifier: tuple | None = (224, 1.0)  # the keras.applications MobileNetV2: (side, alpha); None: not timed
     modes: tuple = (Mode.FLOAT32, Mode.FLOAT16, Mode.DYNAMIC_RANGE, Mode.INT8)
 
     @property
@@ -114,7 +114,7 @@ class Sizes:
         return side * side * channels * channels
 
 
-FULL, SMOKE = Sizes(), Sizes(peak=(16, 64), classifier=(96, 0.35), modes=(Mode.FLOAT32, Mode.INT8))
+FULL, SMOKE = Sizes(), Sizes(peak=(16, 64), classifier=None, modes=(Mode.FLOAT32, Mode.INT8))
 
 
 def _random_calibration(size: int):
@@ -156,11 +156,12 @@ def classifier_models(sizes: Sizes) -> dict:
 def runtime_section(convs: dict, sizes: Sizes, *, threads: int, runs: int) -> dict:
     """Print float32 vs int8 on the same kernels with no segmentation graph around them; {row: numbers}."""
     conv = conv_seconds(convs, threads=threads, runs=runs)
-    classifier = latencies(classifier_models(sizes), threads=threads, runs=runs)
-    (side, channels), (csize, alpha) = sizes.peak, sizes.classifier
-    rows = {f"1x1 conv {side}x{side}x{channels} -> {channels}": (conv[Mode.FLOAT32], conv[Mode.INT8], sizes.peak_macs),
-            f"MobileNetV2 classifier {csize}, alpha {alpha}": (classifier[Mode.FLOAT32][0], classifier[Mode.INT8][0],
-                                                               None)}
+    side, channels = sizes.peak
+    rows = {f"1x1 conv {side}x{side}x{channels} -> {channels}": (conv[Mode.FLOAT32], conv[Mode.INT8], sizes.peak_macs)}
+    if sizes.classifier:
+        classifier = latencies(classifier_models(sizes), threads=threads, runs=runs)
+        rows[f"MobileNetV2 classifier {sizes.classifier[0]}, alpha {sizes.classifier[1]}"] = (
+            classifier[Mode.FLOAT32][0], classifier[Mode.INT8][0], None)
     print(f"{'runtime check, ' + str(threads) + ' thread(s)':<42s} {'float32 ms':>11s} {'int8 ms':>9s} "
           f"{'int8 speed-up':>14s} {'float32 GMAC/s':>15s} {'int8 GMAC/s':>12s}")
     for name, (f32, i8, work) in rows.items():
@@ -274,7 +275,7 @@ def main(argv=None) -> int:
     parser.add_argument("--run", type=str, default=None, help="also measure PTQ and QAT mIoU drop on this run")
     parser.add_argument("--qat-steps", type=int, default=200)
     parser.add_argument("--smoke", action="store_true",
-                        help="a small runtime check and only float32 and int8: checks the script, not the numbers")
+                        help="a small 1x1 conv, no classifier, only float32 and int8: checks the script, not the numbers")
     parser.add_argument("--json", default=None, help="also write the results here (benchmarks/results.py)")
     args = parser.parse_args(argv)
     load = os.getloadavg()

@@ -34,9 +34,9 @@ def test_quick_run_writes_every_goal_with_a_number(tmp_path):
     [command] = [c for c in readme_commands() if c.text == "python benchmarks/run.py"]
     script, argv = entry_point(command)
     output, results = tmp_path / "B.md", tmp_path / "results"
-    # About 5 minutes on an idle 2-core machine: tiny models (--quick); longer under load.
+    # Minutes on an idle 2-core machine (tiny models, --quick); several times longer on a loaded one.
     done = subprocess.run([sys.executable, str(ROOT / script), *argv, "--quick", "--output", str(output),
-                           "--results", str(results)], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+                           "--results", str(results)], cwd=ROOT, capture_output=True, text=True, timeout=3600)
     assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
     text = output.read_text()
 
