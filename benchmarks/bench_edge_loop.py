@@ -12,7 +12,7 @@ own ``cpu_ms_outside_invoke`` (process CPU per frame minus the inference thread'
 resize, post-processing, drawing), which the three threads hide only while a core is free for it.
 The default models are int8 artifacts (random weights) of benchmarks/head_models.py: ``full`` is
 today's path (scores at 513x513, argmax and colours there), ``native`` the 33x33 head. Goal: at most
-half the CPU outside invoke of today's path (the issue measured 3.2 to 7.1 ms per frame).
+half the CPU outside invoke of today's path (3.2 to 7.1 ms per frame were measured before the native head).
 (2) Peak RSS and start-up time (process start to exit after one frame) of the same command with
 ``--runtime ai_edge_litert`` and ``--runtime tensorflow``.
 
@@ -31,19 +31,21 @@ import time
 import cv2
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [ROOT, HERE]
 
-from benchmarks import head_models  # noqa: E402
-from benchmarks.machine import cpu_simd, load_line  # noqa: E402
+import head_models  # noqa: E402
+import results  # noqa: E402
+from machine import cpu_simd, load_line  # noqa: E402
 from edge.loop import Loop  # noqa: E402
 from edge.sinks import Recorder  # noqa: E402
 from edge.segmenter import Segmenter  # noqa: E402
 from edge.sources import open_source  # noqa: E402
 
 GOAL = 0.9
-
-ISSUE_CPU_MS = (3.2, 7.1)  # CPU outside invoke per 640x480 frame before this work (issue 10)
+OUTSIDE_GOAL = 0.5
+BEFORE_CPU_MS = (3.2, 7.1)  # CPU outside invoke per 640x480 frame measured on other machines before the native head
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,6 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="alternated runs of each measurement")
     parser.add_argument("--record", action="store_true", help="also record the overlay to .mp4 in the loop run")
     parser.add_argument("--skip-tensorflow", action="store_true", help="skip the tensorflow.lite comparison")
+    parser.add_argument("--json", default=None, help="also write the results here (benchmarks/results.py)")
     return parser.parse_args(argv)
 
 
@@ -140,6 +143,55 @@ def process_cost(model: str, video: str, runtime: str, *, root: str = ROOT) -> t
     return took, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime  # ru_maxrss is in KB on Linux
 
 
+def loop_section(results_by_model: dict, args) -> tuple[dict, list]:
+    """Print the FPS table and the goal lines; (ratios, goals) for the results file."""
+    print(f"\nCPU: {cpu_simd()}")
+    print(f"{args.built if not args.model else ''} threads {args.threads}, {args.frames} frames of 640x480, "
+          f"{'with' if args.record else 'without'} recording, median of {args.repeats} alternated runs")
+    print(f"{'model':<12} {'output':<16} {'interp FPS':>10} {'loop FPS':>9} {'loop/interp':>11} "
+          f"{'CPU ms outside invoke':>21} {'loop CPU - interp CPU':>21}")
+    ratios = {"loop_over_interpreter": {}}
+    for name, r in results_by_model.items():
+        ratio = ratios["loop_over_interpreter"][name] = r["loop"] / r["interp"]
+        print(f"{name:<12} {r['output']:<16} {r['interp']:10.2f} {r['loop']:9.2f} {ratio:11.3f} "
+              f"{r['outside']:21.2f} {r['loop_cpu'] - r['interp_cpu']:21.2f}")
+        print("  stages, ms per frame (last run): " + ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()))
+    default_name = "native" if "native" in results_by_model else next(iter(results_by_model))
+    default = results_by_model[default_name]
+    ratio = default["loop"] / default["interp"]
+    model = args.built if not args.model else os.path.basename(args.model)
+    goals = [results.goal("loop_fps", f"camera loop FPS / interpreter-only FPS ({model}, default head)",
+                          compare=">=", target=GOAL, measured=ratio)]
+    print(f"goal: loop / interpreter >= {GOAL} for the default head: {ratio:.3f}, "
+          f"{'met' if ratio >= GOAL else 'NOT met'}")
+    if "full" in results_by_model and "native" in results_by_model:
+        before, after = results_by_model["full"]["outside"], results_by_model["native"]["outside"]
+        ratio = ratios["outside_invoke_native_over_full"] = after / before
+        goals.append(results.goal("loop_cpu_outside_invoke", "loop CPU outside invoke, default head / full head",
+                                  compare="<=", target=OUTSIDE_GOAL, measured=ratio, unit="x"))
+        print(f"goal: CPU outside invoke at most half of today's: native {after:.2f} ms vs full head (today's "
+              f"path, same run) {before:.2f} ms = {ratio:.2f}x, {'met' if ratio <= OUTSIDE_GOAL else 'NOT met'}; vs "
+              f"{BEFORE_CPU_MS[0]}-{BEFORE_CPU_MS[1]} ms before the native head (other machines): "
+              f"{'met' if after <= BEFORE_CPU_MS[0] / 2 else 'NOT met'}")
+    return ratios, goals
+
+
+def runtime_section(model: str, video: str, *, skip_tensorflow: bool) -> dict:
+    """Print start-up time and peak RSS per runtime; {runtime: {"startup_s", "peak_rss_mb"}}."""
+    runtimes = ["ai_edge_litert"] + ([] if skip_tensorflow else ["tensorflow"])
+    costs = {r: [process_cost(model, video, r) for _ in range(2)] for r in runtimes}
+    summary = {r: {"startup_s": min(c[0] for c in runs), "peak_rss_mb": max(c[1] for c in runs)}
+               for r, runs in costs.items()}
+    print(f"\n{'runtime':<16} {'start-up + 1 frame s':>22} {'peak RSS MB':>12}")
+    for runtime, cost in summary.items():
+        print(f"{runtime:<16} {cost['startup_s']:>22.2f} {cost['peak_rss_mb']:>12.0f}")
+    if "tensorflow" in summary:
+        base, tf_cost = summary["ai_edge_litert"], summary["tensorflow"]
+        print(f"{'tensorflow / litert':<16} {tf_cost['startup_s'] / base['startup_s']:>21.1f}x "
+              f"{tf_cost['peak_rss_mb'] / base['peak_rss_mb']:>11.1f}x")
+    return summary
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     models = {os.path.basename(args.model): args.model} if args.model else {
@@ -149,40 +201,15 @@ def main(argv=None) -> int:
         video = os.path.join(tmp, "video.avi")
         write_video(video, args.frames)
         load_before = os.getloadavg()
-        results = {name: measure(path, video, args, tmp) for name, path in models.items()}
-        print(f"\nCPU: {cpu_simd()}")
-        print(f"{args.built if not args.model else ''} threads {args.threads}, {args.frames} frames of 640x480, "
-              f"{'with' if args.record else 'without'} recording, median of {args.repeats} alternated runs")
-        print(f"{'model':<12} {'output':<16} {'interp FPS':>10} {'loop FPS':>9} {'loop/interp':>11} "
-              f"{'CPU ms outside invoke':>21} {'loop CPU - interp CPU':>21}")
-        for name, r in results.items():
-            ratio = r["loop"] / r["interp"]
-            print(f"{name:<12} {r['output']:<16} {r['interp']:10.2f} {r['loop']:9.2f} {ratio:11.3f} "
-                  f"{r['outside']:21.2f} {r['loop_cpu'] - r['interp_cpu']:21.2f}")
-            print("  stages, ms per frame (last run): " + ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()))
-        default = results.get("native") or next(iter(results.values()))
-        ratio = default["loop"] / default["interp"]
-        print(f"goal: loop / interpreter >= {GOAL} for the default head: {ratio:.3f}, "
-              f"{'met' if ratio >= GOAL else 'NOT met'}")
-        if "full" in results and "native" in results:
-            before, after = results["full"]["outside"], results["native"]["outside"]
-            ratio = after / before
-            print(f"goal: CPU outside invoke at most half of today's: native {after:.2f} ms vs full head (today's "
-                  f"path, same run) {before:.2f} ms = {ratio:.2f}x, {'met' if ratio <= 0.5 else 'NOT met'}; vs the "
-                  f"issue's {ISSUE_CPU_MS[0]}-{ISSUE_CPU_MS[1]} ms (other machines): "
-                  f"{'met' if after <= ISSUE_CPU_MS[0] / 2 else 'NOT met'}")
+        measured = {name: measure(path, video, args, tmp) for name, path in models.items()}
+        ratios, goals = loop_section(measured, args)
         print(load_line(load_before))
-
-        model = next(iter(models.values()))
-        runtimes = ["ai_edge_litert"] + ([] if args.skip_tensorflow else ["tensorflow"])
-        costs = {r: [process_cost(model, video, r) for _ in range(2)] for r in runtimes}
-        print(f"\n{'runtime':<16} {'start-up + 1 frame s':>22} {'peak RSS MB':>12}")
-        for runtime, runs in costs.items():
-            print(f"{runtime:<16} {min(r[0] for r in runs):>22.2f} {max(r[1] for r in runs):>12.0f}")
-        if "tensorflow" in costs:
-            base, tf_cost = costs["ai_edge_litert"], costs["tensorflow"]
-            print(f"{'tensorflow / litert':<16} {min(r[0] for r in tf_cost) / min(r[0] for r in base):>21.1f}x "
-                  f"{max(r[1] for r in tf_cost) / max(r[1] for r in base):>11.1f}x")
+        runtimes = runtime_section(next(iter(models.values())), video, skip_tensorflow=args.skip_tensorflow)
+    names = {"interp": "interpreter_fps", "loop": "loop_fps", "interp_cpu": "interpreter_cpu_ms",
+             "loop_cpu": "loop_cpu_ms", "outside": "cpu_ms_outside_invoke", "stages": "stages_ms", "output": "output"}
+    results.write(args.json, load_before=load_before, ratios=ratios, goals=goals,
+                  measured={"models": {model: {new: r[old] for old, new in names.items()}
+                                       for model, r in measured.items()}, "runtimes": runtimes})
     return 0
 
 

@@ -4,8 +4,8 @@
     python benchmarks/bench_edge_startup.py --baseline /tmp/old  # also another checkout's code (git worktree)
 
 Start-up time (process start to exit after one frame, wall) and peak RSS of ``python -m edge``
-on the int8 DeepLab MobileNetV2 mobile head at 257 (benchmarks/head_models.py), alternating the
-configurations in every repeat so background load hits all alike:
+on the int8 DeepLab MobileNetV2 mobile head at 257 (benchmarks/head_models.py; ``--built`` picks another),
+alternating the configurations in every repeat so background load hits all alike:
 
 - ``spec only``: the model with only the ``kerasseg_spec`` entry (what artifacts carried before
   the standard metadata), run by this checkout;
@@ -26,16 +26,20 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path[:0] = [os.path.dirname(HERE), HERE]
 import head_models  # noqa: E402
+import results  # noqa: E402
 from bench_edge_loop import ROOT, process_cost, write_video  # noqa: E402
 from machine import cpu_simd  # noqa: E402
 
 from kerasseg.artifact import Spec, embed_spec, load_spec  # noqa: E402
 from kerasseg.artifact.tflite_file import SPEC_METADATA_NAME, io_tensors  # noqa: E402
 from kerasseg.artifact.writer import with_metadata  # noqa: E402
+from kerasseg.files import write_bytes  # noqa: E402
 
 GOAL = 1.05
+
+
 def models(source: str, out_dir: str) -> dict[str, str]:
     """The source model as a spec-only file and as a full artifact."""
     with open(source, "rb") as f:
@@ -48,8 +52,7 @@ def models(source: str, out_dir: str) -> dict[str, str]:
     blobs = {"spec only": with_metadata(content, {SPEC_METADATA_NAME: spec.to_json().encode("utf-8")}),
              "artifact": embed_spec(content, spec)}
     for name, path in paths.items():
-        with open(path, "wb") as f:
-            f.write(blobs[name])
+        write_bytes(path, blobs[name])
     return paths
 
 
@@ -57,13 +60,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="a .tflite segmentation model (default: build one)")
     parser.add_argument("--baseline", default=None, help="another checkout of kerasseg to compare with")
+    parser.add_argument("--built", default="mobile257", choices=sorted(head_models.MODELS),
+                        help="which benchmarks/head_models.py model (native head, int8) to use without --model")
     parser.add_argument("--repeats", type=int, default=7, help="alternated runs of each configuration")
+    parser.add_argument("--json", default=None, help="also write the results here (benchmarks/results.py)")
     args = parser.parse_args(argv)
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         source = args.model
         if source is None:
-            print("building (or reusing) the int8 DeepLab MobileNetV2 mobile head at 257, native head ...", flush=True)
-            source = next(iter(head_models.ensure([("mobile257", "native", "int8")]).values()))
+            print(f"building (or reusing) {args.built}, native head, int8 ...", flush=True)
+            source = next(iter(head_models.ensure([(args.built, "native", "int8")]).values()))
         paths = models(source, tmp)
         video = os.path.join(tmp, "video.avi")
         write_video(video, 3)
@@ -90,6 +97,14 @@ def main(argv=None) -> int:
     met = all(r <= GOAL for r in ratios)
     print(f"artifact / {reference}: start-up {ratios[0]:.3f}, CPU {ratios[1]:.3f}, peak RSS {ratios[2]:.3f}; "
           f"goal <= {GOAL}: {'met' if met else 'NOT met'}")
+    results.write(args.json, load_before=load, goals=[
+        results.goal("startup_time", f"edge start-up + 1 frame, artifact / {reference}", compare="<=", target=GOAL,
+                     measured=ratios[0]),
+        results.goal("startup_rss", f"edge peak RSS, artifact / {reference}", compare="<=", target=GOAL,
+                     measured=ratios[2])],
+        measured={name: {"startup_s": wall, "cpu_s": cpu_s, "peak_rss_mb": rss}
+                  for name, (wall, cpu_s, rss) in summary.items()},
+        ratios={f"artifact_over_{reference.replace(' ', '_')}": dict(zip(("startup", "cpu", "peak_rss"), ratios))})
     return 0
 
 

@@ -21,6 +21,7 @@ import argparse
 import io
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -28,10 +29,14 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from kerasseg.backend import keras, tf
-from kerasseg.data import IGNORE_LABEL, build_pipeline, open_dataset
-from kerasseg.files import write_bytes, write_json, write_text
-from kerasseg.models import build_model, list_models
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
+
+import results  # noqa: E402
+from kerasseg.backend import keras, tf  # noqa: E402
+from kerasseg.data import IGNORE_LABEL, build_pipeline, open_dataset  # noqa: E402
+from kerasseg.files import write_bytes, write_json, write_text  # noqa: E402
+from kerasseg.models import build_model, list_models  # noqa: E402
 
 GOAL = 0.95
 GENERATED = ("coco", "colour-masks", "palette-masks")  # palette masks: the baseline the other two add to
@@ -54,6 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--generate-images", type=int, default=64, metavar="N", help="images to generate")
     parser.add_argument("--generate-size", type=int, nargs=2, default=(240, 320), metavar=("HEIGHT", "WIDTH"),
                         help="size of the generated images")
+    parser.add_argument("--json", default=None, help="also write the results here (benchmarks/results.py)")
     return parser.parse_args(argv)
 
 
@@ -160,6 +166,7 @@ def main(argv=None) -> int:
 
 def run(args) -> int:
     """Time the live pipeline against cached batches on ``args.dataset`` and print the table."""
+    load = os.getloadavg()
     source = open_dataset(args.dataset, seed=0)
     options = {"alpha": args.alpha} if args.arch == "deeplabv3plus" else {}
     model = build_model(arch=args.arch, num_classes=len(source.labels), input_shape=(*args.image_size, 3), **options)
@@ -191,6 +198,14 @@ def run(args) -> int:
     print(f"{'training, live pipeline':<28} {live_best:>9.1f} {live_median:>9.1f}  runs {_fmt(live_times)} s")
     print(f"{'ratio live / cached':<28} {ratio:>9.3f} {live_median / cached_median:>9.3f}  "
           f"(goal >= {GOAL} on best: {'met' if ratio >= GOAL else 'NOT met'})")
+    results.write(args.json, load_before=load,
+                  measured={"model": model.name, "images_per_s": {
+                      "pipeline_alone": pipeline_ips, "cached_best": cached_best, "cached_median": cached_median,
+                      "live_best": live_best, "live_median": live_median},
+                      "run_seconds": {"cached": cached_times, "live": live_times}},
+                  ratios={"live_over_cached_best": ratio, "live_over_cached_median": live_median / cached_median},
+                  goals=[results.goal("input_pipeline", "input pipeline throughput / cached-data training throughput",
+                                      compare=">=", target=GOAL, measured=ratio)])
     return 0
 
 

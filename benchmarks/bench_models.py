@@ -8,11 +8,17 @@ Counts come from kerasseg.models.count_params_and_macs; "ratio" is ours / refere
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
 
-from kerasseg.models import build_model, count_params_and_macs
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
+
+import results  # noqa: E402
+from kerasseg.models import build_model, count_params_and_macs  # noqa: E402
 
 # (label, build_model kwargs, reference params, reference MACs) -- references from the papers / DeepLab model zoo.
 CONFIGS = [
@@ -42,18 +48,23 @@ def main(argv=None):
     parser.add_argument("--image-size", "--image_size", dest="image_size", type=int, default=513)
     parser.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int, default=21)
     parser.add_argument("--latency", action="store_true", help="time a forward pass (median of 3, batch 1)")
-    parser.add_argument("--only", help="run configurations whose label contains this text")
+    parser.add_argument("--only", nargs="+", help="run the configurations whose label contains one of these texts")
+    parser.add_argument("--json", default=None, help="also write the results here (benchmarks/results.py)")
     args = parser.parse_args(argv)
+    load = os.getloadavg()
     size = args.image_size
     header = "| model | params (M) | ratio | multiply-adds (G) | ratio |" + (" CPU ms |" if args.latency else "")
     print(f"Counts at {size}x{size}, {args.num_classes} classes; ratio = ours / published reference.\n")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
+    rows = []
     for label, kwargs, ref_params, ref_macs in CONFIGS:
-        if args.only and args.only not in label:
+        if args.only and not any(text in label for text in args.only):
             continue
         model = build_model(num_classes=args.num_classes, input_shape=(size, size, 3), **kwargs)
         params, macs = count_params_and_macs(model, input_shape=(size, size, 3))
+        rows.append({"model": label, "params": int(params), "macs": int(macs), "reference_params": ref_params,
+                     "reference_macs": ref_macs})
         row = (f"| {label} | {params / 1e6:.2f} | {_ratio(params, ref_params)} | {macs / 1e9:.2f} | "
                f"{_ratio(macs, ref_macs)} |")
         if args.latency:
@@ -64,9 +75,15 @@ def main(argv=None):
                 start = time.perf_counter()
                 model(image, training=False)
                 times.append(time.perf_counter() - start)
-            row += f" {1000 * float(np.median(times)):.0f} |"
+            rows[-1]["cpu_ms"] = 1000 * float(np.median(times))
+            row += f" {rows[-1]['cpu_ms']:.0f} |"
         print(row, flush=True)
         del model
+    ratios = {row["model"]: {key: row[key] / row["reference_" + key] for key in ("params", "macs")
+                             if row["reference_" + key]} for row in rows}
+    results.write(args.json, load_before=load, goals=[],
+                  measured={"image_size": size, "num_classes": args.num_classes, "models": rows},
+                  ratios={"ours_over_published": {k: v for k, v in ratios.items() if v}})
     return 0
 
 

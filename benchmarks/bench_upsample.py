@@ -27,9 +27,11 @@ import time
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
 
-from benchmarks.machine import cpu_simd, load_line  # noqa: E402
+import results  # noqa: E402
+from machine import cpu_simd, load_line  # noqa: E402
 from edge.upsample import bilinear, decide, exact, frame_grid, nearest  # noqa: E402
 
 FRAME = (480, 640)
@@ -86,6 +88,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per candidate (median)")
     parser.add_argument("--kinds", nargs="+", choices=("scene", "busy", "noise"), default=["scene", "busy", "noise"])
+    parser.add_argument("--json", default=None, help="also write the results here (benchmarks/results.py)")
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     load = os.getloadavg()
@@ -93,7 +96,7 @@ def main(argv=None) -> int:
     print(f"640x480 class map from a {INPUT}x{INPUT} model's native scores (uint8), CPU ms per frame (median of "
           f"{args.repeats}); agreement with the float bilinear reference and with (b)")
     rng = np.random.default_rng(0)
-    lowest = 1.0
+    lowest, rows = 1.0, []
     print(f"{'classes':>7} {'stride':>6} {'native':>7} {'scores':>6} {'candidate':<17} {'CPU ms':>7} "
           f"{'= reference':>11} {'= (b)':>7}")
     for classes, stride in CASES:
@@ -103,15 +106,22 @@ def main(argv=None) -> int:
         for kind in args.kinds:
             values = scores(kind, size, classes, rng)
             reference = decide(bilinear(grid, values))
-            results = {name: cpu_ms(f, args.repeats) for name, f in candidates(grid, small_grid, values).items()}
-            opencv = results["(b) cv2 bilinear"][1]
-            lowest = min(lowest, (results["(d) exact"][1] == reference).mean())
-            for name, (ms, class_map) in results.items():
+            timed = {name: cpu_ms(f, args.repeats) for name, f in candidates(grid, small_grid, values).items()}
+            opencv = timed["(b) cv2 bilinear"][1]
+            lowest = min(lowest, float((timed["(d) exact"][1] == reference).mean()))
+            for name, (ms, class_map) in timed.items():
+                agrees = 100 * float((class_map == reference).mean()), 100 * float((class_map == opencv).mean())
+                rows.append({"classes": classes, "stride": stride, "native": size, "scores": kind, "candidate": name,
+                             "cpu_ms": ms, "agrees_with_reference_pct": agrees[0], "agrees_with_b_pct": agrees[1]})
                 print(f"{classes:7d} {stride:6d} {size:4d}^2 {kind:>6} {name:<17} {ms:7.2f} "
-                      f"{100 * (class_map == reference).mean():10.2f}% {100 * (class_map == opencv).mean():6.2f}%")
+                      f"{agrees[0]:10.2f}% {agrees[1]:6.2f}%")
     print(f"goal: the default, (d) exact, agrees with the reference on >= {100 * GOAL:.0f}% of pixels: lowest "
           f"{100 * lowest:.2f}%, {'met' if lowest >= GOAL else 'NOT met'}")
     print(load_line(load))
+    results.write(args.json, load_before=load, measured={"rows": rows}, ratios={"exact_lowest_agreement": lowest},
+                  goals=[results.goal("upsample_agreement", "default upsampling agrees with the full head's bilinear "
+                                      "(lowest, %)", compare=">=", target=100 * GOAL, measured=100 * lowest,
+                                      unit="%")])
     return 0
 
 

@@ -16,9 +16,10 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = 21
 MODELS = {
-    "mobile513": dict(size=513, aspp=False, decoder=False),  # DeepLab MobileNetV2's mobile head, OS16
-    "mobile257": dict(size=257, aspp=False, decoder=False),
-    "plus513": dict(size=513, aspp=True, decoder=True),  # DeepLabv3+: decoder at stride 4
+    "mobile513": dict(size=513, alpha=1.0, aspp=False, decoder=False),  # DeepLab MobileNetV2's mobile head, OS16
+    "mobile257": dict(size=257, alpha=1.0, aspp=False, decoder=False),
+    "plus513": dict(size=513, alpha=1.0, aspp=True, decoder=True),  # DeepLabv3+: decoder at stride 4
+    "tiny65": dict(size=65, alpha=0.35, aspp=False, decoder=False),  # benchmarks/run.py --quick: checks, not numbers
 }
 CACHE = os.path.join(tempfile.gettempdir(), "kerasseg-bench-models")
 
@@ -49,11 +50,12 @@ def build(out_dir: str, model_name: str, head: str, mode: str) -> str:
     from kerasseg.artifact import Spec, embed_spec
     from kerasseg.export import heads, tflite
     from kerasseg.export.modes import Mode
+    from kerasseg.files import write_bytes
     from kerasseg.models import build_model
 
     entry = MODELS[model_name]
     size = entry["size"]
-    model = build_model(arch="deeplabv3plus", backbone="mobilenetv2", num_classes=CLASSES, alpha=1.0,
+    model = build_model(arch="deeplabv3plus", backbone="mobilenetv2", num_classes=CLASSES, alpha=entry["alpha"],
                         aspp=entry["aspp"], decoder=entry["decoder"], input_shape=(size, size, 3))
     cut, fields = heads.cut(model, head)
     rng = np.random.default_rng(0)
@@ -61,10 +63,7 @@ def build(out_dir: str, model_name: str, head: str, mode: str) -> str:
     content = tflite.convert(cut, mode=Mode.parse(mode), input_size=(size, size), calibration=calibration)
     spec = Spec(labels=[f"class {i}" for i in range(CLASSES)], input_size=(size, size), **fields)
     path = os.path.join(out_dir, filename(model_name, head, mode))
-    with open(path + ".tmp", "wb") as f:
-        f.write(embed_spec(content, spec))
-    os.replace(path + ".tmp", path)
-    return path
+    return write_bytes(path, embed_spec(content, spec))
 
 
 def main(argv=None) -> int:

@@ -2,13 +2,15 @@
 
     python benchmarks/run.py                       # trains the default run for the QAT/PTQ goal, then all benchmarks
     python benchmarks/run.py --run runs/X          # use a trained DeepLabv3+ run for the QAT/PTQ goal
-    python benchmarks/run.py --quick --output /tmp/B.md   # a smoke test: tiny sizes, a 3-step run; not for the numbers
+    python benchmarks/run.py --quick --output /tmp/B.md   # a smoke test: tiny models, a 3-step run; not for the numbers
 
-The main job's goals (issue 3: within 10 minutes, val mIoU >= 0.90) are read from the run's metrics.json.
-Each benchmark runs in its own process (so one's threads and memory do not touch the next), its output goes
-into the report verbatim, and the numbers the goals need are read from it. Run it on an idle machine: every
-goal is a ratio of two timings taken in the same process, but other load still skews them. Exit status 1 when
-a benchmark failed (the report is written anyway, with the error), else 0, whether or not each goal is met.
+Each benchmark runs in its own process (so one's threads and memory do not touch the next) and writes its
+results file with ``--json`` (one schema, benchmarks/results.py: machine and CPU flags, numbers, ratios, goals).
+The report's tables are built from those files, and each benchmark's printed output follows verbatim. The main
+job's goals (within 10 minutes, val mIoU >= 0.90) are read from the run's metrics.json. Run it on an idle
+machine: every goal is a ratio of two timings taken in the same process, but other load still skews them. Exit
+status 1 when a benchmark failed (the report is written anyway, with the error), else 0, whether or not each
+goal is met.
 """
 from __future__ import annotations
 
@@ -20,7 +22,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -28,38 +29,36 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path[:0] = [ROOT, HERE]
 
-# The benchmarks this script knows the flags and output of; any other benchmarks/bench_*.py runs with no flags.
+import results  # noqa: E402
+from kerasseg.files import write_text  # noqa: E402
+
+# The benchmarks in report order; any other benchmarks/bench_*.py runs after them with only --json.
 KNOWN = ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_heads.py", "bench_upsample.py",
          "bench_edge_loop.py", "bench_edge_startup.py")
 DEEPLAB_ROW = "DeepLab MobileNetV2 (1x1 + pooling, no decoder) OS16"
-NUMBER = r"(-?\d+(?:\.\d+)?)"
 
 
 @dataclasses.dataclass
 class Result:
-    """One benchmark process: its command, output and how long it took."""
+    """One benchmark process: its command, output, results file (read back) and how long it took."""
     name: str
     command: list
     stdout: str = ""
     error: str | None = None
     seconds: float = 0.0
-
-
-@dataclasses.dataclass
-class Goal:
-    text: str
-    target: str
-    measured: float | None
-    met: bool | None
+    document: dict | None = None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"), help="report path")
+    parser.add_argument("--results", default=None,
+                        help="folder to keep each benchmark's results file in (default: a temporary folder)")
     parser.add_argument("--run", default=None,
                         help="trained DeepLabv3+ run for the QAT/PTQ goal (default: train one with train.py)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and runs: checks the script, not the goals")
+    parser.add_argument("--quick", action="store_true", help="tiny models and runs: checks the script, not the goals")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed for each benchmark")
     return parser.parse_args(argv)
 
@@ -68,28 +67,24 @@ def flags(quick: bool) -> dict:
     """Flags for each known benchmark; the full set measures the models the goals are stated for."""
     if quick:
         return {
-            "bench_models.py": [["--only", "FCN-8s"], ["--only", DEEPLAB_ROW]],
-            "bench_input_pipeline.py": [["--dataset", "synthetic?train=64&val=8", "--steps", "3", "--warmup", "1",
-                                         "--repeats", "1", "--batch-size", "4"]],
-            "bench_int8.py": [["--models", "deeplab257", "--alpha", "0.35", "--threads", "1", "--runs", "3",
-                               "--calibration-steps", "2", "--qat-steps", "3"]],
-            "bench_heads.py": [["--models", "mobile257", "--heads", "full", "native", "--frames", "3"]],
-            "bench_upsample.py": [["--repeats", "2", "--kinds", "scene"]],
-            "bench_edge_loop.py": [["--built", "mobile257", "--frames", "10", "--repeats", "1", "--skip-tensorflow"]],
-            "bench_edge_startup.py": [["--repeats", "1"]],
+            "bench_models.py": ["--only", "FCN-8s", DEEPLAB_ROW],
+            "bench_input_pipeline.py": ["--dataset", "synthetic?train=64&val=8", "--steps", "3", "--warmup", "1",
+                                        "--repeats", "1", "--batch-size", "4"],
+            "bench_int8.py": ["--models", "deeplab65", "--alpha", "0.35", "--threads", "1", "--runs", "3",
+                              "--calibration-steps", "2", "--qat-steps", "3", "--smoke"],
+            "bench_heads.py": ["--models", "tiny65", "--heads", "full", "native", "--frames", "3"],
+            "bench_upsample.py": ["--repeats", "2", "--kinds", "scene"],
+            "bench_edge_loop.py": ["--built", "tiny65", "--frames", "10", "--repeats", "1", "--skip-tensorflow"],
+            "bench_edge_startup.py": ["--built", "tiny65", "--repeats", "1"],
         }
     return {
-        "bench_models.py": [[]],
-        "bench_input_pipeline.py": [["--steps", "30", "--repeats", "3"]],
-        "bench_int8.py": [["--models", "deeplab257", "deeplab513", "--threads", "1", "2", "--runs", "30"]],
-        "bench_heads.py": [[]],
-        "bench_upsample.py": [[]],
-        "bench_edge_loop.py": [[]],
-        "bench_edge_startup.py": [[]],
+        "bench_input_pipeline.py": ["--steps", "30", "--repeats", "3"],
+        "bench_int8.py": ["--models", "deeplab257", "deeplab513", "--threads", "1", "2", "--runs", "30"],
     }
 
 
-def run_process(name: str, command: list, *, timeout: float) -> Result:
+def run_process(name: str, command: list, *, timeout: float, results_path: str | None = None) -> Result:
+    """``python COMMAND`` at the repository root; its results file is read back when it wrote one."""
     print(f"[run] {name}: {' '.join(command)}", flush=True)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2")
     start = time.perf_counter()
@@ -104,6 +99,11 @@ def run_process(name: str, command: list, *, timeout: float) -> Result:
         result.stdout = error.stdout.decode() if isinstance(error.stdout, bytes) else (error.stdout or "")
         result.error = f"timed out after {timeout:.0f} s"
     result.seconds = time.perf_counter() - start
+    if results_path and not result.error:
+        try:
+            result.document = results.read(results_path)
+        except (OSError, ValueError) as error:
+            result.error = f"no results file: {error}"
     print(f"[run] {name}: {'failed, ' + result.error[:300] if result.error else 'done'} in {result.seconds:.0f} s",
           flush=True)
     return result
@@ -119,6 +119,7 @@ def train_run(out_dir: str, *, quick: bool, timeout: float) -> Result:
 
 
 def machine() -> list:
+    """(what, value) rows: CPU, cores, RAM, OS, Python, the packages timed, the date and the load at start."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -148,18 +149,9 @@ def machine() -> list:
             ("load average at start (1/5/15 min)", load)]
 
 
-def find(pattern: str, text: str, group: int = 1, flags_=re.MULTILINE):
-    match = re.search(pattern, text, flags_)
-    return float(match.group(group)) if match else None
-
-
-def goal(text, target, measured, compare):
-    return Goal(text, target, measured, None if measured is None else compare(measured))
-
-
 def main_job_goals(run_dir: str | None, *, seconds: float | None = None) -> list:
-    """Issue 3's goals for the main job: minutes (``seconds``, the whole process, when this script trained it;
-    else the run's own training time) and best val mIoU, from the run's metrics.json."""
+    """The main job's goals: minutes (``seconds``, the whole process, when this script trained it; else the run's
+    own training time) and best val mIoU, from the run's metrics.json."""
     minutes = miou = None
     if run_dir:
         try:
@@ -169,115 +161,82 @@ def main_job_goals(run_dir: str | None, *, seconds: float | None = None) -> list
             miou = metrics["best"]["mean_iou"]
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    return [goal("main job (`python train.py --arch deeplabv3plus`) wall time, minutes", "<= 10", minutes,
-                 lambda v: v <= 10),
-            goal("main job best val mean IoU (built-in dataset)", ">= 0.90", miou, lambda v: v >= 0.90)]
+    return [results.goal("main_job_minutes", "main job (`python train.py --arch deeplabv3plus`) wall time, minutes",
+                         compare="<=", target=10, measured=minutes),
+            results.goal("main_job_miou", "main job best val mean IoU (built-in dataset)", compare=">=", target=0.90,
+                         measured=miou)]
 
 
-def goals_and_anchors(results: dict) -> tuple[list, list]:
-    """Read the goal numbers from the benchmarks' output; the comparison rows with their published anchors."""
-    out = {name: r.stdout for name, r in results.items()}
-    pipeline = find(r"^ratio live / cached\s+" + NUMBER, out.get("bench_input_pipeline.py", ""))
-    loop_text = out.get("bench_edge_loop.py", "")
-    loop = find(r"^goal: loop / interpreter >= [\d.]+ for the default head: " + NUMBER, loop_text)
-    outside = find(r"^goal: CPU outside invoke .* = " + NUMBER + "x", loop_text)
-    heads = find(r"^goal: default CPU head \(\S+\) >= [\d.]+x faster .*: " + NUMBER + "x", out.get("bench_heads.py", ""))
-    exact = find(r"^goal: the default, \(d\) exact, .*: lowest " + NUMBER + "%", out.get("bench_upsample.py", ""))
-
-    int8_text = out.get("bench_int8.py", "")
-    models = {}  # name -> {"size", "gmac", "rows": {threads: (float32 p50 ms, int8 p50 ms, speed-up, % of peak)}}
-    for block in re.split(r"\n(?=\w+ \(\d+x\d+, [\d.]+ GMAC\))", int8_text):
-        head = re.match(r"(\w+) \((\d+)x\d+, ([\d.]+) GMAC\)", block.strip())
-        if not head:
-            continue
-        rows = {}
-        # threads, float32 p50 / p90, ... int8 p50 / p90, speed-up "x", share of peak "%"
-        cell = r"([\d.]+) /\s*[\d.]+\s+"
-        for line in block.splitlines():
-            row = re.match(r"^\s*(\d+)\s+" + cell + r".*?" + cell + r"([\d.]+)x\s+([\d.]+)%\s*$", line)
-            if row:
-                rows[int(row.group(1))] = (float(row.group(2)), float(row.group(3)), float(row.group(4)),
-                                           float(row.group(5)))
-        models[head.group(1)] = {"size": int(head.group(2)), "gmac": float(head.group(3)), "rows": rows}
-    first = next(iter(models.values()), {"rows": {}})
-    one_thread = first["rows"].get(1)
-    quality = {m: rf"^{m}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+<=" for m in ("int8", "qat")}  # keras, tflite, drop
-    drops = {m: find(pattern, int8_text, 3) for m, pattern in quality.items()}
-    float_miou = find(quality["int8"], int8_text, 1)
-    qat_miou = find(quality["qat"], int8_text, 2)
-
-    at = f" ({next(iter(models), '?')}, 1 thread)"
-    goals = [
-        goal("input pipeline throughput / cached-data training throughput", ">= 0.95", pipeline,
-             lambda v: v >= 0.95),
-        goal("int8 speed-up over float32" + at, ">= 2.5x", one_thread and one_thread[2], lambda v: v >= 2.5),
-        goal("int8 share of the runtime's int8 1x1-conv peak" + at, ">= 50%", one_thread and one_thread[3],
-             lambda v: v >= 50.0),
-        goal("camera loop FPS / interpreter-only FPS (513 mobile head, default head)", ">= 0.9", loop,
-             lambda v: v >= 0.9),
-        goal("loop CPU outside invoke, default head / full head", "<= 0.5x", outside, lambda v: v <= 0.5),
-        goal("per-frame time, full head / default CPU head (513 mobile head)", ">= 1.6x", heads, lambda v: v >= 1.6),
-        goal("default upsampling agrees with the full head's bilinear (lowest, %)", ">= 99%", exact,
-             lambda v: v >= 99.0),
-        goal("QAT mIoU drop from float (points)", "<= 0.5", drops["qat"], lambda v: v <= 0.5),
-        goal("PTQ int8 mIoU drop from float (points)", "<= 2.0", drops["int8"], lambda v: v <= 2.0),
-    ]
-
-    counts = out.get("bench_models.py", "")
-    fcn_params = find(r"^\| FCN-8s \| " + NUMBER, counts)
-    deeplab_gmac = find(r"^\| " + re.escape(DEEPLAB_ROW) + r" \| [\d.]+ \| [\d.-]+ \| " + NUMBER, counts)
-    coral = next(({"size": m["size"], "ms": m["rows"][1][1]} for m in models.values()
-                  if m["size"] == 513 and 1 in m["rows"]), None)
-    coral = coral or next(({"size": m["size"], "ms": m["rows"][1][1]} for m in models.values() if 1 in m["rows"]),
-                          None)
-
-    def fmt(value, pattern):
-        return "not measured" if value is None else pattern.format(value)
-
-    anchors = [
+def anchors(documents: dict) -> list:
+    """(what, published figure, ours) rows: our measurements beside the published ones they correspond to."""
+    rows = {row["model"]: row for row in _measured(documents, "bench_models.py").get("models", [])}
+    int8 = _measured(documents, "bench_int8.py")
+    quality = int8.get("quality")
+    latency = next((f"{m['threads']['1']['p50_ms']['int8']:.1f} ms p50 at {m['size']}x{m['size']} on this CPU, "
+                    "1 thread (ai_edge_litert)" for m in sorted(int8.get("models", {}).values(),
+                                                                key=lambda m: m["size"] != 513)
+                    if "1" in m["threads"]), "not measured")
+    return [
         ("DeepLab MobileNetV2 (DeepLabv3, OS16, 513x513) multiply-adds", "2.75G (DeepLab model zoo)",
-         fmt(deeplab_gmac, "{:.2f}G (our counter)")),
+         f"{rows[DEEPLAB_ROW]['macs'] / 1e9:.2f}G (our counter)" if DEEPLAB_ROW in rows else "not measured"),
         ("DeepLab MobileNetV2 mIoU, float -> QAT int8", "75.32 -> 74.26 on VOC val (drop 1.06 points)",
-         "not measured" if float_miou is None or qat_miou is None else
-         f"{float_miou:.2f} -> {qat_miou:.2f} on the run's val set (drop {drops['qat']:.2f} points; "
-         "synthetic data, not VOC)"),
-        ("DeepLab MobileNetV2 int8 latency, one image", "43 ms at 513x513 on a Coral Edge TPU",
-         "not measured" if coral is None else
-         f"{coral['ms']:.1f} ms p50 at {coral['size']}x{coral['size']} on this CPU, 1 thread (ai_edge_litert)"),
-        ("FCN-8s parameters", "134M (FCN paper)", fmt(fcn_params, "{:.2f}M (our counter)")),
+         f"{quality['float_miou_pct']:.2f} -> {quality['qat']['device_miou_pct']:.2f} on the run's val set (drop "
+         f"{quality['qat']['drop_points']:.2f} points; synthetic data, not VOC)" if quality else "not measured"),
+        ("DeepLab MobileNetV2 int8 latency, one image", "43 ms at 513x513 on a Coral Edge TPU", latency),
+        ("FCN-8s parameters", "134M (FCN paper)",
+         f"{rows['FCN-8s']['params'] / 1e6:.2f}M (our counter)" if "FCN-8s" in rows else "not measured"),
     ]
-    return goals, anchors
 
 
-def report(info, results, goals, anchors, *, quick: bool, training: Result | None, run_dir: str | None) -> str:
+def _measured(documents: dict, name: str) -> dict:
+    document = documents.get(name)
+    return document["measured"] if document else {}
+
+
+def _cell(value) -> str:
+    return "not measured" if value is None else f"{value:.3g}"
+
+
+def report(info, runs, goals, *, quick: bool, training: Result | None, run_dir: str | None) -> str:
+    """BENCHMARKS.md: machine, goals and comparisons from the results files, then each benchmark's output."""
+    documents = {name: r.document for name, r in runs.items() if r.document}
+    first = next(iter(documents.values()), None)
     lines = ["# Benchmarks", "",
-             "Written by `python benchmarks/run.py`" + (" --quick (a smoke test: tiny sizes, numbers mean nothing)"
+             "Written by `python benchmarks/run.py`" + (" --quick (a smoke test: tiny models, numbers mean nothing)"
                                                         if quick else "") + ".", "", "## Machine", "",
              "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in info]
-    lines += ["", "## Goals", "", "| goal | target | measured here | met |", "|---|---|---|---|"]
-    for g in goals:
-        value = "not measured" if g.measured is None else f"{g.measured:.3g}"
-        met = "not measured" if g.met is None else ("met" if g.met else "NOT met")
-        lines.append(f"| {g.text} | {g.target} | {value} | {met} |")
+    if first:
+        cpu = first["machine"]
+        lines.append(f"| SIMD flags | has {' '.join(cpu['simd_flags']) or 'none of them'}; lacks "
+                     f"{' '.join(cpu['missing_simd_flags']) or 'nothing'} |")
+    lines += ["", "## Goals", "", "| goal | target | measured here | met | benchmark |", "|---|---|---|---|---|"]
+    for name, g in goals:
+        met = "not measured" if g["met"] is None else ("met" if g["met"] else "NOT met")
+        lines.append(f"| {g['text']} | {g['target']} | {_cell(g['measured'])} | {met} | {name} |")
     source = run_dir or "a run trained by this command"
     lines += ["", f"QAT and PTQ are measured on {source}: `convert.py`'s export of int8 (PTQ) and QAT against the "
               "Keras float model, on the run's val set.", "",
               "## How we compare", "",
               "| what | published (quoted) | kerasseg (measured here) |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in anchors]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in anchors(documents)]
     lines += ["", "The Coral number is an Edge TPU; ours is the CPU of the machine above (no Edge TPU here).", ""]
     if training is not None:
         lines += ["## Training the run for the QAT/PTQ goal", "",
                   f"`python {' '.join(training.command)}`: {training.seconds:.0f} s"
                   + (f", FAILED: {training.error}" if training.error else ""), ""]
-    for name, r in results.items():
-        lines += [f"## {name}", "", f"`python {' '.join(r.command)}` ({r.seconds:.0f} s)", ""]
+    for name, r in runs.items():
+        lines += [f"## {name}", "", f"`python {' '.join(_without_json(r.command))}` ({r.seconds:.0f} s)", ""]
         if r.error:
             lines += [f"**Failed:** {r.error}", ""]
         if r.stdout.strip():
             lines += ["```", r.stdout.strip(), "```", ""]
     return "\n".join(lines) + "\n"
+
+
+def _without_json(words: list) -> list:
+    """A benchmark's arguments without ``--json PATH`` (a temporary path, meaningless in the report)."""
+    return [w for i, w in enumerate(words) if w != "--json" and (i == 0 or words[i - 1] != "--json")]
 
 
 def benchmark_names() -> list:
@@ -286,18 +245,15 @@ def benchmark_names() -> list:
     return [n for n in KNOWN if n in present] + sorted(present - set(KNOWN))
 
 
-def run_benchmarks(*, quick: bool, run_dir: str | None, timeout: float) -> dict:
-    """name -> Result, the outputs of a benchmark's several invocations (if any) joined."""
-    wanted, results = flags(quick), {}
+def run_benchmarks(results_dir: str, *, quick: bool, run_dir: str | None, timeout: float) -> dict:
+    """name -> Result, each benchmark run once with ``--json`` into ``results_dir``."""
+    wanted, runs = flags(quick), {}
     for name in benchmark_names():
-        parts = []
-        for extra in wanted.get(name, [[]]):
-            if name == "bench_int8.py" and run_dir:
-                extra = extra + ["--run", run_dir]
-            parts.append(run_process(name, [os.path.join("benchmarks", name), *extra], timeout=timeout))
-        results[name] = Result(name, parts[0].command, "\n".join(p.stdout for p in parts),
-                               "; ".join(p.error for p in parts if p.error) or None, sum(p.seconds for p in parts))
-    return results
+        extra = wanted.get(name, []) + (["--run", run_dir] if name == "bench_int8.py" and run_dir else [])
+        path = os.path.join(results_dir, name.replace(".py", ".json"))
+        runs[name] = run_process(name, [os.path.join("benchmarks", name), *extra, "--json", path], timeout=timeout,
+                                 results_path=path)
+    return runs
 
 
 def main(argv=None) -> int:
@@ -305,21 +261,22 @@ def main(argv=None) -> int:
     info = machine()  # before any benchmark, so the load average is the machine's own
     training = None
     with tempfile.TemporaryDirectory() as tmp:
+        results_dir = args.results or os.path.join(tmp, "results")
+        os.makedirs(results_dir, exist_ok=True)
         run_dir = args.run
         if run_dir is None:
             training = train_run(os.path.join(tmp, "run"), quick=args.quick, timeout=args.timeout)
             run_dir = None if training.error else os.path.join(tmp, "run")
-        results = run_benchmarks(quick=args.quick, run_dir=run_dir, timeout=args.timeout)
+        runs = run_benchmarks(results_dir, quick=args.quick, run_dir=run_dir, timeout=args.timeout)
         main_job = main_job_goals(run_dir, seconds=training.seconds if training and not training.error else None)
-    goals, anchors = goals_and_anchors(results)
-    goals = main_job + goals
-    with open(args.output, "w") as f:
-        f.write(report(info, results, goals, anchors, quick=args.quick, training=training, run_dir=args.run))
+    goals = [("train.py", g) for g in main_job] + [(name, g) for name, r in runs.items() if r.document
+                                                   for g in r.document["goals"]]
+    write_text(args.output, report(info, runs, goals, quick=args.quick, training=training, run_dir=args.run))
     print(f"\nwrote {args.output}")
-    for g in goals:
-        measured = "not measured" if g.measured is None else f"{g.measured:.3g}"
-        print(f"  {g.text}: {measured} (target {g.target}) {'' if g.met is None else ('met' if g.met else 'NOT met')}")
-    failed = [name for name, r in [("train.py", training), *results.items()] if r is not None and r.error]
+    for _, g in goals:
+        met = "" if g["met"] is None else ("met" if g["met"] else "NOT met")
+        print(f"  {g['text']}: {_cell(g['measured'])} (target {g['target']}) {met}")
+    failed = [name for name, r in [("train.py", training), *runs.items()] if r is not None and r.error]
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -1,4 +1,4 @@
-"""Tiny .tflite segmentation models for the edge tests, made once per session.
+"""Tiny .tflite segmentation models for the edge tests (tests/conftest.py makes them once per session).
 
 Every model reads raw RGB pixels (0..255) and scores class c by colour
 channel c: class 0 "red", 1 "green", 2 "blue". So a red frame segments as 0,
@@ -14,7 +14,8 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
+
+from kerasseg.files import write_bytes
 
 H, W = 24, 32
 LABELS = ("red", "green", "blue")
@@ -117,23 +118,8 @@ def make_models(root: str) -> Models:
                                             spec_for_tiny().to_json().encode("utf-8"))
     from kerasseg.artifact import embed_spec
     blobs["artifact"] = embed_spec(blobs["uint8"], spec_for_tiny())
-    paths = {}
-    for name, blob in blobs.items():
-        paths[name] = os.path.join(root, f"{name}.tflite")
-        with open(paths[name], "wb") as f:
-            f.write(blob)
+    paths = {name: write_bytes(os.path.join(root, f"{name}.tflite"), blob) for name, blob in blobs.items()}
     return Models(root=root, float32_bytes=blobs["float32"], **paths)
-
-
-_MADE: dict[str, object] = {}
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory) -> Models:
-    """The models, converted once per session even when several test modules import this fixture."""
-    if "models" not in _MADE:
-        _MADE["models"] = make_models(str(tmp_path_factory.mktemp("edge_models")))
-    return _MADE["models"]
 
 
 def stripe_edges(width: int) -> tuple[int, int]:
@@ -236,15 +222,6 @@ def make_native_models(root: str) -> NativeModels:
                 [rng.integers(0, 256, (1, NH, NW, 3)).astype(np.float32)] for _ in range(8))
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = converter.inference_output_type = tf.uint8
-        paths[name] = os.path.join(root, f"native_{name}.tflite")
-        with open(paths[name], "wb") as f:
-            f.write(converter.convert())
+        paths[name] = write_bytes(os.path.join(root, f"native_{name}.tflite"), converter.convert())
     return NativeModels(**paths)
 
-
-@pytest.fixture(scope="session")
-def native_models(tmp_path_factory) -> NativeModels:
-    """Native-head models, converted once per session."""
-    if "native" not in _MADE:
-        _MADE["native"] = make_native_models(str(tmp_path_factory.mktemp("edge_native_models")))
-    return _MADE["native"]

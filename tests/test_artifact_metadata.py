@@ -9,7 +9,7 @@ import pytest
 from edge.cli import EXIT_BAD_INPUT, main
 from edge.interpreter import load_interpreter
 from edge.segmenter import Segmenter
-from edge_helpers import LABELS, spec_for_tiny, tiny_models, write_video  # noqa: F401
+from edge_helpers import LABELS, spec_for_tiny, write_video
 from kerasseg.artifact import (RAW_PIXELS, SPEC_METADATA_NAME, STANDARD_METADATA_NAME, MetadataError,
                                MetadataMismatch, embed_metadata, embed_spec, read_artifact, read_metadata)
 from kerasseg.artifact import writer as writer_module

@@ -15,7 +15,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATASET = "synthetic?train=32&val=8"
-RUN_FILES = ("config.yaml", "spec.json", "best.keras", "last.keras", "metrics.json", "checkpoints", "logs")
+RUN_FILES = ("config.yaml", "spec.json", "best.keras", "last.keras", "metrics.json", "checkpoints", "logs",
+             "val_overlays.png", "confusion_matrix.png")
 FRAMES = 12
 
 pytestmark = pytest.mark.slow
@@ -71,13 +72,39 @@ def deeplab_run(tmp_path_factory):
 
 
 def test_train_writes_a_run_directory(deeplab_run):
-    config = (deeplab_run / "config.yaml").read_text()
-    assert "deeplabv3plus" in config and "synthetic" in config
-    spec = json.loads((deeplab_run / "spec.json").read_text())
-    assert spec["labels"][0] == "background" and len(spec["labels"]) == 5
+    """Every file of the run, read back: the settings, the spec, a loadable model, the history and the pictures."""
+    from kerasseg.data import open_dataset
+    from kerasseg.training import load_run
+
+    run = load_run(deeplab_run)
+    assert (run.dataset, run.seed, run.image_size) == (DATASET, 0, (64, 64))
+    assert run.model_kwargs["arch"] == "deeplabv3plus" and run.model_kwargs["alpha"] == 0.35
+    labels = open_dataset(DATASET).labels
+    assert list(run.spec.labels) == list(labels) and tuple(run.spec.input_size) == (64, 64)
+    assert json.loads((deeplab_run / "spec.json").read_text())["labels"] == list(labels)
+
+    model = run.load_model()
+    scores = model.predict(np.full((2, 64, 64, 3), 128, np.float32), verbose=0)
+    assert scores.shape == (2, 64, 64, len(labels)) and np.isfinite(scores).all()
+
     metrics = json.loads((deeplab_run / "metrics.json").read_text())
-    assert metrics["steps"] == 3
-    assert 0.0 <= metrics["best"]["mean_iou"] <= 1.0
+    [epoch] = metrics["history"]  # one epoch of three steps
+    assert (epoch["epoch"], epoch["step"]) == (1, 3) and metrics["steps"] == metrics["total_steps"] == 3
+    assert np.isfinite(epoch["train_loss"]) and epoch["seconds"] > 0
+    assert metrics["best_epoch"] == 1 and metrics["best"] == metrics["last"] == epoch["val"]
+    assert set(epoch["val"]["per_class_iou"]) == set(labels)
+    assert 0.0 <= epoch["val"]["mean_iou"] <= 1.0 and 0.0 <= epoch["val"]["pixel_accuracy"] <= 1.0
+
+    # The pictures: PNG files, the overlays one row of three panels per val image (8 here), the matrix square-ish.
+    pictures = {}
+    for name in ("val_overlays.png", "confusion_matrix.png"):
+        assert (deeplab_run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        pictures[name] = cv2.imread(str(deeplab_run / name))
+        assert pictures[name] is not None and pictures[name].std() > 0, f"{name} is blank"
+    height, width = pictures["val_overlays.png"].shape[:2]
+    assert width >= 400 and height >= 8 * 150, (height, width)
+    height, width = pictures["confusion_matrix.png"].shape[:2]
+    assert min(height, width) >= 200 and 0.5 <= height / width <= 2, (height, width)
 
 
 def test_convert_writes_artifacts_within_their_parity_bounds(deeplab_run):

@@ -1,7 +1,6 @@
 import numpy as np
 
 from edge import benchmark
-from edge_helpers import tiny_models  # noqa: F401
 
 
 def test_measure_reports_percentiles(tiny_models):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge import cli
-from edge_helpers import tiny_models, write_video  # noqa: F401
+from edge_helpers import write_video
 
 
 def test_labels_from_a_file_or_a_list(tmp_path):

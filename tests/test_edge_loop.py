@@ -15,9 +15,7 @@ from edge.segmenter import Segmenter
 from edge.sources import ImageSource, SourceError, open_source
 from edge.upsample import nearest
 from edge.visualize import legend_layout, palette_bgr
-from edge_helpers import (RED, expected_stripes, native_models, run_edge, spec_for_native,  # noqa: F401
-                          stripes_frame, tiny_models, write_video)
-from edge_helpers import read_video
+from edge_helpers import read_video, run_edge, spec_for_native, stripes_frame, write_video
 
 STAGES = {"capture", "preprocess", "invoke", "postprocess", "render"}
 

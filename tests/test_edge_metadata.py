@@ -5,7 +5,7 @@ import pytest
 from kerasseg.artifact import (SPEC_METADATA_NAME, FlatbufferError, custom_ops, load_spec, read_metadata,
                            spec_path_beside)
 from kerasseg.artifact import SpecError
-from edge_helpers import embed_metadata, spec_for_tiny, tiny_models  # noqa: F401
+from edge_helpers import embed_metadata, spec_for_tiny
 
 
 def test_reads_the_embedded_spec_without_tensorflow_schema(tiny_models):

@@ -11,8 +11,8 @@ from kerasseg.artifact import FlatbufferError
 from edge.segmenter import (Segmenter, SpecMismatch, dequantize, derived_normalisation, input_lut,
                             letterbox_geometry)
 from edge.upsample import Upsample, bilinear, decide, nearest
-from edge_helpers import (BLUE, GREEN, H, LABELS, NATIVE_OUT, NH, NW, RED, W, expected_stripes,  # noqa: F401
-                          native_models, spec_for_native, spec_for_tiny, stripes_frame, tiny_models)
+from edge_helpers import (BLUE, GREEN, H, LABELS, NATIVE_OUT, RED, W, expected_stripes, spec_for_native, spec_for_tiny,
+                          stripes_frame)
 
 
 def segmenter(path, **kw):

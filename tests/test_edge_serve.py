@@ -18,7 +18,7 @@ import pytest
 from edge.loop import Loop
 from edge.segmenter import Segmenter
 from edge.serve import BOUNDARY, PreviewServer, parse_address
-from edge_helpers import stripes_frame, tiny_models  # noqa: F401
+from edge_helpers import stripes_frame
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # RGB colours the overlay paints at alpha 1 for the stripes (VOC palette classes 1 and 2).
