@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     from kerasseg.training import format_results
     from kerasseg.training.evaluation import evaluate
     from kerasseg.training.trained import open_data, open_trained
-    from kerasseg.files import write_json
+    from edge.files import write_json
 
     try:
         trained = open_trained(args.target, spec_path=args.spec, which=args.which)

@@ -76,7 +76,7 @@ def predict_image(model, spec, image_bgr):
 def write_png(path: str, image) -> None:
     import cv2
 
-    from kerasseg.files import write_bytes
+    from edge.files import write_bytes
 
     ok, buffer = cv2.imencode(".png", image)
     if not ok:

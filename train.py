@@ -93,7 +93,7 @@ def _backbones():
 def main(argv=None) -> int:
     args = parse_args(argv)
     from kerasseg.data import DatasetError
-    from kerasseg.artifact import SpecError
+    from edge.artifact import SpecError
     from kerasseg.training import (NonFiniteLossError, RunError, TrainingInterrupted, format_results, latest_run,
                                    resolve_config, train)
     from kerasseg.training.config import FIELDS, read_yaml

@@ -32,10 +32,10 @@ import results  # noqa: E402
 from bench_edge_loop import ROOT, process_cost, write_video  # noqa: E402
 from machine import cpu_simd  # noqa: E402
 
-from kerasseg.artifact import Spec, embed_spec, load_spec  # noqa: E402
-from kerasseg.artifact.tflite_file import SPEC_METADATA_NAME, io_tensors  # noqa: E402
-from kerasseg.artifact.writer import with_metadata  # noqa: E402
-from kerasseg.files import write_bytes  # noqa: E402
+from edge.artifact import Spec, embed_spec, load_spec  # noqa: E402
+from edge.artifact.tflite_file import SPEC_METADATA_NAME, io_tensors  # noqa: E402
+from edge.artifact.writer import with_metadata  # noqa: E402
+from edge.files import write_bytes  # noqa: E402
 
 GOAL = 1.05
 

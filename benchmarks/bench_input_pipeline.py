@@ -35,7 +35,7 @@ sys.path[:0] = [os.path.dirname(HERE), HERE]
 import results  # noqa: E402
 from kerasseg.backend import keras, tf  # noqa: E402
 from kerasseg.data import IGNORE_LABEL, build_pipeline, open_dataset  # noqa: E402
-from kerasseg.files import write_bytes, write_json, write_text  # noqa: E402
+from edge.files import write_bytes, write_json, write_text  # noqa: E402
 from kerasseg.models import build_model, list_models  # noqa: E402
 
 GOAL = 0.95

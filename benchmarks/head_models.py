@@ -47,10 +47,10 @@ def build(out_dir: str, model_name: str, head: str, mode: str) -> str:
     """Build, cut and convert one model; write it with its spec embedded."""
     import numpy as np
 
-    from kerasseg.artifact import Spec, embed_spec
+    from edge.artifact import Spec, embed_spec
     from kerasseg.export import heads, tflite
     from kerasseg.export.modes import Mode
-    from kerasseg.files import write_bytes
+    from edge.files import write_bytes
     from kerasseg.models import build_model
 
     entry = MODELS[model_name]

@@ -49,7 +49,7 @@ def write(path: str | None, *, load_before, measured: dict, ratios: dict, goals:
                 "measured": measured, "ratios": ratios, "goals": goals}
     if path:
         try:
-            from kerasseg.files import write_json
+            from edge.files import write_json
         except ImportError:  # a benchmark copied out of the repository: a plain write
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(document, f, indent=2, allow_nan=False)

@@ -32,7 +32,7 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, HERE]
 
 import results  # noqa: E402
-from kerasseg.files import write_text  # noqa: E402
+from edge.files import write_text  # noqa: E402
 
 # The benchmarks in report order; any other benchmarks/bench_*.py runs after them with only --json.
 KNOWN = ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_heads.py", "bench_upsample.py",

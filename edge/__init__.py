@@ -2,7 +2,8 @@
 
 Modules (import what you need; this package imports nothing itself):
 
-- the spec and the metadata inside a ``.tflite`` come from ``kerasseg.artifact`` (no TensorFlow there either).
+- ``edge.artifact``: the spec and the metadata inside a ``.tflite``; the training side writes artifacts through it.
+- ``edge.files``: atomic file writes, used by the whole project.
 - ``edge.interpreter``: choose ai_edge_litert / tflite_runtime / tensorflow.lite; the Edge TPU delegate.
 - ``edge.segmenter``: ``Segmenter``: BGR frame -> class map (preprocess, invoke, dequantize, argmax).
 - ``edge.visualize``: pure drawing functions (colourise, overlay, legend, stats panel).

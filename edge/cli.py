@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge.interpreter import EdgeTPUError, ModelError, RuntimeNotFound
     from edge.sinks import DisplayError
     from edge.sources import SourceError
-    from kerasseg.artifact import FlatbufferError, SpecError
+    from edge.artifact import FlatbufferError, SpecError
     try:
         return run(args)
     except EdgeTPUError as err:

@@ -1,6 +1,6 @@
 """A frame in, a class map out: pre-processing, invoke, dequantization, argmax.
 
-The contract with our exported models (see ``kerasseg.artifact``): the model takes raw
+The contract with our exported models (see ``edge.artifact``): the model takes raw
 RGB pixels and normalises inside its graph, so with a spec the device only
 resizes and, for quantized inputs, quantizes the raw pixel with the input
 tensor's own scale and zero point. A foreign model without a spec gets its
@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from edge.interpreter import LoadedInterpreter, ModelError, load_interpreter
-from kerasseg.artifact import (ArtifactMetadata, MetadataError, Spec, SpecError, StandardMetadata, check_agreement,
-                               custom_ops, default_colors, read_artifact)
+from edge.artifact import (ArtifactMetadata, MetadataError, Spec, SpecError, StandardMetadata, check_agreement,
+                           custom_ops, default_colors, read_artifact)
 from edge.upsample import Grid, Upsample, decide, exact, frame_grid, nearest
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import time
 import cv2
 import numpy as np
 
-from kerasseg.files import atomic_path
+from edge.files import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ output size, alignment) holds all of it: for each frame row (and column) the two
 blends, the weight of the second, and the nearest one. The chain for a frame row ``y``:
 
     input row   y_in  = top + (y + 0.5) * content_height / frame_height - 0.5   (OpenCV's bilinear resize)
-    output row  y_out = the spec's alignment applied to y_in (see ``kerasseg.artifact.OUTPUT_ALIGNMENTS``)
+    output row  y_out = the spec's alignment applied to y_in (see ``edge.artifact.OUTPUT_ALIGNMENTS``)
 
 clamped to the map, as TensorFlow and OpenCV clamp at the border. Bilinear scores at the frame's
 size are then what the Keras full head computes, sampled where the frame's pixels lie.

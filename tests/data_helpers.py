@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from kerasseg.artifact import default_colors
+from edge.artifact import default_colors
 
 VOC_PALETTE = [v for color in default_colors(256) for v in color]
 

@@ -15,7 +15,7 @@ import sys
 import cv2
 import numpy as np
 
-from kerasseg.files import write_bytes
+from edge.files import write_bytes
 
 H, W = 24, 32
 LABELS = ("red", "green", "blue")
@@ -95,7 +95,7 @@ def embed_metadata(model: bytes, name: str, data: bytes) -> bytes:
 
 
 def spec_for_tiny(**changes):
-    from kerasseg.artifact import Spec
+    from edge.artifact import Spec
 
     fields = dict(labels=LABELS, input_size=(H, W), mean=(0, 0, 0), std=(255, 255, 255))
     fields.update(changes)
@@ -116,7 +116,7 @@ def make_models(root: str) -> Models:
     }
     blobs["spec_embedded"] = embed_metadata(blobs["float32"], "kerasseg_spec",
                                             spec_for_tiny().to_json().encode("utf-8"))
-    from kerasseg.artifact import embed_spec
+    from edge.artifact import embed_spec
     blobs["artifact"] = embed_spec(blobs["uint8"], spec_for_tiny())
     paths = {name: write_bytes(os.path.join(root, f"{name}.tflite"), blob) for name, blob in blobs.items()}
     return Models(root=root, float32_bytes=blobs["float32"], **paths)

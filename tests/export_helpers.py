@@ -1,7 +1,7 @@
 """Tiny models and data for the export tests."""
 import numpy as np
 
-from kerasseg.backend import keras, layers, tf
+from kerasseg.backend import keras, layers
 
 LABELS = ("background", "red", "green")
 
@@ -65,7 +65,7 @@ def make_run_dir(path, *, arch="deeplabv3plus", size=64, train_images=16, val_im
 
     from kerasseg.data import build_pipeline, open_dataset
     from kerasseg.models import build_model, preprocessing_for
-    from kerasseg.artifact import Spec
+    from edge.artifact import Spec
 
     dataset = f"synthetic:{train_images}?val={val_images}&size={size}"
     source = open_dataset(dataset, seed=seed)
@@ -99,8 +99,8 @@ def make_tiny_run(folder, *, seed=3):
     and config.yaml (trained at 32x48 on ``TINY_RUN_DATASET`` with ``seed``)."""
     import os
 
-    from kerasseg.artifact import Spec
-    from kerasseg.files import write_yaml
+    from edge.artifact import Spec
+    from edge.files import write_yaml
 
     os.makedirs(folder, exist_ok=True)
     tiny_model(num_classes=len(TINY_RUN_LABELS), seed=0).save(os.path.join(folder, "best.keras"))

@@ -10,11 +10,11 @@ from edge.cli import EXIT_BAD_INPUT, main
 from edge.interpreter import load_interpreter
 from edge.segmenter import Segmenter
 from edge_helpers import LABELS, spec_for_tiny, write_video
-from kerasseg.artifact import (RAW_PIXELS, SPEC_METADATA_NAME, STANDARD_METADATA_NAME, MetadataError,
-                               MetadataMismatch, embed_metadata, embed_spec, read_artifact, read_metadata)
-from kerasseg.artifact import writer as writer_module
-from kerasseg.artifact.tflite_file import associated_files
-from kerasseg.artifact.writer import with_metadata
+from edge.artifact import (RAW_PIXELS, SPEC_METADATA_NAME, STANDARD_METADATA_NAME, MetadataError,
+                           MetadataMismatch, embed_metadata, embed_spec, read_artifact, read_metadata)
+from edge.artifact import writer as writer_module
+from edge.artifact.tflite_file import associated_files
+from edge.artifact.writer import with_metadata
 
 # ImageNet's normalisation: per channel, and unlike the [-1, 1] guess for float inputs without metadata.
 IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
@@ -149,13 +149,13 @@ def test_bad_standard_metadata_is_named_and_stops_before_the_loop(tiny_models, t
 def test_artifact_package_imports_neither_tensorflow_nor_its_clients(tiny_models, tmp_path):
     code = (
         "import sys\n"
-        "from kerasseg.artifact import embed_spec, read_artifact, Spec\n"
+        "from edge.artifact import embed_spec, read_artifact, Spec\n"
         f"content = embed_spec(open({tiny_models.uint8!r}, 'rb').read(), Spec(labels=('a', 'b', 'c'), "
         "input_size=(24, 32)))\n"
         f"open({str(tmp_path / 'm.tflite')!r}, 'wb').write(content)\n"
         f"assert read_artifact({str(tmp_path / 'm.tflite')!r}).standard.labels == ('a', 'b', 'c')\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras', 'edge', 'cv2')"
-        " or m.startswith('kerasseg.') and not m.startswith('kerasseg.artifact'))\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras', 'kerasseg', 'cv2')"
+        " or m.startswith('edge.') and not m.startswith('edge.artifact'))\n"
         "print('BAD', bad)\n")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,

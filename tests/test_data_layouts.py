@@ -11,7 +11,7 @@ from PIL import Image
 
 from data_helpers import (CVAT_COLORS, make_ade20k, make_coco_file, make_coco_hub, make_coco_layout, make_cvat,
                           make_labelme_voc, write_mask)
-from kerasseg.artifact import Spec, default_colors
+from edge.artifact import Spec, default_colors
 from kerasseg.data import DatasetError, build_pipeline, check_dataset, open_dataset, with_options
 from kerasseg.data.__main__ import main as check_main
 from kerasseg.data.colormap import clean_names

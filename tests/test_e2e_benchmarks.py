@@ -1,7 +1,6 @@
 """The README's ``python benchmarks/run.py``, --quick: every benchmark writes its results file, and the report
 built from them has a number and a verdict for each goal."""
 import json
-import os
 import re
 import subprocess
 import sys

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from kerasseg.artifact import (SPEC_METADATA_NAME, FlatbufferError, custom_ops, load_spec, read_metadata,
+from edge.artifact import (SPEC_METADATA_NAME, FlatbufferError, custom_ops, load_spec, read_metadata,
                            spec_path_beside)
-from kerasseg.artifact import SpecError
+from edge.artifact import SpecError
 from edge_helpers import embed_metadata, spec_for_tiny
 
 

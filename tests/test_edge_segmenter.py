@@ -7,7 +7,7 @@ import pytest
 
 from edge.interpreter import (EdgeTPUError, ModelError, RuntimeNotFound, load_interpreter, resolve_runtime)
 from edge import interpreter as interpreter_module
-from kerasseg.artifact import FlatbufferError
+from edge.artifact import FlatbufferError
 from edge.segmenter import (Segmenter, SpecMismatch, dequantize, derived_normalisation, input_lut,
                             letterbox_geometry)
 from edge.upsample import Upsample, bilinear, decide, nearest

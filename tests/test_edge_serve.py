@@ -176,8 +176,6 @@ class Publisher:
 
 
 def test_http_stream_source_then_disconnect_exits_cleanly_with_recording(tiny_models, tmp_path):
-    from edge_helpers import run_edge
-
     camera = Publisher()
     url = camera.server.url + "stream.mjpg"
     record, stats_path = tmp_path / "rec.avi", tmp_path / "s.jsonl"

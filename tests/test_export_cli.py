@@ -10,7 +10,7 @@ from export_helpers import make_run_dir
 import convert
 from kerasseg.export import edgetpu, tflite
 from kerasseg.export.parity import device_segmenter
-from kerasseg.artifact import Spec, load_spec
+from edge.artifact import Spec, load_spec
 
 SIZE = 64
 

@@ -7,7 +7,7 @@ import pytest
 from export_helpers import make_run_dir, tiny_model
 
 import convert
-from kerasseg.artifact import Spec, load_spec
+from edge.artifact import Spec, load_spec
 from kerasseg.export import tflite
 from kerasseg.export.heads import Head, cut
 from kerasseg.export.modes import Mode
@@ -34,7 +34,7 @@ def _build(name, size=SIZE, num_classes=3):
 
 
 def _source_coordinates(out_size: int, in_size: int, stride: int, alignment: str) -> np.ndarray:
-    """Where each output pixel's centre lies in native pixels, per kerasseg.artifact.spec.OUTPUT_ALIGNMENTS."""
+    """Where each output pixel's centre lies in native pixels, per edge.artifact.spec.OUTPUT_ALIGNMENTS."""
     y = np.arange(out_size, dtype=np.float64)
     if alignment == "half_pixel":
         return (y + 0.5) * in_size / out_size - 0.5

@@ -6,7 +6,7 @@ from export_helpers import LABELS, device_predict, synthetic_batches, tiny_model
 from kerasseg.export import tflite
 from kerasseg.export.modes import Mode
 from kerasseg.export.parity import device_segmenter, parity_report, to_uint8
-from kerasseg.artifact import FlatbufferError, Spec, embed_spec, load_spec, read_artifact
+from edge.artifact import FlatbufferError, Spec, embed_spec, load_spec, read_artifact
 
 SIZE = 32
 
@@ -146,7 +146,7 @@ def test_mode_parse_rejects_unknown_names():
 
 
 def test_the_edge_runtime_reads_the_spec_we_embed(converted, tmp_path):
-    from kerasseg.artifact import load_spec
+    from edge.artifact import load_spec
     spec = Spec(labels=LABELS, input_size=(SIZE, SIZE))
     path = tmp_path / "model_int8.tflite"
     path.write_bytes(embed_spec(converted[Mode.INT8], spec))

@@ -7,7 +7,7 @@ import pytest
 from export_helpers import make_tiny_run
 from training_helpers import load_script
 
-from kerasseg.artifact import Spec
+from edge.artifact import Spec
 
 predict = load_script("predict.py")
 

@@ -620,7 +620,7 @@ def test_the_files_the_readme_lists_are_written(exported):
         name = name.replace("[_HEAD]", "")  # the default head keeps the plain name
         path = exported.run_dir / "export" / name.replace("NAME", MODEL_NAME).replace("MODE", "int8")
         assert path.is_file(), f"the README lists {name}; no {path}"
-    from kerasseg.artifact import read_metadata
+    from edge.artifact import read_metadata
 
     entries = read_metadata(exported.model("int8"))  # the README: the spec and the standard metadata are inside
     assert "kerasseg_spec" in entries and "TFLITE_METADATA" in entries, sorted(entries)

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kerasseg.artifact import default_colors
+from edge.artifact import default_colors
 from kerasseg.training import report
 
 LABELS = ("background", "circle", "square", "triangle", "cross")

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from kerasseg.artifact import Spec, SpecError, default_colors
+from edge.artifact import Spec, SpecError, default_colors
 
 
 def make(**kw):
@@ -61,7 +61,7 @@ def test_save_is_atomic_and_leaves_no_temp_file(tmp_path):
 
 
 def test_parse_size_names_the_parameter():
-    from kerasseg.artifact import parse_size
+    from edge.artifact import parse_size
     assert parse_size([64, "96"], name="image_size") == (64, 96)
     with pytest.raises(ValueError, match=r"input_size: expected \(height, width\), got 64"):
         parse_size(64, name="input_size")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from export_helpers import TINY_RUN_DATASET as DATASET, TINY_RUN_LABELS as LABELS, make_tiny_run, tiny_model
 
-from kerasseg.artifact import Spec
+from edge.artifact import Spec
 from kerasseg.training import RunError
 from kerasseg.training.trained import open_data, open_trained
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from kerasseg.artifact import Spec
+from edge.artifact import Spec
 from kerasseg.training import ConfusionMatrix, RunError, TrainConfig, latest_run, load_run, train
 from training_helpers import TINY_CONFIG, load_script, run_script
 
@@ -122,7 +122,7 @@ def test_evaluate_and_predict_report_bad_input(tmp_path, capsys):
 
 
 def _fake_run(path, *, model=True):
-    from kerasseg.artifact import Spec
+    from edge.artifact import Spec
 
     os.makedirs(path)
     (path / "config.yaml").write_text(yaml.safe_dump({"train": {}, "model": {"arch": "deeplabv3plus"}}))
@@ -175,7 +175,7 @@ OLD_CONFIG = {  # config.yaml as runs wrote it before the sections: dataset, ima
 
 
 def test_an_old_schema_run_directory_still_loads(tmp_path):
-    from kerasseg.artifact import Spec
+    from edge.artifact import Spec
     from kerasseg.training.run import read_config
 
     path = tmp_path / "old"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kerasseg.files import write_json
+from edge.files import write_json
 from kerasseg.data.base import SPLITS, DatasetError
 from kerasseg.data.check import DatasetCheckError, check_dataset
 from kerasseg.data.sources import open_dataset, with_options

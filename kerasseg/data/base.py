@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 SPLITS = ("train", "val")
-from kerasseg.artifact import IGNORE_LABEL  # noqa: E402  (one definition, in the artifact contract)
+from edge.artifact import IGNORE_LABEL  # noqa: E402  (one definition, in the artifact contract)
 # The training scale augmentation of real datasets, as in DeepLab: a factor in [0.5, 2.0].
 DEFAULT_SCALE_RANGE = (0.5, 2.0)
 

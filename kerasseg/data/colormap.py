@@ -15,7 +15,7 @@ import functools
 
 import numpy as np
 
-from kerasseg.artifact import IGNORE_LABEL
+from edge.artifact import IGNORE_LABEL
 from kerasseg.data.base import DatasetError
 
 IGNORE_NAME = "__ignore__"
@@ -139,5 +139,5 @@ def read_colormap(path: str) -> ColorMap:
 
 def voc_colormap(labels) -> ColorMap:
     """The VOC palette for ``labels`` (its colour 224,224,192 is the ignore label, as in VOC's masks)."""
-    from kerasseg.artifact import default_colors
+    from edge.artifact import default_colors
     return ColorMap(tuple(labels), default_colors(len(labels)), ((224, 224, 192),), "")

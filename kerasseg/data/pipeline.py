@@ -24,7 +24,7 @@ from typing import Sequence
 
 from kerasseg.backend import tf
 from kerasseg.data.base import DEFAULT_SCALE_RANGE, IGNORE_LABEL, DatasetSource, check_split
-from kerasseg.artifact import parse_size
+from edge.artifact import parse_size
 
 BRIGHTNESS_DELTA = 0.125  # fraction of the 0..255 range
 CONTRAST_RANGE = (0.75, 1.25)

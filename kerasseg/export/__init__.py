@@ -1,6 +1,6 @@
 """Export: TFLite conversion modes, quantization-aware fine-tuning, the Edge TPU op report,
 and the parity report (through the edge runtime's Segmenter). What each ``.tflite`` file carries (the spec,
-the standard metadata) is written and read by ``kerasseg.artifact``."""
+the standard metadata) is written and read by ``edge.artifact``."""
 from kerasseg.export.modes import Mode
 from kerasseg.export.parity import ParityReport, device_segmenter, parity_report
 from kerasseg.export.tflite import convert, float_ops

@@ -30,7 +30,7 @@ import numpy as np
 from tensorflow.lite.tools import flatbuffer_utils
 
 from kerasseg.export.tflite import tensor_type_name
-from kerasseg.files import write_bytes, write_json
+from edge.files import write_bytes, write_json
 
 COMPILER = "edgetpu_compiler"
 EIGHT_BIT = ("INT8", "UINT8")

@@ -30,9 +30,9 @@ from kerasseg.export.heads import Head, cut
 from kerasseg.export import parity as parity_lib
 from kerasseg.export.modes import Mode
 from kerasseg.export.parity import ParityReport, parity_report
-from kerasseg.artifact import embed_spec
+from edge.artifact import embed_spec
 from kerasseg.data import build_pipeline
-from kerasseg.files import write_bytes
+from edge.files import write_bytes
 from kerasseg.training.trained import Trained, open_data
 
 DEFAULT_CALIBRATION_STEPS = 100

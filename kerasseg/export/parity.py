@@ -23,7 +23,7 @@ from typing import Iterable
 
 import numpy as np
 
-from kerasseg.files import write_bytes, write_json
+from edge.files import write_bytes, write_json
 from kerasseg.training.metrics import ConfusionMatrix
 
 
@@ -34,13 +34,13 @@ def device_segmenter(content: bytes, *, threads: int | None = None, require_spec
     With ``require_spec`` an artifact without an embedded spec is a ValueError.
     """
     from edge.segmenter import Segmenter
-    from kerasseg.artifact import SPEC_METADATA_NAME, load_spec
+    from edge.artifact import SPEC_METADATA_NAME, load_spec
     with tempfile.TemporaryDirectory(prefix="kerasseg-parity-") as folder:
         path = os.path.join(folder, "artifact.tflite")
         write_bytes(path, content)
         if require_spec and load_spec(path)[0] is None:
             raise ValueError(f"artifact: no spec inside it (metadata {SPEC_METADATA_NAME!r}); embed one with "
-                             f"kerasseg.artifact.embed_spec, as the device reads it from there")
+                             f"edge.artifact.embed_spec, as the device reads it from there")
         yield Segmenter.from_file(path, threads=threads)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from kerasseg.backend import tf
 from kerasseg.export.modes import Mode
-from kerasseg.artifact import parse_size
+from edge.artifact import parse_size
 
 # Tensor types allowed inside a full-integer graph (int32 for biases and shapes).
 INTEGER_TYPES = ("INT8", "UINT8", "INT32", "INT16", "INT64", "BOOL")

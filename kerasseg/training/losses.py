@@ -5,7 +5,7 @@ from typing import Sequence
 
 from kerasseg.backend import keras, tf
 
-from kerasseg.artifact import IGNORE_LABEL  # noqa: E402  (one definition, in the artifact contract)
+from edge.artifact import IGNORE_LABEL  # noqa: E402  (one definition, in the artifact contract)
 
 
 def cross_entropy_sums(labels, logits, *, class_weights: Sequence[float] | None = None,

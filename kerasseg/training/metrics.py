@@ -22,7 +22,7 @@ import numpy as np
 
 from kerasseg.backend import keras, tf
 
-from kerasseg.artifact import IGNORE_LABEL  # noqa: E402  (one definition, in the artifact contract)
+from edge.artifact import IGNORE_LABEL  # noqa: E402  (one definition, in the artifact contract)
 METRIC_NAMES = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from kerasseg.artifact import Spec
+from edge.artifact import Spec
 from kerasseg.backend import keras
 from kerasseg.training import distribute
 from kerasseg.training.config import TrainConfig

@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from edge import visualize
-from kerasseg.files import atomic_path
+from edge.files import atomic_path
 
 
 # Fixed colours of the error panel and of ignored pixels (VOC draws its "void" border in this cream).

@@ -5,7 +5,7 @@
     runs/20260101-120000-deeplabv3plus/
       config.yaml          train: the resolved TrainConfig; model: the build_model kwargs;
                            derived: labels, scale range, class weights, steps; hardware: strategy, replicas, policy
-      spec.json            kerasseg.artifact.Spec: labels, colours, input size, normalisation, ignore label
+      spec.json            edge.artifact.Spec: labels, colours, input size, normalisation, ignore label
       best.keras           best model by val mean IoU (kerasseg.models.load_model)
       last.keras           model after the last finished epoch
       checkpoints/         tf.train.CheckpointManager: model, optimizer and step, for --resume
@@ -30,8 +30,8 @@ from typing import NamedTuple
 
 import yaml
 
-from kerasseg import files
-from kerasseg.artifact import SPEC_FILENAME, Spec
+from edge import files
+from edge.artifact import SPEC_FILENAME, Spec
 from kerasseg.training.config import CONFIG_FILENAME, config_differences
 
 BEST_MODEL = "best.keras"

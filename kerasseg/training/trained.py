@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from kerasseg.artifact import SPEC_FILENAME, Spec
+from edge.artifact import SPEC_FILENAME, Spec
 from kerasseg.training.config import CONFIG_FILENAME
 from kerasseg.training.run import Run, RunError, load_run
 

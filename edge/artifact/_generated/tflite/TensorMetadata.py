@@ -67,7 +67,7 @@ class TensorMetadata(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
         if o != 0:
             x = self._tab.Indirect(o + self._tab.Pos)
-            from kerasseg.artifact._generated.tflite.Content import Content
+            from edge.artifact._generated.tflite.Content import Content
             obj = Content()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -80,7 +80,7 @@ class TensorMetadata(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.ProcessUnit import ProcessUnit
+            from edge.artifact._generated.tflite.ProcessUnit import ProcessUnit
             obj = ProcessUnit()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -103,7 +103,7 @@ class TensorMetadata(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
         if o != 0:
             x = self._tab.Indirect(o + self._tab.Pos)
-            from kerasseg.artifact._generated.tflite.Stats import Stats
+            from edge.artifact._generated.tflite.Stats import Stats
             obj = Stats()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -116,7 +116,7 @@ class TensorMetadata(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.AssociatedFile import AssociatedFile
+            from edge.artifact._generated.tflite.AssociatedFile import AssociatedFile
             obj = AssociatedFile()
             obj.Init(self._tab.Bytes, x)
             return obj

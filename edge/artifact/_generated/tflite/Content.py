@@ -50,7 +50,7 @@ class Content(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
         if o != 0:
             x = self._tab.Indirect(o + self._tab.Pos)
-            from kerasseg.artifact._generated.tflite.ValueRange import ValueRange
+            from edge.artifact._generated.tflite.ValueRange import ValueRange
             obj = ValueRange()
             obj.Init(self._tab.Bytes, x)
             return obj

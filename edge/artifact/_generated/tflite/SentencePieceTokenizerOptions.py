@@ -35,7 +35,7 @@ class SentencePieceTokenizerOptions(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.AssociatedFile import AssociatedFile
+            from edge.artifact._generated.tflite.AssociatedFile import AssociatedFile
             obj = AssociatedFile()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -60,7 +60,7 @@ class SentencePieceTokenizerOptions(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.AssociatedFile import AssociatedFile
+            from edge.artifact._generated.tflite.AssociatedFile import AssociatedFile
             obj = AssociatedFile()
             obj.Init(self._tab.Bytes, x)
             return obj

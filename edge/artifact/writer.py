@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import io
 
-from kerasseg.artifact.contents import RAW_PIXELS
-from kerasseg.artifact.spec import OUTPUT_KINDS, Spec
-from kerasseg.artifact.standard import (ACTIVATIONS, AXIS_LABELS, CLASS_ID_DIMENSIONS, LABELS_FILENAME,
-                                        METADATA_IDENTIFIER, MIN_PARSER_VERSION, SCORE_DIMENSIONS,
-                                        SEGMENTER_IDENTIFIER, SEGMENTER_OPTIONS_NAME, STANDARD_METADATA_NAME,
-                                        VALUE_LABELS, MetadataError, check_normalisation)
-from kerasseg.artifact.tflite_file import (FILE_IDENTIFIER, MODEL_FIELDS, SPEC_METADATA_NAME, FlatbufferError, _Reader,
-                                           io_tensors, model_reader, split_archive)
+from edge.artifact.contents import RAW_PIXELS
+from edge.artifact.spec import OUTPUT_KINDS, Spec
+from edge.artifact.standard import (ACTIVATIONS, AXIS_LABELS, CLASS_ID_DIMENSIONS, LABELS_FILENAME,
+                                    METADATA_IDENTIFIER, MIN_PARSER_VERSION, SCORE_DIMENSIONS,
+                                    SEGMENTER_IDENTIFIER, SEGMENTER_OPTIONS_NAME, STANDARD_METADATA_NAME,
+                                    VALUE_LABELS, MetadataError, check_normalisation)
+from edge.artifact.tflite_file import (FILE_IDENTIFIER, MODEL_FIELDS, SPEC_METADATA_NAME, FlatbufferError, _Reader,
+                                       io_tensors, model_reader, split_archive)
 
 
 # -- the Model table and its metadata entries --------------------------------------------------------
@@ -146,8 +146,8 @@ def _floats(builder, values, start_vector) -> int:
 
 
 def _image_content(builder, *, color_space: int, size: tuple[int, int] | None, dims: tuple[int, int] | None) -> int:
-    from kerasseg.artifact._generated.tflite import Content, ImageProperties, ImageSize, ValueRange
-    from kerasseg.artifact._generated.tflite.ContentProperties import ContentProperties
+    from edge.artifact._generated.tflite import Content, ImageProperties, ImageSize, ValueRange
+    from edge.artifact._generated.tflite.ContentProperties import ContentProperties
 
     default_size = None
     if size is not None:
@@ -175,9 +175,9 @@ def _image_content(builder, *, color_space: int, size: tuple[int, int] | None, d
 
 
 def _input_tensor(builder, *, mean, std, input_dtype: str, input_size) -> int:
-    from kerasseg.artifact._generated.tflite import NormalizationOptions, ProcessUnit, Stats, TensorMetadata
-    from kerasseg.artifact._generated.tflite.ColorSpaceType import ColorSpaceType
-    from kerasseg.artifact._generated.tflite.ProcessUnitOptions import ProcessUnitOptions
+    from edge.artifact._generated.tflite import NormalizationOptions, ProcessUnit, Stats, TensorMetadata
+    from edge.artifact._generated.tflite.ColorSpaceType import ColorSpaceType
+    from edge.artifact._generated.tflite.ProcessUnitOptions import ProcessUnitOptions
 
     name, description = builder.CreateString("image"), builder.CreateString("RGB image, pixels 0..255")
     content = _image_content(builder, color_space=ColorSpaceType.RGB, size=input_size, dims=None)
@@ -214,8 +214,8 @@ def _input_tensor(builder, *, mean, std, input_dtype: str, input_size) -> int:
 
 
 def _output_tensor(builder, *, output_kind: str) -> int:
-    from kerasseg.artifact._generated.tflite import AssociatedFile, TensorMetadata
-    from kerasseg.artifact._generated.tflite.ColorSpaceType import ColorSpaceType
+    from edge.artifact._generated.tflite import AssociatedFile, TensorMetadata
+    from edge.artifact._generated.tflite.ColorSpaceType import ColorSpaceType
 
     class_ids = output_kind == "class_ids"
     name = builder.CreateString("segmentation_masks")
@@ -243,7 +243,7 @@ def _output_tensor(builder, *, output_kind: str) -> int:
 
 def _segmenter_options(activation: str) -> bytes:
     import flatbuffers
-    from kerasseg.artifact._generated.mediapipe.tasks import ImageSegmenterOptions
+    from edge.artifact._generated.mediapipe.tasks import ImageSegmenterOptions
 
     builder = flatbuffers.Builder(64)
     ImageSegmenterOptions.Start(builder)
@@ -262,7 +262,7 @@ def segmenter_metadata(*, labels, output_kind: str, input_dtype: str, channels: 
     class-id map). Returns ``(metadata bytes, {file name: bytes})``.
     """
     import flatbuffers
-    from kerasseg.artifact._generated.tflite import CustomMetadata, ModelMetadata, SubGraphMetadata
+    from edge.artifact._generated.tflite import CustomMetadata, ModelMetadata, SubGraphMetadata
 
     if output_kind not in OUTPUT_KINDS:
         raise MetadataError(f"output_kind: expected one of {OUTPUT_KINDS}, got {output_kind!r}")

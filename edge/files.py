@@ -1,5 +1,5 @@
-"""Atomic file writes, the one way kerasseg writes a file: a reader never sees a half-written file, and a crash
-never destroys the previous one. TensorFlow-free, so the edge side can use it too."""
+"""Atomic file writes, the one way the project writes a file (training, export and device): a reader never sees a
+half-written file, and a crash never destroys the previous one. Plain Python, so the device can use it."""
 from __future__ import annotations
 
 import contextlib

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Sequence
 
 SPEC_FILENAME = "spec.json"
 OUTPUT_KINDS = ("logits", "probabilities", "class_ids")
@@ -186,7 +185,7 @@ class Spec:
         path = os.fspath(path)
         if os.path.isdir(path):
             path = os.path.join(path, SPEC_FILENAME)
-        from kerasseg.files import write_text  # here: importing kerasseg.artifact loads no other kerasseg module
+        from edge.files import write_text  # here: importing edge.artifact loads no other kerasseg module
 
         return write_text(path, self.to_json() + "\n")
 

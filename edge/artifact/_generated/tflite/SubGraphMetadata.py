@@ -49,7 +49,7 @@ class SubGraphMetadata(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.TensorMetadata import TensorMetadata
+            from edge.artifact._generated.tflite.TensorMetadata import TensorMetadata
             obj = TensorMetadata()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -74,7 +74,7 @@ class SubGraphMetadata(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.TensorMetadata import TensorMetadata
+            from edge.artifact._generated.tflite.TensorMetadata import TensorMetadata
             obj = TensorMetadata()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -99,7 +99,7 @@ class SubGraphMetadata(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.AssociatedFile import AssociatedFile
+            from edge.artifact._generated.tflite.AssociatedFile import AssociatedFile
             obj = AssociatedFile()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -124,7 +124,7 @@ class SubGraphMetadata(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.ProcessUnit import ProcessUnit
+            from edge.artifact._generated.tflite.ProcessUnit import ProcessUnit
             obj = ProcessUnit()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -149,7 +149,7 @@ class SubGraphMetadata(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.ProcessUnit import ProcessUnit
+            from edge.artifact._generated.tflite.ProcessUnit import ProcessUnit
             obj = ProcessUnit()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -174,7 +174,7 @@ class SubGraphMetadata(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.TensorGroup import TensorGroup
+            from edge.artifact._generated.tflite.TensorGroup import TensorGroup
             obj = TensorGroup()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -199,7 +199,7 @@ class SubGraphMetadata(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.TensorGroup import TensorGroup
+            from edge.artifact._generated.tflite.TensorGroup import TensorGroup
             obj = TensorGroup()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -224,7 +224,7 @@ class SubGraphMetadata(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.CustomMetadata import CustomMetadata
+            from edge.artifact._generated.tflite.CustomMetadata import CustomMetadata
             obj = CustomMetadata()
             obj.Init(self._tab.Bytes, x)
             return obj

@@ -9,17 +9,17 @@ Every kerasseg artifact holds both, derived from the one :class:`Spec`:
   normalise inside the graph, so it states mean 0 and std 1 (feed raw pixels).
 
 :func:`check_agreement` refuses an artifact whose two descriptions contradict each other.
-``kerasseg.artifact.writer`` writes both; this module only reads, so the device never compiles the writer.
+``edge.artifact.writer`` writes both; this module only reads, so the device never compiles the writer.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 
-from kerasseg.artifact.spec import Spec, SpecError
-from kerasseg.artifact.standard import STANDARD_METADATA_NAME, StandardMetadata, parse_segmenter_metadata
-from kerasseg.artifact.tflite_file import (SPEC_METADATA_NAME, associated_files, model_entries, read_model_file,
-                                           spec_path_beside)
+from edge.artifact.spec import Spec, SpecError
+from edge.artifact.standard import STANDARD_METADATA_NAME, StandardMetadata, parse_segmenter_metadata
+from edge.artifact.tflite_file import (SPEC_METADATA_NAME, associated_files, model_entries, read_model_file,
+                                       spec_path_beside)
 
 RAW_PIXELS = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # (mean, std) of "feed the pixels as they are"
 

@@ -40,7 +40,7 @@ class ImageProperties(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             x = self._tab.Indirect(o + self._tab.Pos)
-            from kerasseg.artifact._generated.tflite.ImageSize import ImageSize
+            from edge.artifact._generated.tflite.ImageSize import ImageSize
             obj = ImageSize()
             obj.Init(self._tab.Bytes, x)
             return obj

@@ -56,7 +56,7 @@ class ModelMetadata(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.SubGraphMetadata import SubGraphMetadata
+            from edge.artifact._generated.tflite.SubGraphMetadata import SubGraphMetadata
             obj = SubGraphMetadata()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -95,7 +95,7 @@ class ModelMetadata(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from kerasseg.artifact._generated.tflite.AssociatedFile import AssociatedFile
+            from edge.artifact._generated.tflite.AssociatedFile import AssociatedFile
             obj = AssociatedFile()
             obj.Init(self._tab.Bytes, x)
             return obj

@@ -1,0 +1,32 @@
+"""The artifact contract: the spec, and what a ``.tflite`` file carries besides its graph.
+
+Plain Python and numpy, no TensorFlow: the training side writes artifacts through
+this package and the edge runtime reads them through it, so there is one format,
+one reader, one writer and one name for each metadata entry (``kerasseg_spec``,
+``TFLITE_METADATA``, ``SEGMENTER_METADATA``). Data flows one way:
+``kerasseg.data -> edge.artifact -> kerasseg.models/training -> kerasseg.export -> edge``.
+"""
+from edge.artifact.contents import (RAW_PIXELS, ArtifactMetadata, MetadataMismatch, check_agreement, load_spec,
+                                    read_artifact)
+from edge.artifact.spec import (CHANNEL_ORDERS, IGNORE_LABEL, OUTPUT_ALIGNMENTS, OUTPUT_KINDS, RESIZE_MODES,
+                                SPEC_FILENAME, Spec, SpecError, default_colors, parse_size)
+from edge.artifact.standard import (LABELS_FILENAME, SEGMENTER_OPTIONS_NAME, STANDARD_METADATA_NAME,
+                                    MetadataError, StandardMetadata)
+from edge.artifact.tflite_file import (SPEC_METADATA_NAME, FlatbufferError, custom_ops, read_metadata,
+                                       spec_path_beside)
+
+WRITERS = ("embed_metadata", "embed_spec")  # from edge.artifact.writer, imported on first use: the device only reads
+
+
+def __getattr__(name: str):
+    if name in WRITERS:
+        from edge.artifact import writer
+        return getattr(writer, name)
+    raise AttributeError(f"module 'edge.artifact' has no attribute {name!r}")
+
+
+__all__ = ["CHANNEL_ORDERS", "IGNORE_LABEL", "LABELS_FILENAME", "OUTPUT_ALIGNMENTS", "OUTPUT_KINDS", "RAW_PIXELS",
+           "RESIZE_MODES", "SEGMENTER_OPTIONS_NAME", "SPEC_FILENAME", "SPEC_METADATA_NAME", "STANDARD_METADATA_NAME",
+           "ArtifactMetadata", "FlatbufferError", "MetadataError", "MetadataMismatch", "Spec", "SpecError",
+           "StandardMetadata", "check_agreement", "custom_ops", "default_colors", "embed_metadata", "embed_spec",
+           "load_spec", "parse_size", "read_artifact", "read_metadata", "spec_path_beside"]
