@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 
+
 SPEC_FILENAME = "spec.json"
 OUTPUT_KINDS = ("logits", "probabilities", "class_ids")
 RESIZE_MODES = ("stretch", "letterbox")
