@@ -16,9 +16,6 @@ import numpy as np
 from kerasseg.backend import tf
 from kerasseg.training.metrics import ConfusionMatrix, confusion_batch, scores_from_confusion
 
-DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-
-
 @dataclasses.dataclass(frozen=True)
 class CRFParams:
     """Dense CRF settings (DeepLab's defaults for PASCAL VOC, scaled for small images by the caller)."""
