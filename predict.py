@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Segment a folder of images with a trained model: colourised masks and overlays, in the spec's colours.
 
+    python predict.py --input photos/ --output predictions/               # the newest run under runs/
     python predict.py --run runs/20260101-120000-deeplabv3plus --input photos/ --output predictions/
     python predict.py --model best.keras --spec spec.json --input photos/ --output predictions/
 
@@ -17,13 +18,16 @@ import argparse
 import os
 import sys
 
+from edge import console
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--run", type=str, metavar="RUN_DIR", help="a training run directory")
+    parser = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--run", type=str, metavar="RUN_DIR",
+                       help="a training run directory (default: the newest under runs/)")
     model.add_argument("--model", type=str, metavar="FILE", help="a .keras model (spec.json beside it, or --spec)")
     parser.add_argument("--spec", type=str, metavar="FILE", help="the spec of --model")
     parser.add_argument("--input", type=str, required=True, metavar="FOLDER", help="folder of images")
@@ -31,6 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--which", type=str, choices=("best", "last"), default="best",
                         help="for --run: best.keras or last.keras (default: best)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default: 0.5)")
+    console.add_log_level(parser)
     args = parser.parse_args(argv)
     if args.spec and not args.model:
         parser.error("--spec goes with --model")
@@ -97,10 +102,11 @@ def write_outputs(stem: str, image, class_map, spec, *, alpha: float) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from kerasseg.training.trained import open_trained
+    console.configure(args.log_level)
+    from kerasseg.training.trained import open_trained, target_or_newest
 
     try:
-        trained = open_trained(args.model or args.run, spec_path=args.spec, which=args.which)
+        trained = open_trained(target_or_newest(args.model or args.run), spec_path=args.spec, which=args.which)
         paths = list_images(args.input)
         os.makedirs(args.output, exist_ok=True)
         for path in paths:

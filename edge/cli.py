@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+from edge import console
 from edge.interpreter import RUNTIMES
 
 log = logging.getLogger("edge")
@@ -82,7 +83,7 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m edge", description=(
+    parser = console.ArgumentParser(prog="python -m edge", description=(
         "Live semantic segmentation with a TFLite model on a camera, video, images or a stream."))
     parser.add_argument("--model", required=True, help="the .tflite model")
     parser.add_argument("--source", required=True, help=(
@@ -123,8 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--snapshot-dir", dest="snapshot_dir", default=".", help="where the s key saves snapshots (default: the current folder)")
     parser.add_argument("--no-stats-overlay", dest="show_stats", action="store_false",
                         help="do not draw FPS and latency on the frame")
-    parser.add_argument("--log-level", dest="log_level", default="INFO",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    console.add_log_level(parser)
     return parser
 
 
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.linger is not None and args.serve is None:
         parser.error("--linger keeps the --serve page up; it needs --serve")
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    console.configure(args.log_level)
     from edge.interpreter import EdgeTPUError, ModelError, RuntimeNotFound
     from edge.sinks import DisplayError
     from edge.sources import SourceError
