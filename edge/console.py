@@ -143,7 +143,10 @@ def configure(log_level: str | None = None) -> str:
     logging.basicConfig(level=chosen, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger().setLevel(chosen)
     for name in LIBRARY_LOGGERS:  # their INFO lines are progress notes for their developers
-        logging.getLogger(name).setLevel(chosen if chosen != "INFO" else "WARNING")
+        library = logging.getLogger(name)
+        library.setLevel(chosen if chosen != "INFO" else "WARNING")
+        if library.handlers:  # TensorFlow's prints through its own handler: not a second time through ours
+            library.propagate = False
     if chosen == "DEBUG" and _held:
         sys.stderr.write("".join(_held))
         sys.stderr.flush()
