@@ -24,7 +24,8 @@ from edge.interpreter import RUNTIMES
 log = logging.getLogger("edge")
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_SOURCE_LOST = 0, 1, 2, 3
-DEFAULT_SMOOTH = 0.0
+# Halves the flicker of a still scene under camera noise for under a frame of lag (benchmarks/bench_smoothing.py).
+DEFAULT_SMOOTH = 0.5
 
 
 def _floats3(text: str) -> tuple[float, float, float]:
@@ -112,10 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--std", type=_floats3, default=None, help="device-side normalisation std, pixel units")
     parser.add_argument("--labels", type=_labels, default=None, help="labels file (one per line) or a,b,c")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default: %(default)s)")
-    parser.add_argument("--smooth", type=_smooth, default=DEFAULT_SMOOTH, metavar="WEIGHT", help=(
+    parser.add_argument("--smooth", type=_smooth, default=None, metavar="WEIGHT", help=(
         "temporal smoothing: each frame's scores are averaged with the previous frames', which keep this share "
-        "(0 off ... 0.9 steady but slow to follow); restarts when the source jumps. Needs a model with scores, "
-        "not an argmax head (default: %(default)s)"))
+        "(0 off; higher is steadier but slower to follow); restarts when the source jumps. Needs a model with "
+        f"scores: an argmax head runs unsmoothed by default and is refused with --smooth (default: {DEFAULT_SMOOTH})"))
     parser.add_argument("--width", type=int, default=None, help="requested camera width")
     parser.add_argument("--height", type=int, default=None, help="requested camera height")
     parser.add_argument("--no-display", dest="display", action="store_false", help="no OpenCV window")
@@ -209,21 +210,40 @@ def resolve_model(path: str, *, edgetpu: bool) -> str:
     return newest
 
 
+def _smoother(segmenter, weight: float | None):
+    """The smoother for ``--smooth`` (None: the default, which an argmax head goes without, saying why)."""
+    from edge.segmenter import CLASS_IDS
+    from edge.smoothing import for_segmenter
+
+    if weight is None and segmenter.kind == CLASS_IDS:
+        return None
+    return for_segmenter(segmenter, DEFAULT_SMOOTH if weight is None else weight)
+
+
+def _smoothing_note(segmenter, smoother) -> str:
+    from edge.segmenter import CLASS_IDS
+
+    if smoother is not None:
+        return f"each frame's scores averaged with the previous frames' (weight {smoother.weight:g}; --smooth 0: off)"
+    if segmenter.kind == CLASS_IDS:
+        return ("off: the model outputs class ids (an argmax head), which cannot be averaged; a head with scores "
+                "(convert.py --head native) can be smoothed")
+    return "off (--smooth 0)"
+
+
 def run(args: argparse.Namespace) -> int:
     """Build segmenter, source and sinks from parsed arguments and run the loop; returns the exit code."""
     from edge.loop import Loop
     from edge.segmenter import Segmenter
-    from edge.smoothing import for_segmenter
     from edge.sources import open_source
 
     segmenter = Segmenter.from_file(args.model, runtime=args.runtime, threads=args.threads, edgetpu=args.edgetpu,
                                     fallback_cpu=args.fallback_cpu, use_spec=args.use_spec, mean=args.mean,
                                     std=args.std, labels=args.labels)
-    smoother = for_segmenter(segmenter, args.smooth)
+    smoother = _smoother(segmenter, args.smooth)
     print(f"interpreter: {segmenter.loaded.describe()}", flush=True)
     log.info("%s", segmenter.describe())
-    if smoother is not None:
-        log.info("smoothing: each frame's scores averaged with the previous frames' (weight %g)", smoother.weight)
+    log.info("smoothing: %s", _smoothing_note(segmenter, smoother))
     source = open_source(args.source, width=args.width, height=args.height)
     window = server = recorder = None
     try:
