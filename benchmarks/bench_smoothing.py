@@ -1,7 +1,7 @@
 """Temporal smoothing (``python -m edge --smooth WEIGHT``): flicker on a still scene, its CPU cost, and its lag.
 
     python benchmarks/bench_smoothing.py --run runs/X          # the run's int8 native artifact (converted if missing)
-    python benchmarks/bench_smoothing.py --built tiny65        # a random-weight model: checks the script only
+    python benchmarks/bench_smoothing.py --tiny                # a 3-class colour model: checks the script only
 
 All on one int8 artifact with a native head, frames of 640x480, 1 OpenCV thread, every weight side by side
 on the same interpreter outputs:
@@ -36,7 +36,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, HERE]
 
-import head_models  # noqa: E402
 import results  # noqa: E402
 from machine import cpu_simd, load_line  # noqa: E402
 from edge.segmenter import Segmenter  # noqa: E402
@@ -54,7 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--run", help="a trained run: its int8 native artifact and its first validation image")
-    where.add_argument("--built", choices=sorted(head_models.MODELS), help="a random-weight model (script check)")
+    where.add_argument("--tiny", action="store_true",
+                       help="a 3-class colour model (class: the strongest colour channel, scores at stride 4) on a "
+                            "red-to-green gradient: checks the script in seconds, measures nothing about a real model")
     parser.add_argument("--frames", type=int, default=60, help="frames per noise level and for the pan")
     parser.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS), help="0 is off")
     parser.add_argument("--goal-weight", type=float, default=GOAL_WEIGHT, help="the weight the goals are for")
@@ -66,6 +67,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     if 0.0 not in args.weights or args.goal_weight not in args.weights:
         parser.error("--weights must include 0 (off) and --goal-weight")
     return args
+
+
+def prepare_tiny(out_dir: str) -> None:
+    """In the subprocess: the colour model, uint8 in and out, with its spec (native head, stride 4)."""
+    from kerasseg.backend import keras, tf
+    from edge.artifact import Spec, embed_spec
+    from edge.files import write_bytes
+
+    size, stride = 64, 4
+    inputs = keras.Input((size, size, 3), batch_size=1)
+    x = keras.layers.AveragePooling2D(stride, padding="same")(keras.layers.Rescaling(1.0 / 255)(inputs))
+    scores = keras.layers.Conv2D(3, 1, use_bias=False, kernel_initializer=keras.initializers.Constant(
+        np.eye(3).reshape(1, 1, 3, 3)))(x)
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, scores))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: ([rng.integers(0, 256, (1, size, size, 3)).astype(np.float32)]
+                                                for _ in range(8))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.uint8
+    spec = Spec(labels=("red", "green", "blue"), input_size=(size, size), mean=(0, 0, 0), std=(255, 255, 255),
+                output_stride=stride, output_alignment="half_pixel")
+    model = write_bytes(os.path.join(out_dir, "tiny_native_uint8.tflite"), embed_spec(converter.convert(), spec))
+    t = np.linspace(0.0, 1.0, FRAME[1], dtype=np.float32)[None, :, None]
+    scene = np.repeat((1 - t) * np.float32([0, 0, 255]) + t * np.float32([0, 255, 0]), FRAME[0], axis=0)
+    cv2.imwrite(os.path.join(out_dir, "scene.png"), scene.astype(np.uint8))
+    with open(os.path.join(out_dir, "prepared.json"), "w") as f:
+        json.dump({"model": model}, f)
 
 
 def prepare(run: str, out_dir: str) -> None:
@@ -90,20 +119,17 @@ def prepare(run: str, out_dir: str) -> None:
 
 def inputs(args, tmp: str) -> tuple[str, np.ndarray, str]:
     """(artifact path, 640x480 BGR scene, what they are)."""
-    if args.built:
-        path = head_models.ensure([(args.built, "native", "int8")])[(args.built, "native", "int8")]
-        rng = np.random.default_rng(0)
-        scene = cv2.GaussianBlur(rng.integers(0, 256, (*FRAME, 3), dtype=np.uint8), (0, 0), 12)
-        cv2.circle(scene, (320, 240), 120, (40, 200, 60), -1)
-        return path, scene, f"{args.built} (random weights) on a drawn scene"
     env = dict(os.environ, PYTHONPATH=ROOT)
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--run", args.run, "--prepare", tmp],
+    which = ["--tiny"] if args.tiny else ["--run", args.run]
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), *which, "--prepare", tmp],
                           cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"preparing the artifact failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     with open(os.path.join(tmp, "prepared.json")) as f:
         path = json.load(f)["model"]
     scene = cv2.resize(cv2.imread(os.path.join(tmp, "scene.png")), FRAME[::-1], interpolation=cv2.INTER_LINEAR)
+    if args.tiny:
+        return path, scene, "a 3-class colour model (tiny, native head, uint8) on a red-to-green gradient"
     return path, scene, f"{os.path.basename(path)} of {args.run} on its first validation image"
 
 
@@ -219,7 +245,7 @@ def report(what, seg, flickers, lags, costs, args) -> list:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.prepare:
-        prepare(args.run, args.prepare)
+        prepare_tiny(args.prepare) if args.tiny else prepare(args.run, args.prepare)
         return 0
     cv2.setNumThreads(1)
     load = os.getloadavg()
