@@ -289,7 +289,8 @@ class Loop:
         record = self.stats.roll(extra={"dropped": self._frames_slot.dropped + self._results_slot.dropped})
         if record is None:
             return
-        stages = " ".join(f"{k} {record['stages_ms'][k]:.1f}" for k in visualize.STAGES if k in record["stages_ms"])
+        stages = " ".join(f"{k} {record['stages_ms'][k]:.1f}" for k in (*visualize.STAGES, "sink")
+                          if k in record["stages_ms"])
         log.info("%d frames, %.1f FPS, ms: %s, dropped %d", record["frames"], record["fps"], stages,
                  record["dropped"])
         self._write_stats(record)
