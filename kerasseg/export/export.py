@@ -202,10 +202,8 @@ def export(trained: Trained, modes: Sequence[Mode | str], *, dataset: str | None
             report = parity_report(trained.model, content, validation(), mode=mode.value, head=head,
                                    max_drop=max_drop, max_images=parity_images)
             report.finetune_steps = finetune_steps
-            if not report.passed:
-                report.failure_hint = parity_lib.failure_hint(mode=mode, head=head.value,
-                                                              finetune_steps=finetune_steps,
-                                                              realigned=realigned and mode is Mode.EDGETPU)
+            report.failure_hint = "" if report.passed else parity_lib.failure_hint(  # only a failure has one
+                mode=mode, head=head.value, finetune_steps=finetune_steps, realigned=realigned and mode is Mode.EDGETPU)
             paths = parity_lib.outcome_paths(target_paths(out_dir, trained.model.name, mode, head),
                                              passed=report.passed)
             results.append(_write_artifact(content, spec, report, paths, mode=mode, head=head, overwrite=overwrite,
