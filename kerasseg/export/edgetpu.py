@@ -348,7 +348,7 @@ def compile_model(tflite_path: str, *, out_dir: str, overwrite: bool = False) ->
     if path is None:
         return {"available": False,
                 "message": f"{COMPILER} is not on PATH (it runs on x86-64 Debian/Ubuntu; see the README's Edge TPU "
-                           f"section); the op report below is from Coral's op table, not the compiler"}
+                           f"section); the op report comes from Coral's op table, not the compiler"}
     target = compiled_path(tflite_path, out_dir=out_dir)
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
