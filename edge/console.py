@@ -52,11 +52,12 @@ _lock = threading.RLock()
 _depth = 0
 _held: list[str] = []  # the chatter held back so far, printed by configure("DEBUG")
 _no_cuda_driver = False
+_configured: str | None = None  # set by configure(); until then the environment decides
 
 
 def level() -> str:
-    """The log level in force: ``$KERASSEG_LOG_LEVEL`` (upper-cased), else INFO."""
-    value = os.environ.get(ENV, DEFAULT_LEVEL).strip().upper()
+    """The log level in force: the one :func:`configure` set, else ``$KERASSEG_LOG_LEVEL``, else INFO."""
+    value = (_configured or os.environ.get(ENV, DEFAULT_LEVEL)).strip().upper()
     return value if value in LEVELS else DEFAULT_LEVEL
 
 
@@ -132,14 +133,14 @@ def held_back() -> list[str]:
 
 
 def configure(log_level: str | None = None) -> str:
-    """Set the log level for this process and its children; Python logging follows it. Returns the level.
-
-    At DEBUG the chatter held back so far is printed, and later native output passes unfiltered.
+    """Set the log level of this process (``$KERASSEG_LOG_LEVEL`` sets a whole shell's); Python logging follows it.
+    Returns the level. At DEBUG the chatter held back so far is printed, and later native output passes unfiltered.
     """
+    global _configured
     chosen = (log_level or level()).upper()
     if chosen not in LEVELS:
         raise ValueError(f"log level: expected one of {', '.join(LEVELS)}, got {log_level!r}")
-    os.environ[ENV] = chosen
+    _configured = chosen
     logging.basicConfig(level=chosen, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger().setLevel(chosen)
     for name in LIBRARY_LOGGERS:  # their INFO lines are progress notes for their developers
