@@ -20,7 +20,6 @@ from kerasseg.data.sources import open_dataset, with_options
 def parse_args(argv=None) -> argparse.Namespace:
     parser = console.ArgumentParser(prog="python -m kerasseg.data", description=__doc__,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    console.add_log_level(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="read every example and print the class histogram, label values, "
                                               "size mismatches and ignore share")
@@ -34,6 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     check.add_argument("--max-examples", type=int, default=None, help="read at most this many examples per split")
     check.add_argument("--seed", type=int, default=0, help="seed of the dataset (synthetic images, folder split)")
     check.add_argument("--json", type=str, default=None, help="also write the report as JSON to this file")
+    console.add_log_level(check)
     _clip_parser(commands)
     return parser.parse_args(argv)
 
@@ -60,6 +60,7 @@ def _clip_parser(commands) -> None:
     parser.add_argument("--stills", type=str, default=None, metavar="DIR",
                         help="also write the images themselves into DIR as PNG files (for predict.py)")
     parser.add_argument("--seed", type=int, default=0, help="seed of a --dataset (default: %(default)s)")
+    console.add_log_level(parser)
 
 
 def clip_source(args):
