@@ -14,13 +14,13 @@ instead, and convert.py exits 1; 2 on bad input.
 import argparse
 import sys
 
+from edge import console
 from kerasseg.export.edgetpu import REALIGN_STEPS
 from kerasseg.export.export import (DEFAULT_CALIBRATION_STEPS, DEFAULT_HEADS, DEFAULT_MAX_DROP, DEFAULT_QAT_STEPS,
                                     check_options, export)
 from kerasseg.export.heads import Head
 from kerasseg.export.modes import Mode
-from kerasseg.training import latest_run
-from kerasseg.training.trained import open_trained
+from kerasseg.training.trained import open_trained, target_or_newest
 
 MODE_HELP = {
     Mode.FLOAT32: "float32 weights and activations",
@@ -33,7 +33,7 @@ MODE_HELP = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--run", type=str, default=None, help="run directory (default: the newest under --runs)")
     where.add_argument("--model", type=str, default=None, help="a .keras file (spec.json beside it, or --spec)")
@@ -63,6 +63,7 @@ def parse_args(argv=None):
     parser.add_argument("--parity-images", type=int, default=None,
                         help="validation images for the parity report (default: all)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing export files")
+    console.add_log_level(parser)
     args = parser.parse_args(argv)
     args.modes = [mode for mode in Mode if getattr(args, mode.name.lower())]
     if not args.modes:
@@ -74,10 +75,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    console.configure(args.log_level)
     try:
         check_options(args.modes, calibration_steps=args.calibration_steps, qat_steps=args.qat_steps,
                       heads=args.head, edgetpu_finetune_steps=args.edgetpu_finetune_steps)
-        trained = open_trained(args.model or args.run or latest_run(args.runs).path, spec_path=args.spec)
+        trained = open_trained(target_or_newest(args.model or args.run, runs=args.runs), spec_path=args.spec)
         results = export(trained, args.modes, dataset=args.dataset, heads=args.head, input_size=args.input_size,
                          calibration_steps=args.calibration_steps, qat_steps=args.qat_steps, max_drop=args.max_drop,
                          overwrite=args.overwrite, parity_images=args.parity_images,

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Evaluate a trained model: the FCN paper's four metrics and per-class IoU on a dataset split.
 
-    python evaluate.py runs/20260101-120000-deeplabv3plus                  # single scale, the run's dataset
-    python evaluate.py runs/... --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip  # multi-scale + flip
+    python evaluate.py                                                     # the newest run under runs/
+    python evaluate.py runs/20260101-120000-deeplabv3plus --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip
     python evaluate.py runs/.../best.keras --dataset voc:/data/VOC2012 --crf  # a model file; with a dense CRF
 
 A model file needs its spec: --spec FILE, or spec.json beside it (a run directory has one). A config.yaml beside
@@ -13,10 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edge import console
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("target", type=str, metavar="RUN_DIR_OR_MODEL", help="a run directory or a .keras model")
+    parser = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("target", type=str, nargs="?", default=None, metavar="RUN_DIR_OR_MODEL",
+                        help="a run directory or a .keras model (default: the newest run under runs/)")
     parser.add_argument("--spec", type=str, metavar="FILE",
                         help="the spec of a model file (default: spec.json beside it)")
     parser.add_argument("--dataset", type=str, metavar="URI", help="dataset URI (default: the run's)")
@@ -29,20 +32,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--which", type=str, choices=("best", "last"), default="best",
                         help="for a run directory: best.keras or last.keras (default: best)")
     parser.add_argument("--output", type=str, metavar="FILE.json", help="also write the results as JSON")
+    console.add_log_level(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    console.configure(args.log_level)
     from kerasseg.data import DatasetError, build_pipeline
     from kerasseg.models import min_input_size
     from kerasseg.training import format_results
     from kerasseg.training.evaluation import evaluate
-    from kerasseg.training.trained import open_data, open_trained
+    from kerasseg.training.trained import open_data, open_trained, target_or_newest
     from edge.files import write_json
 
     try:
-        trained = open_trained(args.target, spec_path=args.spec, which=args.which)
+        trained = open_trained(target_or_newest(args.target), spec_path=args.spec, which=args.which)
         source = open_data(trained, args.dataset)
         spec, kwargs = trained.spec, trained.model_kwargs
         dataset = build_pipeline(source, split=args.split, image_size=spec.input_size, batch_size=args.batch_size,

@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Segment a folder of images with a trained model: colourised masks and overlays, in the spec's colours.
 
+    python predict.py --input photos/ --output predictions/               # the newest run under runs/
     python predict.py --run runs/20260101-120000-deeplabv3plus --input photos/ --output predictions/
     python predict.py --model best.keras --spec spec.json --input photos/ --output predictions/
 
 For each image NAME.ext it writes NAME_mask.png (colours), NAME_overlay.png (mask over the image, with a
-legend) and NAME_labels.png (class ids, 8-bit). The image is stretched to the spec's input size, as on the
+legend of the classes present: on the image, its text scaled with the image, or on a panel to its right when the
+image is too small to hold it) and NAME_labels.png (class ids, 8-bit). The image is stretched to the spec's input size, as on the
 device, and the class map is resized back (nearest neighbour).
 
 Every image is decoded before anything is written: if any cannot be read, predict.py names each one, writes
@@ -17,13 +19,16 @@ import argparse
 import os
 import sys
 
+from edge import console
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--run", type=str, metavar="RUN_DIR", help="a training run directory")
+    parser = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--run", type=str, metavar="RUN_DIR",
+                       help="a training run directory (default: the newest under runs/)")
     model.add_argument("--model", type=str, metavar="FILE", help="a .keras model (spec.json beside it, or --spec)")
     parser.add_argument("--spec", type=str, metavar="FILE", help="the spec of --model")
     parser.add_argument("--input", type=str, required=True, metavar="FOLDER", help="folder of images")
@@ -31,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--which", type=str, choices=("best", "last"), default="best",
                         help="for --run: best.keras or last.keras (default: best)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default: 0.5)")
+    console.add_log_level(parser)
     args = parser.parse_args(argv)
     if args.spec and not args.model:
         parser.error("--spec goes with --model")
@@ -91,16 +97,17 @@ def write_outputs(stem: str, image, class_map, spec, *, alpha: float) -> None:
     drawn = visualize.overlay(image, class_map, spec.colors, alpha=alpha, ignore_label=spec.ignore_label)
     present = visualize.classes_present(class_map, spec.num_classes, ignore_label=spec.ignore_label)
     write_png(stem + "_mask.png", visualize.colorize(class_map, spec.colors, ignore_label=spec.ignore_label))
-    write_png(stem + "_overlay.png", visualize.draw_legend(drawn, present, spec.labels, spec.colors))
+    write_png(stem + "_overlay.png", visualize.legend_with_image(drawn, present, spec.labels, spec.colors))
     write_png(stem + "_labels.png", class_map)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from kerasseg.training.trained import open_trained
+    console.configure(args.log_level)
+    from kerasseg.training.trained import open_trained, target_or_newest
 
     try:
-        trained = open_trained(args.model or args.run, spec_path=args.spec, which=args.which)
+        trained = open_trained(target_or_newest(args.model or args.run), spec_path=args.spec, which=args.which)
         paths = list_images(args.input)
         os.makedirs(args.output, exist_ok=True)
         for path in paths:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edge import console
 from kerasseg.training.config import CLASS_WEIGHTS, OPTIMIZERS, STRATEGIES, TrainConfig, normalize_image_size
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     # Every setting defaults to None ("not given") so that the YAML file and the arch defaults can fill it.
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=str, metavar="FILE.yaml",
                         help="YAML file with any of the settings below (keys are the flag names with underscores)")
     model = parser.add_argument_group("model")
@@ -77,6 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     run.add_argument("--resume", type=str, nargs="?", const="", metavar="RUN_DIR",
                      help="continue a run from its last checkpoint (RUN_DIR, else --output-dir, else the latest run)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    console.add_log_level(parser)
     return parser.parse_args(argv)
 
 
@@ -92,6 +94,7 @@ def _backbones():
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    console.configure(args.log_level)
     from kerasseg.data import DatasetError
     from edge.artifact import SpecError
     from kerasseg.training import (NonFiniteLossError, RunError, TrainingInterrupted, format_results, latest_run,

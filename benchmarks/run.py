@@ -36,8 +36,9 @@ from edge.files import write_text  # noqa: E402
 
 # The benchmarks in report order; any other benchmarks/bench_*.py runs after them with only --json.
 KNOWN = ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_heads.py", "bench_upsample.py",
-         "bench_edge_loop.py", "bench_edge_startup.py")
+         "bench_edge_loop.py", "bench_edge_startup.py", "bench_smoothing.py")
 DEEPLAB_ROW = "DeepLab MobileNetV2 (1x1 + pooling, no decoder) OS16"
+ON_THE_RUN = ("bench_int8.py", "bench_smoothing.py")  # measured on the trained run (--run) unless --tiny
 
 
 @dataclasses.dataclass
@@ -76,6 +77,7 @@ def flags(quick: bool) -> dict:
             "bench_upsample.py": ["--repeats", "2", "--kinds", "scene"],
             "bench_edge_loop.py": ["--built", "tiny65", "--frames", "10", "--repeats", "1", "--skip-tensorflow"],
             "bench_edge_startup.py": ["--built", "tiny65", "--repeats", "1"],
+            "bench_smoothing.py": ["--tiny", "--frames", "10", "--repeats", "3"],  # a colour model, no training
         }
     return {
         "bench_input_pipeline.py": ["--steps", "30", "--repeats", "3"],
@@ -249,7 +251,9 @@ def run_benchmarks(results_dir: str, *, quick: bool, run_dir: str | None, timeou
     """name -> Result, each benchmark run once with ``--json`` into ``results_dir``."""
     wanted, runs = flags(quick), {}
     for name in benchmark_names():
-        extra = wanted.get(name, []) + (["--run", run_dir] if name == "bench_int8.py" and run_dir else [])
+        extra = wanted.get(name, [])
+        if run_dir and name in ON_THE_RUN and "--tiny" not in extra:
+            extra = extra + ["--run", run_dir]
         path = os.path.join(results_dir, name.replace(".py", ".json"))
         runs[name] = run_process(name, [os.path.join("benchmarks", name), *extra, "--json", path], timeout=timeout,
                                  results_path=path)

@@ -9,6 +9,7 @@ back within --reconnect-seconds (the recording is closed and playable).
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
 import os
 import signal
@@ -17,11 +18,14 @@ import sys
 import threading
 import time
 
+from edge import console
 from edge.interpreter import RUNTIMES
 
 log = logging.getLogger("edge")
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_SOURCE_LOST = 0, 1, 2, 3
+# Halves the flicker of a still scene under camera noise for under a frame of lag (benchmarks/bench_smoothing.py).
+DEFAULT_SMOOTH = 0.5
 
 
 def _floats3(text: str) -> tuple[float, float, float]:
@@ -74,6 +78,14 @@ def _stats_path(text: str) -> str:
     return _checked(check_output_folder, text, what="stats-json")
 
 
+def _smooth(text: str) -> float:
+    """--smooth: the previous frames' share in [0, 1); 0 is off."""
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a weight in [0, 1) (0: off), got {text!r}")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -82,9 +94,11 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m edge", description=(
+    parser = console.ArgumentParser(prog="python -m edge", description=(
         "Live semantic segmentation with a TFLite model on a camera, video, images or a stream."))
-    parser.add_argument("--model", required=True, help="the .tflite model")
+    parser.add_argument("--model", required=True, help=(
+        "the .tflite model, or a folder: the newest .tflite under it that passed its parity check (e.g. runs, "
+        "after convert.py; with --edgetpu the newest *_edgetpu.tflite)"))
     parser.add_argument("--source", required=True, help=(
         "camera index (0), video file, image file/folder/glob, rtsp:// or http:// URL, or picamera2"))
     parser.add_argument("--runtime", choices=RUNTIMES, default=None,
@@ -99,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--std", type=_floats3, default=None, help="device-side normalisation std, pixel units")
     parser.add_argument("--labels", type=_labels, default=None, help="labels file (one per line) or a,b,c")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default: %(default)s)")
+    parser.add_argument("--smooth", type=_smooth, default=None, metavar="WEIGHT", help=(
+        "temporal smoothing: each frame's scores are averaged with the previous frames', which keep this share "
+        "(0 off; higher is steadier but slower to follow); restarts when the source jumps. Needs a model with "
+        f"scores: an argmax head runs unsmoothed by default and is refused with --smooth (default: {DEFAULT_SMOOTH})"))
     parser.add_argument("--width", type=int, default=None, help="requested camera width")
     parser.add_argument("--height", type=int, default=None, help="requested camera height")
     parser.add_argument("--no-display", dest="display", action="store_false", help="no OpenCV window")
@@ -123,8 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--snapshot-dir", dest="snapshot_dir", default=".", help="where the s key saves snapshots (default: the current folder)")
     parser.add_argument("--no-stats-overlay", dest="show_stats", action="store_false",
                         help="do not draw FPS and latency on the frame")
-    parser.add_argument("--log-level", dest="log_level", default="INFO",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    console.add_log_level(parser)
     return parser
 
 
@@ -177,6 +194,43 @@ def linger(server, seconds: float | None) -> None:
             signal.signal(sig, handler)
 
 
+def resolve_model(path: str, *, edgetpu: bool) -> str:
+    """``path``, or for a folder the newest ``.tflite`` under it (``*_edgetpu.tflite`` with ``edgetpu``), leaving
+    out artifacts that failed their parity check (``.FAILED.``); logs the one it picked."""
+    if not os.path.isdir(path):
+        return path
+    found = [p for p in glob.glob(os.path.join(path, "**", "*.tflite"), recursive=True)
+             if ".FAILED." not in os.path.basename(p) and p.endswith("_edgetpu.tflite") == edgetpu]
+    if not found:
+        from edge.interpreter import ModelError
+        raise ModelError(f"model: no {'*_edgetpu.tflite' if edgetpu else '.tflite'} file under the folder {path!r} "
+                         f"(convert a run with convert.py first)")
+    newest = max(found, key=os.path.getmtime)
+    log.info("model: the newest under %s: %s", path, newest)
+    return newest
+
+
+def _smoother(segmenter, weight: float | None):
+    """The smoother for ``--smooth`` (None: the default, which an argmax head goes without, saying why)."""
+    from edge.segmenter import CLASS_IDS
+    from edge.smoothing import for_segmenter
+
+    if weight is None and segmenter.kind == CLASS_IDS:
+        return None
+    return for_segmenter(segmenter, DEFAULT_SMOOTH if weight is None else weight)
+
+
+def _smoothing_note(segmenter, smoother) -> str:
+    from edge.segmenter import CLASS_IDS
+
+    if smoother is not None:
+        return f"each frame's scores averaged with the previous frames' (weight {smoother.weight:g}; --smooth 0: off)"
+    if segmenter.kind == CLASS_IDS:
+        return ("off: the model outputs class ids (an argmax head), which cannot be averaged; a head with scores "
+                "(convert.py --head native) can be smoothed")
+    return "off (--smooth 0)"
+
+
 def run(args: argparse.Namespace) -> int:
     """Build segmenter, source and sinks from parsed arguments and run the loop; returns the exit code."""
     from edge.loop import Loop
@@ -186,8 +240,10 @@ def run(args: argparse.Namespace) -> int:
     segmenter = Segmenter.from_file(args.model, runtime=args.runtime, threads=args.threads, edgetpu=args.edgetpu,
                                     fallback_cpu=args.fallback_cpu, use_spec=args.use_spec, mean=args.mean,
                                     std=args.std, labels=args.labels)
+    smoother = _smoother(segmenter, args.smooth)
     print(f"interpreter: {segmenter.loaded.describe()}", flush=True)
     log.info("%s", segmenter.describe())
+    log.info("smoothing: %s", _smoothing_note(segmenter, smoother))
     source = open_source(args.source, width=args.width, height=args.height)
     window = server = recorder = None
     try:
@@ -201,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
         loop = Loop(segmenter, source, alpha=args.alpha, max_frames=args.max_frames, window=window,
                     recorder=recorder, server=server, stats_json=args.stats_json,
                     reconnect_seconds=args.reconnect_seconds, snapshot_dir=args.snapshot_dir,
-                    show_stats=args.show_stats, pace_fps=fps)
+                    show_stats=args.show_stats, pace_fps=fps, smoother=smoother)
         result = loop.run()
         if server is not None and result.reason == "end_of_stream" and args.linger != 0:
             linger(server, args.linger)
@@ -221,13 +277,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.linger is not None and args.serve is None:
         parser.error("--linger keeps the --serve page up; it needs --serve")
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    console.configure(args.log_level)
     from edge.interpreter import EdgeTPUError, ModelError, RuntimeNotFound
     from edge.sinks import DisplayError
     from edge.sources import SourceError
     from edge.artifact import FlatbufferError, SpecError
+    from edge.smoothing import SmoothingError
     try:
+        args.model = resolve_model(args.model, edgetpu=args.edgetpu)
         return run(args)
+    except SmoothingError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
     except EdgeTPUError as err:
         print(f"error: {err}; or run with --fallback-cpu to use the CPU instead", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT

@@ -12,6 +12,8 @@ import logging
 import os
 import platform
 
+from edge import console
+
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
@@ -152,9 +154,10 @@ def load_interpreter(model_path: str, *, runtime: str | None = None, threads: in
                 raise
             log.warning("Edge TPU unavailable, running on the CPU (--fallback-cpu): %s", err)
     try:
-        interpreter = Interpreter(model_path=model_path, experimental_delegates=delegates or None,
-                                  num_threads=threads)
-        interpreter.allocate_tensors()
+        with console.native_output():  # the runtime's "INFO: Created TensorFlow Lite XNNPACK delegate" line
+            interpreter = Interpreter(model_path=model_path, experimental_delegates=delegates or None,
+                                      num_threads=threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"model {model_path!r}: {name} cannot load it as a TFLite model: {first}") from None

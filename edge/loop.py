@@ -11,8 +11,12 @@ capture thread reads and resizes frame N+2, so with a free core the frame rate
 is the interpreter's own. OpenCV runs single-threaded meanwhile (``opencv_threads``):
 its own pool would spread each resize and blend over every core, onto the one the
 interpreter is using. With ``pace_fps`` (a video file that a person watches) the
-capture thread releases frames at that rate (:class:`Pacer`). The sinks are in
-``edge.sinks`` and ``edge.serve``, the numbers in ``edge.stats``.
+capture thread releases frames at that rate (:class:`Pacer`). With a ``smoother``
+(``edge.smoothing``) the caller's thread averages each output with the previous
+ones before post-processing; the capture thread numbers the stretches of continuous
+frames (a new one for each file of an image folder and after a reconnect), and a
+new stretch restarts the average. The sinks are in ``edge.sinks`` and ``edge.serve``,
+the numbers in ``edge.stats``.
 """
 from __future__ import annotations
 
@@ -118,6 +122,7 @@ class _Item:
     geometry: object = None
     raw: np.ndarray | None = None
     class_map: np.ndarray | None = None
+    stretch: int = 0  # which stretch of continuous frames it belongs to (see the module docstring)
 
 
 class Loop:
@@ -126,7 +131,8 @@ class Loop:
     def __init__(self, segmenter, source, *, alpha: float = 0.5, max_frames: int | None = None,
                  window: Window | None = None, recorder: Recorder | None = None, server=None,
                  stats_json: str | None = None, reconnect_seconds: float = 10.0, snapshot_dir: str = ".",
-                 show_stats: bool = True, pace_fps: float | None = None, opencv_threads: int = 1):
+                 show_stats: bool = True, pace_fps: float | None = None, opencv_threads: int = 1,
+                 smoother=None):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1], got {alpha}")
         if max_frames is not None and max_frames < 1:
@@ -141,6 +147,9 @@ class Loop:
         self.stats_json, self.reconnect_seconds = stats_json, reconnect_seconds
         self.snapshot_dir, self.show_stats = snapshot_dir, show_stats
         self.opencv_threads, self.pace_fps = opencv_threads, pace_fps
+        self.smoother = smoother  # edge.smoothing.Smoother, or None
+        self._stretch = 0
+        self._continuous = getattr(source, "continuous", True)  # False: each frame is a new file
         self.stop_event = threading.Event()
         self._pacer = Pacer(pace_fps, wait=self.stop_event.wait) if pace_fps is not None else None
         self.stats = Stats()
@@ -182,6 +191,7 @@ class Loop:
                 frame = None
             if frame is not None:
                 self.reconnects += 1
+                self._stretch += 1  # what the source shows now need not follow what it showed before
                 log.info("%s: reconnected", self.source.name)
                 return frame
             self.stop_event.wait(min(delay, max(0.0, deadline - time.monotonic())))
@@ -219,7 +229,9 @@ class Loop:
         start = time.perf_counter()
         tensor, geometry = self.segmenter.preprocess(frame)
         timings = {"capture": capture_seconds, "preprocess": time.perf_counter() - start}
-        return _Item(frame, timings, tensor=tensor, geometry=geometry)
+        if not self._continuous:
+            self._stretch += 1
+        return _Item(frame, timings, tensor=tensor, geometry=geometry, stretch=self._stretch)
 
     def _infer(self) -> None:
         try:
@@ -277,7 +289,8 @@ class Loop:
         record = self.stats.roll(extra={"dropped": self._frames_slot.dropped + self._results_slot.dropped})
         if record is None:
             return
-        stages = " ".join(f"{k} {record['stages_ms'][k]:.1f}" for k in visualize.STAGES if k in record["stages_ms"])
+        stages = " ".join(f"{k} {record['stages_ms'][k]:.1f}" for k in (*visualize.STAGES, "sink")
+                          if k in record["stages_ms"])
         log.info("%d frames, %.1f FPS, ms: %s, dropped %d", record["frames"], record["fps"], stages,
                  record["dropped"])
         self._write_stats(record)
@@ -300,7 +313,9 @@ class Loop:
                 self._roll_stats()
                 continue
             start = time.perf_counter()
-            item.class_map = self.segmenter.postprocess(item.raw, item.geometry, to_frame=False)  # render scales
+            raw = item.raw if self.smoother is None else self.smoother.update(item.raw,
+                                                                               key=(item.stretch, item.geometry))
+            item.class_map = self.segmenter.postprocess(raw, item.geometry, to_frame=False)  # render scales
             post = time.perf_counter()
             image = self._render(item)
             rendered = time.perf_counter()
@@ -368,6 +383,8 @@ class Loop:
             summary = {"final": True, "reason": reason, "reconnects": self.reconnects,
                        "dropped": self._frames_slot.dropped + self._results_slot.dropped,
                        "snapshots": list(self.snapshots), "pace_fps": self.pace_fps, **self.stats.summary()}
+            if self.smoother is not None:
+                summary["smoothing"] = {"weight": self.smoother.weight, "restarts": self.smoother.restarts}
             if self.recorder is not None:
                 summary["recorded_frames"] = self.recorder.frames
             self._write_stats(summary)

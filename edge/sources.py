@@ -1,9 +1,10 @@
 """Frame sources: a V4L2 camera, a video file, images, a network stream, Picamera2.
 
 Each source has ``open()``, ``read()`` (a BGR uint8 frame, or None when the
-stream ends or fails), ``close()``, a ``name`` and ``live`` (a camera or stream
+stream ends or fails), ``close()``, a ``name``, ``live`` (a camera or stream
 that runs in real time, whose stale frames should be dropped; files and
-images are read in full).
+images are read in full) and ``continuous`` (each frame follows the one before:
+True but for image files).
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class SourceError(RuntimeError):
 
 class VideoCaptureSource:
     """OpenCV ``VideoCapture``: a camera index, a video file or a stream URL."""
+
+    continuous = True
 
     def __init__(self, target: int | str, *, live: bool, name: str, width: int | None = None,
                  height: int | None = None):
@@ -82,9 +85,10 @@ class VideoCaptureSource:
 
 
 class ImageSource:
-    """Still images, each read once, in sorted order."""
+    """Still images, each read once, in sorted order; each is a new scene (``continuous`` False)."""
 
     live = False
+    continuous = False
     fps = None
 
     def __init__(self, paths: list[str], *, name: str):
@@ -114,6 +118,8 @@ class ImageSource:
 
 class Picamera2Source:
     """The Raspberry Pi camera through Picamera2 (libcamera)."""
+
+    continuous = True
 
     live = True
     fps = None

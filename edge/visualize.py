@@ -132,8 +132,9 @@ def draw_legend(image: np.ndarray, classes: Sequence[int], labels: Sequence[str]
 
 
 def _legend_into(out: np.ndarray, classes: Sequence[int], labels: Sequence[str],
-                 colors: Sequence[Sequence[int]]) -> np.ndarray:
-    rows = legend_layout(out.shape, labels, classes, scale=_font_scale(out))
+                 colors: Sequence[Sequence[int]], *, scale: float | None = None) -> np.ndarray:
+    scale = scale or _font_scale(out)
+    rows = legend_layout(out.shape, labels, classes, scale=scale)
     if not rows:
         return out
     table = palette_bgr(colors)
@@ -144,7 +145,34 @@ def _legend_into(out: np.ndarray, classes: Sequence[int], labels: Sequence[str],
     for class_id, (top, x0, bottom, x1), origin in rows:
         color = tuple(int(v) for v in table[class_id])
         cv2.rectangle(out, (x0, top), (x1 - 1, bottom - 1), color, thickness=-1)
-        cv2.putText(out, labels[class_id], origin, FONT, _font_scale(out), TEXT_COLOR, 1, cv2.LINE_AA)
+        cv2.putText(out, labels[class_id], origin, FONT, scale, TEXT_COLOR, 1, cv2.LINE_AA)
+    return out
+
+
+def legend_scale(image_shape: tuple[int, ...]) -> float:
+    """A font scale that grows with the image: 0.5 at 640x480 (and below, down to 0.4), 1.125 at 1920x1080."""
+    return float(np.clip(0.5 * min(image_shape[:2]) / 480, 0.4, 3.0))
+
+
+def legend_with_image(image: np.ndarray, classes: Sequence[int], labels: Sequence[str],
+                      colors: Sequence[Sequence[int]]) -> np.ndarray:
+    """``image`` with a legend of ``classes``, for a still picture: drawn at the top-right with a font that scales
+    with the image when it covers at most a third of its width and half its height, else on a dark panel to the
+    right of the image (which then grows wider, and taller if the legend needs it)."""
+    if not classes:
+        return image.copy()
+    h, w = image.shape[:2]
+    scale = legend_scale(image.shape)
+    rows = legend_layout(image.shape, labels, classes, scale=scale)
+    if w - rows[0][1][1] <= w / 3 and rows[-1][1][2] + 4 <= h / 2:
+        return _legend_into(image.copy(), classes, labels, colors, scale=scale)
+    scale = 0.4
+    rows = legend_layout((h, 1 << 16), labels, classes, scale=scale)
+    width, height = (1 << 16) - rows[0][1][1] + 4, rows[-1][1][2] + 8
+    out = np.full((max(h, height), w + width, 3), 32, np.uint8)
+    out[:h, :w] = image
+    panel = _legend_into(out[:, w:].copy(), classes, labels, colors, scale=scale)
+    out[:, w:] = panel
     return out
 
 
@@ -190,5 +218,5 @@ def render(frame: np.ndarray, class_map: np.ndarray, *, labels: Sequence[str], c
     return out
 
 
-__all__ = ["STAGES", "classes_present", "colorize", "draw_legend", "draw_stats", "legend_layout", "overlay",
-           "palette_bgr", "render", "stats_lines"]
+__all__ = ["STAGES", "classes_present", "colorize", "draw_legend", "draw_stats", "legend_layout", "legend_scale",
+           "legend_with_image", "overlay", "palette_bgr", "render", "stats_lines"]

@@ -126,6 +126,7 @@ ENTRY_POINTS = {
     ("python", "benchmarks/run.py"): "benchmarks/run.py",
     ("python", "benchmarks/bench_models.py"): "benchmarks/bench_models.py",
     ("python", "benchmarks/bench_heads.py"): "benchmarks/bench_heads.py",
+    ("python", "benchmarks/bench_smoothing.py"): "benchmarks/bench_smoothing.py",
     ("python", "-m", "edge"): "edge.cli",
     ("python", "-m", "edge.benchmark"): "edge.benchmark",
     ("python", "-m", "kerasseg.data"): "kerasseg.data.__main__",
@@ -197,7 +198,8 @@ def help_flags(name: str) -> set[str]:
     if parse is None:
         return set()
     flags = set()
-    for argv in (["--help"], ["check", "--help"]) if name == "kerasseg.data.__main__" else (["--help"],):
+    subcommands = (["--help"], ["check", "--help"], ["clip", "--help"])
+    for argv in subcommands if name == "kerasseg.data.__main__" else (["--help"],):
         out = io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
             parse(argv)

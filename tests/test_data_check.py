@@ -157,5 +157,5 @@ def test_check_command_fails_naming_the_file(tmp_path, capsys):
 
 
 def test_check_command_unknown_dataset(capsys):
-    assert main(["check", "imagenet:/x"]) == 1
+    assert main(["check", "imagenet:/x"]) == 2
     assert "valid schemes" in capsys.readouterr().err

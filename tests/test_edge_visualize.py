@@ -101,3 +101,24 @@ def test_render_combines_overlay_legend_and_stats():
     assert [r[0] for r in rows] == [0, 1]
     no_stats = visualize.render(frame, class_map, labels=LABELS, colors=COLORS, alpha=1.0, ignore_label=255)
     assert no_stats[1, 1].tolist() == [0, 0, 255]  # no panel without fps
+
+
+@pytest.mark.parametrize("size", [(480, 640), (64, 64)])
+def test_a_stills_legend_scales_with_the_image_or_sits_beside_a_small_one(size):
+    labels = ("background", "circle", "square")
+    image = np.full((*size, 3), 200, np.uint8)
+    out = visualize.legend_with_image(image, [0, 2], labels, COLORS)
+    np.testing.assert_array_equal(image, np.full((*size, 3), 200, np.uint8))  # pure
+    if size == (480, 640):  # on the image, at the top-right, in the font of a 640x480 frame
+        assert out.shape == image.shape and visualize.legend_scale(image.shape) == 0.5
+        rows = visualize.legend_layout(out.shape, labels, [0, 2], scale=0.5)
+        assert rows[0][1][1] > 640 * 2 // 3
+        assert visualize.legend_scale((1080, 1920)) > 1.0  # and larger on a larger picture
+    else:  # beside it: the image untouched on the left, the whole legend on a panel to its right
+        assert out.shape[0] >= 64 and out.shape[1] > 64 + visualize._text_size("background", visualize.FONT, 0.4, 1)[0][0]
+        np.testing.assert_array_equal(out[:64, :64], image)
+        rows = visualize.legend_layout((out.shape[0], out.shape[1] - 64), labels, [0, 2], scale=0.4)
+    for class_id, (top, left, bottom, right), _ in rows:
+        offset = 0 if size == (480, 640) else 64
+        centre = out[(top + bottom) // 2, offset + (left + right) // 2].tolist()
+        assert centre == list(COLORS[class_id][::-1])

@@ -45,7 +45,14 @@ def test_edgetpu_from_the_newest_run(run_dir, capsys):
     assert status == 0
     out = capsys.readouterr().out
     assert "parity [edgetpu, head native, after 2 fine-tuning steps]" in out
-    assert "edgetpu_compiler: NOT FOUND" in out
+    assert f"Using the newest run under {runs}/: {run_dir}" in out
+    # A summary, not the op table (that is in the report file): ops mapped of the total, what stays on the CPU.
+    report = json.load(open(os.path.join(run_dir, "export", "deeplabv3plus_mobilenetv2_edgetpu.report.json")))
+    assert f"Edge TPU: {report['mapped_ops']} of {report['num_ops']} ops would map" in out
+    assert "edgetpu_compiler is not on PATH" in out and "on the CPU: nothing" in out and "CONV_2D" not in out
+    assert "deeplabv3plus_mobilenetv2_edgetpu.report.json" in out and "bytes, " in out
+    assert "failure_hint" not in json.load(open(os.path.join(run_dir, "export",
+                                                             "deeplabv3plus_mobilenetv2_edgetpu.parity.json")))
     stem = os.path.join(run_dir, "export", "deeplabv3plus_mobilenetv2_")
     spec = load_spec(stem + "edgetpu.tflite")[0]
     # The Edge TPU's default head ends at the decoder's stride 4; fine-tuned after the rebuild, it keeps the

@@ -30,6 +30,13 @@ def test_half_pixel_resize_is_flagged_and_splits_the_graph(batches):
     assert 0 < report.mapped_op_share < 1 and 0 < report.mapped_mac_share < 1
     text = report.format()
     assert "NOT FOUND" in text and "RESIZE_BILINEAR" in text
+    # The terminal gets a summary: ops mapped of the total, the op where the graph splits and why, what follows.
+    summary = report.summary("model.report.json")
+    after = len(report.ops) - first.index - 1
+    assert summary.splitlines()[0].startswith(f"Edge TPU: {first.index} of {len(report.ops)} ops would map")
+    assert f"on the CPU: #{first.index} RESIZE_BILINEAR: uses half-pixel centres" in summary
+    assert (f"and the {after} ops after it" in summary) == (after > 0)
+    assert "bytes" in summary and "op by op: model.report.json" in summary and len(summary.splitlines()) <= 5
 
 
 def test_unequal_dilation_is_flagged_with_its_multiply_adds(batches):

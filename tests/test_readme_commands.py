@@ -35,7 +35,8 @@ from readme_helpers import (ENTRY_POINTS, README, ROOT, code_blocks, entry_point
 
 QUICK_START = "python train.py --arch deeplabv3plus"
 CONVERT_INT8 = "python convert.py --int8"
-EXAMPLE_RUN = "runs/20260101-120000-deeplabv3plus"  # the README's name for "the run directory train.py printed"
+EXAMPLE_RUN = "runs/20260101-120000-deeplabv3plus"  # where a README command that takes the newest run finds one
+SAMPLE_CLIP = "python -m kerasseg.data clip --output clip.mp4 --stills samples/"
 
 BY_CI = {"pip install -e '.[train,edge,dev]'", "python -m pytest"}
 
@@ -66,15 +67,14 @@ RUN = {
     QUICK_START,
     "python train.py --help",
     "python -m kerasseg.models",
-    f"python train.py --resume {EXAMPLE_RUN}",
-    f"python evaluate.py {EXAMPLE_RUN} --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip",
-    f"python predict.py --run {EXAMPLE_RUN} --input photos/ --output predictions/",
+    "python train.py --resume",
+    "python evaluate.py --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip",
+    SAMPLE_CLIP,
+    "python predict.py --input samples/ --output predictions/",
     CONVERT_INT8,
     "python convert.py --qat",
-    f"python -m edge --model {EXAMPLE_RUN}/export/deeplabv3plus_mobilenetv2_int8.tflite --source clip.mp4 "
-    "--no-display --max-frames 300",
-    f"python -m edge --model {EXAMPLE_RUN}/export/deeplabv3plus_mobilenetv2_int8.tflite --source clip.mp4 "
-    "--no-display --serve 127.0.0.1:8080",
+    "python -m edge --model runs --source clip.mp4 --no-display --max-frames 300",
+    "python -m edge --model runs --source clip.mp4 --no-display --serve 127.0.0.1:8080",
     "python train.py --dataset voc:/data/VOCdevkit/VOC2012 --image-size 513 513",
     "python train.py --dataset folder:/data/mydata --image-size 256 256",
     "python train.py --dataset 'folder:/data/mydata?val_fraction=0.1' --seed 3",
@@ -84,7 +84,7 @@ RUN = {
     "python -m kerasseg.data check voc:/data/VOCdevkit/VOC2012",
     "python -m kerasseg.data check folder:/data/mydata --splits val --max-examples 200 --json report.json",
     "python train.py --dataset folder:/data/mydata --check-data",
-    "python -m edge --model model.tflite --source clip.mp4 --no-display --record out.mp4 --stats-json stats.jsonl "
+    "python -m edge --model runs --source clip.mp4 --no-display --record out.mp4 --stats-json stats.jsonl "
     "--max-frames 300",
     "python -m edge.benchmark --model model_int8.tflite --vs model_float.tflite --threads 1 2 4 --runs 100",
     "python -m edge.benchmark --model model_int8_edgetpu.tflite --edgetpu",
@@ -103,6 +103,8 @@ ELSEWHERE = {  # command -> the test that runs it for real
         "tests/test_export_heads.py::test_convert_writes_one_artifact_per_head_with_its_spec",
     "python benchmarks/run.py": "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
     "python benchmarks/bench_models.py": "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
+    "python benchmarks/bench_smoothing.py --run RUN":  # there with --tiny (the quick run's model barely flickers)
+        "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
     **{f"python train.py --dataset {rest}": _LAYOUTS_TEST for rest in (  # one fixture per export, trained
         "voc:/data/labelme-export --val-fraction 0.1", "voc:/data/cvat-export",
         "voc:/data/rgb-export --colormap colours.txt", "coco:/data/hub-export", "coco:/data/coco2017",
@@ -325,7 +327,7 @@ SCALE_DOWN = {
 }
 TINY_SYNTHETIC = ["--dataset", "synthetic?train=8&val=4"]  # for a train.py command that names no dataset
 # The quick start's run trains two epochs, so that --resume can restart it after its first.
-SCALE_DOWN_MORE = {QUICK_START: ["--epochs", "2"]}
+SCALE_DOWN_MORE = {QUICK_START: ["--epochs", "2"], SAMPLE_CLIP: ["--images", "2", "--seconds-per-image", "0.5"]}
 MAX_FRAMES = 5
 MODEL_NAME = "deeplabv3plus_mobilenetv2"
 
@@ -363,11 +365,12 @@ def _example_run(cwd, request, argv):
 
 
 def _photos(cwd, request, argv):
+    folder = "samples" if "samples/" in argv else "photos"
     rng = np.random.default_rng(0)
-    (cwd / "photos").mkdir()
+    (cwd / folder).mkdir()
     for name, size in (("beach.jpg", (40, 56)), ("street.png", (30, 30))):
-        cv2.imwrite(str(cwd / "photos" / name), rng.integers(0, 256, (*size, 3), dtype=np.uint8))
-    return "photos/"
+        cv2.imwrite(str(cwd / folder / name), rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    return f"{folder}/"
 
 
 def _clip(cwd, request, argv):
@@ -392,6 +395,7 @@ PLACEHOLDERS = {
     "/data/cityscapes-zips": _empty_dir("cityscapes-zips"),
     EXAMPLE_RUN: _example_run,
     "photos/": _photos,
+    "samples/": _photos,
     "clip.mp4": _clip,
     "model.tflite": _copy_model("model.tflite"),
     "model_int8.tflite": _copy_model("model_int8.tflite"),
@@ -452,6 +456,10 @@ def run_readme(text, cwd, request=None):
     if name == "convert.py" and not {"--run", "--model"} & set(argv):  # the newest run under runs/
         if not (cwd / "runs").is_dir():
             shutil.copytree(request.getfixturevalue("quick_start").run_dir, cwd / "runs" / "20260101-120000-x")
+    newest = (name in ("evaluate.py", "predict.py") and not {"--run", "--model"} & set(argv)
+              or name == "train.py" and argv[-1:] == ["--resume"] or argv[:2] == ["--model", "runs"])
+    if newest and not (cwd / "runs").is_dir():  # the command takes the newest run (or artifact) under runs/
+        _example_run(cwd, request, argv)
     if name == "edge.cli" and "--stats-json" not in argv:
         argv += ["--stats-json", "readme-stats.jsonl"]
     return invoke(name, argv, cwd, text=text, readme_argv=readme_argv)
@@ -505,7 +513,7 @@ def check_train(outcome):
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     epochs = [h["epoch"] for h in json.loads((run_dir / "metrics.json").read_text())["history"]]
     assert "Final val metrics" in outcome.out, outcome.tail()
-    if args.resume:  # the run stopped after epoch 1 of 2 (see _example_run)
+    if args.resume is not None:  # the run stopped after epoch 1 of 2 (see _example_run); "" is the newest
         assert "from step 1 of 2" in outcome.out and epochs == [1, 2], outcome.tail()
         return
     assert epochs == list(range(1, args.epochs + 1)), epochs
@@ -543,8 +551,9 @@ def check_predict(outcome):
         image = cv2.imread(str(outcome.cwd / args.input / photo))
         labels = cv2.imread(str(outcome.cwd / args.output / f"{stem}_labels.png"), cv2.IMREAD_UNCHANGED)
         assert labels.shape == image.shape[:2] and labels.max() < 5, photo
-        for kind in ("mask", "overlay"):
-            assert cv2.imread(str(outcome.cwd / args.output / f"{stem}_{kind}.png")).shape == image.shape, photo
+        assert cv2.imread(str(outcome.cwd / args.output / f"{stem}_mask.png")).shape == image.shape, photo
+        overlay = cv2.imread(str(outcome.cwd / args.output / f"{stem}_overlay.png"))  # a small one's legend beside
+        assert overlay.shape[0] >= image.shape[0] and overlay.shape[1] >= image.shape[1], photo
 
 
 def check_edge(outcome):
@@ -554,12 +563,16 @@ def check_edge(outcome):
     final = json.loads(lines[-1])
     assert final["final"] is True and final["frames"] == MAX_FRAMES, final
     if args.record:
-        video, frames = cv2.VideoCapture(str(outcome.cwd / args.record)), 0
-        while video.read()[0]:
-            frames += 1
-        assert frames == MAX_FRAMES
+        assert _count_frames(outcome.cwd / args.record) == MAX_FRAMES
     if args.serve:
         assert "preview: http://127.0.0.1:" in outcome.out, outcome.tail()
+
+
+def _count_frames(path):
+    video, frames = cv2.VideoCapture(str(path)), 0
+    while video.read()[0]:
+        frames += 1
+    return frames
 
 
 def check_benchmark(outcome):
@@ -570,6 +583,12 @@ def check_benchmark(outcome):
 
 def check_data(outcome):
     args = parse_arguments("kerasseg.data.__main__", outcome.argv)
+    if args.command == "clip":
+        frames = _count_frames(outcome.cwd / args.output)
+        assert frames == args.images * round(args.fps * args.seconds_per_image), outcome.tail()
+        stills = sorted(p for p in os.listdir(outcome.cwd / args.stills) if p.startswith("sample_"))
+        assert len(stills) == args.images and "the built-in dataset" in outcome.out, outcome.tail()
+        return
     for split in args.splits:
         assert f"split {split}:" in outcome.out, outcome.tail()
     if args.json:

@@ -19,6 +19,7 @@ the USB link; ``USB_RATES`` gives the effective rates used to time them.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import re
@@ -130,6 +131,34 @@ class EdgeTPUReport:
 
     def save(self, path: str | os.PathLike) -> str:
         return write_json(os.fspath(path), self.to_dict())
+
+    def summary(self, report_path: str | None = None) -> str:
+        """A few lines for the terminal: the ops that map out of the total, which stay on the CPU and why, the
+        bytes per frame, and where the op-by-op table is (``report_path``)."""
+        mapped = sum(op.mapped for op in self.ops)
+        if self.compiler.get("available"):
+            source = (f"{COMPILER} (exit {self.compiler.get('returncode')}): {self.compiler.get('ops_on_tpu')} ops "
+                      f"on the Edge TPU, {self.compiler.get('ops_on_cpu')} on the CPU")
+        else:
+            source = self.compiler.get("message") or f"{COMPILER} is not on PATH; counted from Coral's op table"
+        lines = [f"Edge TPU: {mapped} of {len(self.ops)} ops would map ({100 * self.mapped_mac_share:.1f}% of the "
+                 f"multiply-adds); {source}"]
+        first = self.first_unsupported
+        if first is None:
+            lines.append("  on the CPU: nothing, every op is on Coral's list")
+        else:
+            lines.append(f"  on the CPU: #{first.index} {first.op}: {first.reason}")
+            after = collections.Counter(op.op + ("" if op.supported else " (unsupported too)")
+                                        for op in self.ops if op.index > first.index)
+            if after:
+                lines.append(f"  and the {sum(after.values())} ops after it, where the compiler cuts the graph: "
+                             + ", ".join(f"{count} {name}" for name, count in after.items()))
+        times = self.transfer_ms()
+        lines.append(f"  host <-> Edge TPU per frame: {self.transfer_bytes:,d} bytes, {times['usb2']:.1f} ms at USB 2, "
+                     f"{times['usb3']:.1f} ms at USB 3 (assumed rates)")
+        if report_path:
+            lines.append(f"  op by op: {report_path}")
+        return "\n".join(lines)
 
     def format(self) -> str:
         lines = [f"Edge TPU report for {self.model}"]
@@ -319,7 +348,7 @@ def compile_model(tflite_path: str, *, out_dir: str, overwrite: bool = False) ->
     if path is None:
         return {"available": False,
                 "message": f"{COMPILER} is not on PATH (it runs on x86-64 Debian/Ubuntu; see the README's Edge TPU "
-                           f"section); the op report below is from Coral's op table, not the compiler"}
+                           f"section); the op report comes from Coral's op table, not the compiler"}
     target = compiled_path(tflite_path, out_dir=out_dir)
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")

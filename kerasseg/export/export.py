@@ -202,8 +202,8 @@ def export(trained: Trained, modes: Sequence[Mode | str], *, dataset: str | None
             report = parity_report(trained.model, content, validation(), mode=mode.value, head=head,
                                    max_drop=max_drop, max_images=parity_images)
             report.finetune_steps = finetune_steps
-            report.failure_hint = parity_lib.failure_hint(mode=mode, head=head.value, finetune_steps=finetune_steps,
-                                                          realigned=realigned and mode is Mode.EDGETPU)
+            report.failure_hint = "" if report.passed else parity_lib.failure_hint(  # only a failure has one
+                mode=mode, head=head.value, finetune_steps=finetune_steps, realigned=realigned and mode is Mode.EDGETPU)
             paths = parity_lib.outcome_paths(target_paths(out_dir, trained.model.name, mode, head),
                                              passed=report.passed)
             results.append(_write_artifact(content, spec, report, paths, mode=mode, head=head, overwrite=overwrite,
@@ -282,8 +282,6 @@ def _edgetpu_report(content: bytes, paths: dict, *, overwrite: bool, run_compile
         stale = edgetpu_lib.compiled_path(paths["tflite"].replace(parity_lib.FAILED_TAG, ""))
         if os.path.exists(stale):  # compiled from an earlier, good export: no longer this model
             os.remove(stale)
-    if not report.compiler["available"]:
-        log(f"[edgetpu] {report.compiler['message']}")
     report.save(paths["report"])
-    log(report.format())
+    log(report.summary(paths["report"]))  # the op-by-op table is in the report file (and report.format())
     return report.to_dict()

@@ -16,6 +16,7 @@ import numpy as np
 
 from kerasseg.backend import tf
 from kerasseg.export.modes import Mode
+from edge import console
 from edge.artifact import parse_size
 
 # Tensor types allowed inside a full-integer graph (int32 for biases and shapes).
@@ -102,7 +103,8 @@ def convert(model, *, mode: Mode, input_size, calibration: Callable[[], Iterable
         if model.outputs[0].dtype.is_floating:  # scores; class ids leave ARG_MAX as integers already
             converter.inference_output_type = SCORES_TYPES[scores_type]
     try:
-        return bytes(converter.convert())
+        with console.native_output():  # the quantizer prints its settings ("fully_quantize: 0, ...")
+            return bytes(converter.convert())
     except Exception as err:  # tf.lite ConverterError
         if "FakeQuantWithMinMaxVarsPerChannel" in str(err):
             raise RuntimeError(

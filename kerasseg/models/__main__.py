@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from edge import console
 from kerasseg.models import (BACKBONES, MOBILENETV2_ALPHAS, MODELS, OPTION_DOCS, build_model, count_params_and_macs,
                              list_models, model_config)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m kerasseg.models", description=__doc__.splitlines()[0])
+    parser = console.ArgumentParser(prog="python -m kerasseg.models", description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=list_models(), help="count this arch (without it: list the registry)")
     parser.add_argument("--backbone", choices=sorted(BACKBONES), help="default: the arch's first backbone")
     parser.add_argument("--output-stride", "--output_stride", dest="output_stride", type=int, choices=(8, 16, 32),
@@ -26,6 +28,7 @@ def parse_args(argv=None):
     for flag in ("aspp", "decoder", "edgetpu_friendly"):
         parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, action=argparse.BooleanOptionalAction,
                             help=OPTION_DOCS[flag])
+    console.add_log_level(parser)
     args = parser.parse_args(argv)
     if len(args.image_size) not in (1, 2):
         parser.error(f"--image-size: give one or two numbers, got {args.image_size}")
@@ -56,13 +59,15 @@ def print_counts(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    console.configure(args.log_level)
     if args.arch is None:
         print_registry()
         return 0
     try:
         print_counts(args)
     except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -163,8 +163,10 @@ class _Session:
         self.run.save_model(self._snapshot(), which="last")
         self.record()
         self.manager.save(checkpoint_number=self.step)
-        self.log(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f}  val mean IoU {val['mean_iou']:.4f}  "
-                 f"pixel acc {val['pixel_accuracy']:.4f}" + ("  (best)" if improved else ""))
+        self.log(f"epoch {epoch + 1}/{self.setup.config.epochs}: loss {entry['train_loss']:.4f}  val mean IoU "
+                 f"{val['mean_iou']:.4f}  pixel acc {val['pixel_accuracy']:.4f}  {entry['seconds']:.0f} s"
+                 + ("  (best)" if improved else ""))
+        sys.stdout.flush()  # a log file shows each epoch as it ends
         self._log_new_skips()
         if stop.signal_name:
             raise TrainingInterrupted(self.run.path, self.step, stop.signal_name)
@@ -172,10 +174,12 @@ class _Session:
     def _train(self, epoch: int, stop) -> list:
         config, steps = self.setup.config, self.setup.steps_per_epoch
         self.parts.train_miou.reset_state()
-        progbar = keras.utils.Progbar(steps, verbose=1 if self.verbose else 0,
-                                      interval=0.1 if sys.stdout.isatty() else 15.0,
-                                      stateful_metrics=["loss", "lr"], unit_name="step")
-        if self.verbose:
+        # A progress bar on a terminal only: it redraws with carriage returns, which a log file keeps. Elsewhere
+        # the one line per epoch that epoch() logs is all.
+        bar = self.verbose and sys.stdout.isatty()
+        progbar = keras.utils.Progbar(steps, verbose=1 if bar else 0, interval=0.1, stateful_metrics=["loss", "lr"],
+                                      unit_name="step")
+        if bar:
             self.log(f"Epoch {epoch + 1}/{config.epochs}")
         losses = []
         while self.step < (epoch + 1) * steps:

@@ -298,7 +298,7 @@ def latest_run(root: str | os.PathLike = DEFAULT_ROOT, *, require_model: bool = 
     that has a checkpoint to resume from)."""
     root = os.fspath(root)
     if not os.path.isdir(root):
-        raise RunError(f"no runs directory at {root}")
+        raise RunError(f"no runs directory at {root} (train a model with `python train.py`, or name a run)")
     candidates = []
     for name in os.listdir(root):
         path = os.path.join(root, name)
@@ -311,4 +311,5 @@ def latest_run(root: str | os.PathLike = DEFAULT_ROOT, *, require_model: bool = 
             continue
         if not require_checkpoint or os.path.isfile(os.path.join(path, CHECKPOINTS, "checkpoint")):
             return run
-    raise RunError(f"no complete run under {root} (looked at {len(candidates)} directories)")
+    raise RunError(f"no complete run under {root} (looked at {len(candidates)} directories; train a model with "
+                   f"`python train.py`, or name a run)")

@@ -11,7 +11,7 @@ import os
 
 from edge.artifact import SPEC_FILENAME, Spec
 from kerasseg.training.config import CONFIG_FILENAME
-from kerasseg.training.run import Run, RunError, load_run
+from kerasseg.training.run import DEFAULT_ROOT, Run, RunError, latest_run, load_run
 
 WHICH = ("best", "last")
 
@@ -74,6 +74,16 @@ def open_trained(target: str | os.PathLike, *, spec_path: str | os.PathLike | No
         return Trained(model=model, spec=spec, model_path=model_path)
     return Trained(model=model, spec=spec, model_path=model_path, run=run, model_kwargs=run.model_kwargs,
                    dataset=run.dataset, seed=run.seed, train_size=run.image_size)
+
+
+def target_or_newest(target: str | os.PathLike | None, *, runs: str | os.PathLike = DEFAULT_ROOT,
+                     log=print) -> str:
+    """``target`` if given, else the newest complete run under ``runs``, logged so that the user sees which."""
+    if target is not None:
+        return os.fspath(target)
+    path = latest_run(runs).path
+    log(f"Using the newest run under {os.fspath(runs)}/: {path}")
+    return path
 
 
 def _load_keras(path: str):
