@@ -2,10 +2,12 @@
 
     python -m kerasseg.models
     python -m kerasseg.models --arch deeplabv3plus --backbone mobilenetv2 --no-aspp --no-decoder --image-size 513
+    python -m kerasseg.models import SOURCE --output DIR   # a released DeepLab model as a run directory
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
 from kerasseg.models import (BACKBONES, MOBILENETV2_ALPHAS, MODELS, OPTION_DOCS, build_model, count_params_and_macs,
                              list_models, model_config)
@@ -55,6 +57,10 @@ def print_counts(args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["import"]:
+        from kerasseg.models.importing.cli import main as import_main
+        return import_main(argv[1:])
     args = parse_args(argv)
     if args.arch is None:
         print_registry()
