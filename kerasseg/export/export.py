@@ -89,7 +89,11 @@ def _check_data(trained: Trained, dataset: str | None, modes: Sequence[Mode]):
         raise ValueError(f"dataset: modes {needing or [m.value for m in modes]} need the model's data (training "
                          f"images for calibration/QAT, validation images for the parity report), but none is "
                          f"known; pass --dataset URI or export from a run directory")
-    return open_data(trained, dataset)
+    source = open_data(trained, dataset, masks=False)
+    if not source.labelled and any(mode is Mode.QAT for mode in modes):
+        raise ValueError(f"--dataset {source.name}: images without masks calibrate and check parity, but --qat "
+                         f"trains and needs masks (voc:, folder:, ...)")
+    return source
 
 
 def _require_build_arguments(trained: Trained) -> None:
@@ -175,6 +179,9 @@ def export(trained: Trained, modes: Sequence[Mode | str], *, dataset: str | None
     out_dir = os.path.join(trained.folder, "export") if out_dir is None else out_dir
     _check_targets(out_dir, trained.model.name, plan, overwrite=overwrite)
     data = _check_data(trained, dataset, modes)
+    if not data.labelled and edgetpu_finetune_steps and Mode.EDGETPU in modes:
+        raise ValueError(f"--dataset {data.name}: images without masks cannot fine-tune the Edge TPU rebuild "
+                         f"({edgetpu_finetune_steps} steps); give a dataset with masks or --edgetpu-finetune-steps 0")
     static = rebuild(trained, input_size=input_size)
     tflite.serving_function(static, input_size=input_size)  # fails early, naming the size, if it cannot trace
     for head in dict.fromkeys(head for _, head in plan):

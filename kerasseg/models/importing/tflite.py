@@ -103,8 +103,8 @@ def _facts(path: str, graph: Graph, kernels: list, producers: dict) -> GraphFact
     height, width = image.shape[1:3]
     logits = [op for scope, op in kernels if scope == "logits/semantic"]
     if not logits:
-        raise NameMapError(f"{path}: no convolution scoped 'logits/semantic' (DeepLab's classifier); its "
-                           f"convolutions are scoped {[scope for scope, _ in kernels][:4]}...")
+        raise NameMapError(f"{path}: not a DeepLab model: no convolution scoped 'logits/semantic' (DeepLab's "
+                           f"classifier); its first convolutions are scoped {[scope for scope, _ in kernels][:3]}")
     small = graph.tensors[logits[0].outputs[0]].shape[1]
     strides = [s for s in (8, 16, 32) if -(-height // s) == small]
     if not strides:

@@ -1,0 +1,158 @@
+"""``train.py --init-from SOURCE``: fine-tune a trained model, its architecture taken from the source.
+
+SOURCE is a released ``.tflite``, a DeepLab model-zoo checkpoint (``.tar.gz``, folder or prefix), a run
+directory (``best.keras``) or a ``.keras`` file with the ``config.yaml`` of its run beside it.
+``resolve_architecture`` fills the build arguments from it (a flag that contradicts it is an error);
+``initialize`` copies every layer whose weights fit, keeps the classifier only when the classes are the
+same, logs what was and was not loaded, and re-estimates the statistics of folded batch norms.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+import numpy as np
+
+from kerasseg.backend import keras
+
+# Build arguments the weights fix: a flag may not contradict them. The others (output_stride, dropout,
+# edgetpu_friendly) come from the source unless a flag sets them.
+FIXED_BY_WEIGHTS = ("arch", "backbone", "alpha", "channel_rounding", "aspp", "decoder")
+FROM_SOURCE = FIXED_BY_WEIGHTS + ("output_stride", "dropout", "edgetpu_friendly", "align_corners")
+CLASSIFIER = "classifier"
+BATCH_NORM_STEPS = 10  # training batches that re-estimate the statistics of folded batch norms
+
+
+@dataclasses.dataclass(frozen=True)
+class InitSource:
+    """A trained model to start from: its build arguments, class names (None: unknown) and Keras model."""
+
+    path: str
+    kind: str
+    model_kwargs: dict
+    labels: tuple | None
+    model: object
+
+
+@functools.lru_cache(maxsize=2)
+def open_init_source(path: str) -> InitSource:
+    """Read SOURCE (see the module docstring); ValueError / FileNotFoundError naming it when it cannot be used."""
+    from kerasseg.models.importing import import_model
+    from kerasseg.models.importing.rundir import known_labels
+    from kerasseg.training.trained import open_trained
+
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.yaml")) or path.endswith(".keras"):
+        trained = open_trained(path)
+        if trained.model_kwargs is None:
+            raise ValueError(f"--init-from {path}: no config.yaml of its run beside it, so its build arguments "
+                             f"are unknown; give its run directory")
+        return InitSource(path, "kerasseg run", dict(trained.model_kwargs), tuple(trained.spec.labels),
+                          trained.model)
+    imported = import_model(path)
+    known = known_labels(imported.config["num_classes"])
+    return InitSource(path, imported.source["kind"], dict(imported.config), known[0] if known else None,
+                      imported.model)
+
+
+def resolve_architecture(given: dict, path: str) -> dict:
+    """The build arguments of ``given`` (the settings the user gave) completed from ``path``'s model."""
+    source = open_init_source(os.fspath(path))
+    if given.get("backbone_weights"):
+        raise ValueError(f"--backbone-weights: contradicts --init-from {path}, which sets every weight")
+    out = {}
+    for key in FROM_SOURCE:
+        if key not in source.model_kwargs:
+            continue
+        wanted = given.get(key)
+        if key in FIXED_BY_WEIGHTS and wanted is not None and wanted != source.model_kwargs[key]:
+            raise ValueError(f"--{key.replace('_', '-')}: {wanted!r} contradicts --init-from {path}, whose model "
+                             f"has {key}={source.model_kwargs[key]!r}")
+        out[key] = source.model_kwargs[key] if wanted is None else wanted
+    return out
+
+
+def copy_weights(model, source: InitSource, labels, *, log=print) -> tuple[list, list]:
+    """Copy every layer of ``source.model`` whose weights fit ``model``'s; (loaded, not loaded with why)."""
+    same_classes = source.labels is None or tuple(source.labels) == tuple(labels)
+    loaded, skipped = [], []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        try:
+            weights = source.model.get_layer(layer.name).get_weights()
+        except ValueError:
+            skipped.append(f"{layer.name} (not in the source)")
+            continue
+        shapes = [w.shape for w in weights], [tuple(w.shape) for w in layer.weights]
+        if layer.name == CLASSIFIER and not (same_classes and shapes[0] == shapes[1]):
+            why = "other classes" if len(labels) == source.model_kwargs["num_classes"] else \
+                f"{source.model_kwargs['num_classes']} classes in the source, {len(labels)} here"
+            skipped.append(f"{layer.name} (re-initialised: {why})")
+        elif shapes[0] != shapes[1]:
+            skipped.append(f"{layer.name} (shapes {shapes[0]} in the source, {shapes[1]} here)")
+        else:
+            layer.set_weights(weights)
+            loaded.append(layer.name)
+    log(f"--init-from {source.path} ({source.kind}): loaded {len(loaded)} of {len(loaded) + len(skipped)} layers "
+        f"with weights; not loaded ({len(skipped)}): " + ("; ".join(skipped) or "none"))
+    return loaded, skipped
+
+
+def folded_batch_norms(model) -> list:
+    """Batch norms in the identity form a folded import gives them (gamma 1, mean 0, variance 1 - epsilon)."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.weights:
+            gamma, _, mean, variance = layer.get_weights()
+            if np.all(gamma == 1) and np.all(mean == 0) and np.allclose(variance, 1 - layer.epsilon, rtol=0,
+                                                                        atol=1e-7):
+                found.append(layer)
+    return found
+
+
+def reestimate_batch_norm(model, batches, *, steps: int = BATCH_NORM_STEPS) -> int:
+    """Give each folded batch norm the statistics of its input on ``steps`` batches, keeping what it computes.
+
+    In inference mode a folded batch norm adds its bias (beta). In training mode it would normalise by the
+    batch's statistics instead, and fine-tuning would start from another function. With the measured mean m
+    and variance v: moving mean m, moving variance v, gamma sqrt(v + epsilon), beta + m. Inference computes
+    the same, and training mode, whose batch statistics are close to m and v, computes it too.
+    """
+    layers = folded_batch_norms(model)
+    if not layers:
+        return 0
+    probe = keras.Model(model.inputs, [layer.input for layer in layers])
+    sums = [0.0] * len(layers)
+    squares = [0.0] * len(layers)
+    count = 0
+    for images, _ in batches.take(steps):
+        outputs = probe(images, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        for i, x in enumerate(outputs):
+            x = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
+            sums[i] = sums[i] + x.mean(axis=0)
+            squares[i] = squares[i] + (x ** 2).mean(axis=0)
+        count += 1
+    for layer, total, total_sq in zip(layers, sums, squares):
+        mean, variance = total / count, np.maximum(total_sq / count - (total / count) ** 2, 0.0)
+        _, beta, _, _ = layer.get_weights()
+        layer.set_weights([np.sqrt(variance + layer.epsilon).astype(np.float32), (beta + mean).astype(np.float32),
+                           mean.astype(np.float32), variance.astype(np.float32)])
+    return len(layers)
+
+
+def initialize(model, setup, *, log=print) -> None:
+    """Fill ``model`` from ``setup.config.init_from`` (see the module docstring) before the first step."""
+    from kerasseg.data import build_pipeline
+
+    source = open_init_source(os.fspath(setup.config.init_from))
+    copy_weights(model, source, setup.spec.labels, log=log)
+    config = setup.config
+    batches = build_pipeline(setup.source, split="train", image_size=config.image_size, batch_size=config.batch_size,
+                             training=True, seed=config.seed, mean_pixel=setup.spec.mean,
+                             scale_range=config.scale_range)
+    count = reestimate_batch_norm(model, batches)
+    if count:
+        log(f"--init-from: {count} batch norms came folded; their statistics were re-estimated on "
+            f"{BATCH_NORM_STEPS} training batches (what the model computes is unchanged)")
