@@ -54,6 +54,11 @@ def test_import_writes_a_run_directory_the_tools_open(imported_runs, tmp_path):
     labels = cv2.imread(str(tmp_path / "p" / "cat_labels.png"), cv2.IMREAD_UNCHANGED)
     assert labels.shape == cv2.imread(str(DATA / "cat.bmp")).shape[:2] and dominant(labels, skip_background=True) == 8
 
+    from data_helpers import make_voc
+    make_voc(str(tmp_path / "VOC2012"), train=("a",), val=("b", "c"))  # VOC's 21 classes: the model's
+    evaluate = load_script("evaluate.py")
+    assert evaluate.main([run, "--dataset", f"voc:{tmp_path / 'VOC2012'}"]) == 0
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RELEASED))
@@ -120,19 +125,25 @@ def test_checkpoint_reader_restores_a_checkpoint_under_the_official_names_exactl
     from kerasseg.models import model_config
     from kerasseg.models.importing import import_model
 
-    options = dict(alpha=0.5, channel_rounding="slim", aspp=False, decoder=False) if backbone == "mobilenetv2" \
-        else {}
+    options = dict(alpha=1.0, channel_rounding="slim", aspp=False, decoder=False) if backbone == "mobilenetv2" \
+        else {}  # the model zoo's MobileNetV2 (depth 1.0, mobile head) and Xception-65 (ASPP, decoder) models
     config = model_config(arch="deeplabv3plus", backbone=backbone, num_classes=21, align_corners=True, **options)
     model, prefix = _official_checkpoint(str(tmp_path / "deeplab_test"), config)
-    source = prefix
-    if backbone == "mobilenetv2":
-        source = str(tmp_path / "deeplab_test.tar.gz")
-        with tarfile.open(source, "w:gz") as tar:
-            tar.add(tmp_path / "deeplab_test", arcname="deeplab_test")
-    imported = import_model(source)
-    assert imported.config == config and imported.unused == []
-    for expected, found in zip(model.get_weights(), imported.model.get_weights()):
-        assert np.array_equal(expected, found)
+    if backbone == "xception65":
+        imported = import_model(prefix)
+        assert imported.config == config and imported.unused == []
+        found = imported.model
+    else:  # as the README imports a model-zoo download
+        archive = str(tmp_path / "deeplabv3_mnv2_pascal_trainval_2018_01_29.tar.gz")
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(tmp_path / "deeplab_test", arcname="deeplabv3_mnv2_pascal_trainval")
+        assert _import(archive, "--output", tmp_path / "voc-mnv2", "--output-stride", "16")[0] == 0
+        from kerasseg.training.trained import open_trained
+        trained = open_trained(tmp_path / "voc-mnv2")
+        assert trained.model_kwargs == config and trained.spec.input_size == (513, 513)
+        found = trained.model
+    for expected, weights in zip(model.get_weights(), found.get_weights()):
+        assert np.array_equal(expected, weights)
 
 
 @pytest.mark.slow

@@ -14,7 +14,13 @@ from kerasseg.models import (BACKBONES, MOBILENETV2_ALPHAS, MODELS, OPTION_DOCS,
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m kerasseg.models", description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["import"]:  # python -m kerasseg.models import SOURCE --output DIR
+        from kerasseg.models.importing.cli import parse_args as parse_import
+        return parse_import(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m kerasseg.models", description=__doc__.splitlines()[0],
+                                     epilog="python -m kerasseg.models import --help: import a released DeepLab "
+                                            "model (.tflite or model-zoo checkpoint) as a run directory")
     parser.add_argument("--arch", choices=list_models(), help="count this arch (without it: list the registry)")
     parser.add_argument("--backbone", choices=sorted(BACKBONES), help="default: the arch's first backbone")
     parser.add_argument("--output-stride", "--output_stride", dest="output_stride", type=int, choices=(8, 16, 32),
@@ -29,6 +35,7 @@ def parse_args(argv=None):
         parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, action=argparse.BooleanOptionalAction,
                             help=OPTION_DOCS[flag])
     args = parser.parse_args(argv)
+    args.command = None
     if len(args.image_size) not in (1, 2):
         parser.error(f"--image-size: give one or two numbers, got {args.image_size}")
     return args
@@ -57,11 +64,10 @@ def print_counts(args):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["import"]:
-        from kerasseg.models.importing.cli import main as import_main
-        return import_main(argv[1:])
     args = parse_args(argv)
+    if args.command == "import":
+        from kerasseg.models.importing.cli import run
+        return run(args)
     if args.arch is None:
         print_registry()
         return 0

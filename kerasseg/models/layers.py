@@ -3,7 +3,7 @@
 Each layer is one small tensor operation so that it quantizes and converts
 plainly; ``get_config`` returns exactly the constructor arguments.
 
-- ``Normalize``: raw RGB pixels -> the backbone's input scale (reverse + multiply-add).
+- ``Normalize``: raw RGB pixels -> the backbone's input scale (reverse + a 1x1 depthwise convolution).
 - ``ResizeToReference``: resize ``x`` to the spatial size of ``reference``
   (one ``ResizeBilinear`` / ``ResizeNearestNeighbor`` op, in one of ``RESIZE_ALIGNMENTS``).
 - ``CropToReference``: keep the top-left ``reference``-sized window of ``x``
@@ -38,6 +38,9 @@ class Normalize(keras.layers.Layer):
 
     ``mean`` and ``std`` are given in RGB order, in pixel units (0..255).
     The input may be uint8 or float; the output has the layer's compute dtype.
+    The multiply-add is a 1x1 depthwise convolution with a bias: in an int8 ``.tflite`` it is one
+    DEPTHWISE_CONV_2D that XNNPACK runs, where MUL + ADD over the full-size input cost about as much
+    as the rest of a DeepLab MobileNetV2 depth 0.5 at 513x513 (benchmarks/bench_released.py).
     """
 
     def __init__(self, *, mean, std, channel_order="rgb", **kwargs):
@@ -60,7 +63,9 @@ class Normalize(keras.layers.Layer):
         x = tf.cast(inputs, self.compute_dtype)
         if self.channel_order == "bgr":
             x = tf.reverse(x, axis=[-1])
-        return x * tf.constant(self._scale, self.compute_dtype) + tf.constant(self._offset, self.compute_dtype)
+        scale = tf.constant(self._scale.reshape(1, 1, 3, 1), self.compute_dtype)
+        return tf.nn.bias_add(tf.nn.depthwise_conv2d(x, scale, strides=[1, 1, 1, 1], padding="VALID"),
+                              tf.constant(self._offset, self.compute_dtype))
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)

@@ -28,11 +28,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
                         help="the spec's input size, which convert.py exports at (default: the .tflite's; for a "
                              "checkpoint DeepLab's crop: 513 513 for VOC, 1025 2049 for Cityscapes)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.command = "import"
+    return args
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Import ``args.source`` into ``args.output``; 0, or 2 on bad input (nothing written)."""
     from edge.artifact import SpecError
     from kerasseg.models.importing import import_model
     from kerasseg.models.importing.rundir import imported_spec, write_imported_run
