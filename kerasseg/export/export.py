@@ -82,17 +82,20 @@ def _check_targets(out_dir: str, name: str, plan: Sequence[tuple[Mode, Head]], *
         raise FileExistsError(f"export: would overwrite {existing}; pass --overwrite to replace them")
 
 
-def _check_data(trained: Trained, dataset: str | None, modes: Sequence[Mode]):
-    """Open the dataset (``dataset``, else the model's) and check that its classes are the model's."""
+def _check_data(trained: Trained, dataset: str | None, modes: Sequence[Mode], *, edgetpu_finetune_steps: int = 0):
+    """Open the dataset (``dataset``, else the model's) and check that its classes are the model's, and that
+    it has masks if a mode trains."""
     if (dataset or trained.dataset) is None:
         needing = [m.value for m in modes if m.needs_training_data]
         raise ValueError(f"dataset: modes {needing or [m.value for m in modes]} need the model's data (training "
                          f"images for calibration/QAT, validation images for the parity report), but none is "
                          f"known; pass --dataset URI or export from a run directory")
     source = open_data(trained, dataset, masks=False)
-    if not source.labelled and any(mode is Mode.QAT for mode in modes):
-        raise ValueError(f"--dataset {source.name}: images without masks calibrate and check parity, but --qat "
-                         f"trains and needs masks (voc:, folder:, ...)")
+    trains = [mode.value for mode in modes if mode is Mode.QAT or (mode is Mode.EDGETPU and edgetpu_finetune_steps)]
+    if not source.labelled and trains:
+        raise ValueError(f"--dataset {source.name}: images without masks calibrate and check parity, but {trains} "
+                         f"train{'s' if len(trains) == 1 else ''} and need masks (voc:, folder:, ...; for the Edge "
+                         f"TPU rebuild, --edgetpu-finetune-steps 0 trains nothing)")
     return source
 
 
@@ -178,10 +181,7 @@ def export(trained: Trained, modes: Sequence[Mode | str], *, dataset: str | None
         _require_build_arguments(trained)
     out_dir = os.path.join(trained.folder, "export") if out_dir is None else out_dir
     _check_targets(out_dir, trained.model.name, plan, overwrite=overwrite)
-    data = _check_data(trained, dataset, modes)
-    if not data.labelled and edgetpu_finetune_steps and Mode.EDGETPU in modes:
-        raise ValueError(f"--dataset {data.name}: images without masks cannot fine-tune the Edge TPU rebuild "
-                         f"({edgetpu_finetune_steps} steps); give a dataset with masks or --edgetpu-finetune-steps 0")
+    data = _check_data(trained, dataset, modes, edgetpu_finetune_steps=edgetpu_finetune_steps)
     static = rebuild(trained, input_size=input_size)
     tflite.serving_function(static, input_size=input_size)  # fails early, naming the size, if it cannot trace
     for head in dict.fromkeys(head for _, head in plan):
