@@ -49,7 +49,10 @@ def open_init_source(path: str) -> InitSource:
                              f"are unknown; give its run directory")
         return InitSource(path, "kerasseg run", dict(trained.model_kwargs), tuple(trained.spec.labels),
                           trained.model)
-    imported = import_model(path)
+    try:
+        imported = import_model(path)
+    except (ValueError, FileNotFoundError) as err:
+        raise type(err)(f"--init-from: {err}") from None
     known = known_labels(imported.config["num_classes"])
     return InitSource(path, imported.source["kind"], dict(imported.config), known[0] if known else None,
                       imported.model)

@@ -96,9 +96,10 @@ def open_data(trained: Trained, uri: str | None = None, *, masks: bool = True):
 
     uri = uri or trained.dataset
     if not uri:
-        raise ValueError(f"--dataset: required for model {trained.model_path}, which has no run directory "
-                         f"({CONFIG_FILENAME} beside it) naming its data (images:FOLDER takes a folder of your "
-                         f"own images for calibration and parity)")
+        where = (f"its run {trained.run.path} names no dataset (an imported model)" if trained.run else
+                 f"it has no run directory ({CONFIG_FILENAME} beside it) naming its data")
+        raise ValueError(f"--dataset: required for model {trained.model_path}: {where}; images:FOLDER takes a "
+                         f"folder of your own images for convert.py's calibration and parity")
     source = open_dataset(uri, seed=trained.seed)
     if not source.labelled:
         if masks:

@@ -70,6 +70,9 @@ def read_checkpoint(path: str) -> Official:
         with tempfile.TemporaryDirectory(prefix="kerasseg-checkpoint-") as folder:
             return _read(_extract(path, folder), path)
     if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "config.yaml")):
+            raise ValueError(f"source {path}: a kerasseg run directory, no TF1 checkpoint; evaluate.py, predict.py, "
+                             f"convert.py and train.py --init-from take it as it is")
         return _read(_prefix_in(path, path), path)
     if os.path.isfile(path + ".index"):
         return _read(path, path)
