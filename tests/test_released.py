@@ -260,3 +260,61 @@ def test_images_dataset_takes_the_model_classes_for_convert_and_is_refused_where
         open_data(trained, f"images:{folder}")
     with pytest.raises(ValueError, match="training needs masks"):
         prepare(resolve_config(overrides={"dataset": f"images:{folder}"}))
+
+
+def test_align_corners_resize_is_tf1s_and_survives_a_keras_round_trip():
+    from kerasseg.backend import tf
+    from kerasseg.models.layers import RESIZE_ALIGNMENTS, ResizeToReference
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(1, 5, 7, 3)).astype(np.float32))
+    reference = tf.zeros((1, 17, 25, 1))
+    layer = ResizeToReference.aligned("align_corners")
+    expected = tf.compat.v1.image.resize_bilinear(x, (17, 25), align_corners=True)
+    np.testing.assert_allclose(layer([x, reference]).numpy(), expected.numpy(), atol=1e-5)
+    assert ResizeToReference.from_config(layer.get_config()).alignment == "align_corners"
+    assert [ResizeToReference.aligned(a).alignment for a in RESIZE_ALIGNMENTS] == list(RESIZE_ALIGNMENTS)
+    with pytest.raises(ValueError, match="align_corners=True needs half_pixel_centers=False"):
+        ResizeToReference(align_corners=True)
+
+
+def test_the_device_upsamples_an_align_corners_map_as_tensorflow_does():
+    """edge/upsample.py with the spec's output_alignment "align_corners" gives TF1's resize, pixel for pixel."""
+    from kerasseg.backend import tf
+    from edge.upsample import bilinear, frame_grid
+
+    scores = np.random.default_rng(1).normal(size=(9, 9, 4)).astype(np.float32)
+    grid = frame_grid((129, 129), (0, 0, 129, 129), input_size=(129, 129), output_size=(9, 9),
+                      alignment="align_corners", stride=16)
+    expected = tf.compat.v1.image.resize_bilinear(scores[None], (129, 129), align_corners=True)[0].numpy()
+    np.testing.assert_allclose(bilinear(grid, scores), expected, atol=1e-4)
+
+
+def test_slim_channel_rule_and_deeplabs_xception_separable_convolution():
+    from kerasseg.backend import keras
+    from kerasseg.models import build_model
+    from kerasseg.models.backbones import _xception_separable
+
+    slim = build_model(arch="deeplabv3plus", num_classes=21, alpha=0.5, channel_rounding="slim", aspp=False,
+                       decoder=False)
+    keras_rule = build_model(arch="deeplabv3plus", num_classes=21, alpha=0.5, aspp=False, decoder=False)
+    assert slim.get_layer("block_1_project").filters == 12 and keras_rule.get_layer("block_1_project").filters == 16
+    assert slim.get_layer("block_2_expand").filters == 72 and slim.get_layer("Conv1").filters == 16
+    x = keras.Input((8, 8, 4))
+    pre = keras.Model(x, _xception_separable(x, 6, stride=1, rate=1, name="a", relu_first=True))
+    post = keras.Model(x, _xception_separable(x, 6, stride=1, rate=1, name="b", relu_first=False))
+    kinds = [type(layer).__name__ for layer in pre.layers[1:]]
+    assert kinds == ["ReLU", "DepthwiseConv2D", "BatchNormalization", "Conv2D", "BatchNormalization"]
+    kinds = [type(layer).__name__ for layer in post.layers[1:]]
+    assert kinds == ["DepthwiseConv2D", "BatchNormalization", "ReLU", "Conv2D", "BatchNormalization", "ReLU"]
+
+
+def test_without_masks_the_parity_verdict_bounds_the_pixel_accuracy_drop():
+    from kerasseg.export.parity import ParityReport
+
+    report = ParityReport(mode="int8", head="native", labels=["a", "b"], num_images=2, keras_miou=1.0,
+                          device_miou=0.96, keras_pixel_accuracy=1.0, device_pixel_accuracy=0.99, keras_iou=[1, 1],
+                          device_iou=[0.95, 0.97], miou_vs_keras=0.96, pixel_agreement=0.99, max_drop=2.0,
+                          truth="keras")
+    assert report.passed and abs(report.drop - 1.0) < 1e-9 and abs(report.miou_drop - 4.0) < 1e-9
+    assert report.verdict().startswith("pixel-accuracy drop against Keras (no masks) +1.00 points")
+    assert not ParityReport(**{**report.__dict__, "truth": "masks"}).passed  # with masks: the mIoU drop, 4 points
