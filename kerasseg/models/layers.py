@@ -39,7 +39,7 @@ class Normalize(keras.layers.Layer):
     ``mean`` and ``std`` are given in RGB order, in pixel units (0..255).
     The input may be uint8 or float; the output has the layer's compute dtype.
     The multiply-add is a 1x1 depthwise convolution with a bias: in an int8 ``.tflite`` it is one
-    DEPTHWISE_CONV_2D that XNNPACK runs, where MUL + ADD over the full-size input cost about as much
+    DEPTHWISE_CONV_2D, where MUL + ADD over the full-size input cost about as much
     as the rest of a DeepLab MobileNetV2 depth 0.5 at 513x513 (benchmarks/bench_released.py).
     """
 
