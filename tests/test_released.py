@@ -318,3 +318,18 @@ def test_without_masks_the_parity_verdict_bounds_the_pixel_accuracy_drop():
     assert report.passed and abs(report.drop - 1.0) < 1e-9 and abs(report.miou_drop - 4.0) < 1e-9
     assert report.verdict().startswith("pixel-accuracy drop against Keras (no masks) +1.00 points")
     assert not ParityReport(**{**report.__dict__, "truth": "masks"}).passed  # with masks: the mIoU drop, 4 points
+
+
+def test_init_from_keeps_the_classifier_only_for_the_same_classes():
+    from kerasseg.models import build_model
+    from kerasseg.training.init_from import InitSource, copy_weights
+
+    kwargs = dict(arch="deeplabv3plus", num_classes=3, alpha=0.35, aspp=False, decoder=False)
+    source = InitSource("src", "kerasseg run", {**kwargs}, ("bg", "cat", "dog"), build_model(**kwargs))
+    for labels, kept in ((("bg", "cat", "dog"), True), (("bg", "car", "bus"), False)):
+        model, lines = build_model(**kwargs), []
+        loaded, skipped = copy_weights(model, source, labels, log=lines.append)
+        same = [np.array_equal(a, b) for a, b in zip(model.get_layer("classifier").get_weights(),
+                                                      source.model.get_layer("classifier").get_weights())]
+        assert all(same) is kept and ("classifier" in loaded) is kept
+        assert skipped == ([] if kept else ["classifier (re-initialised: other classes)"]), lines
