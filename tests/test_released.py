@@ -204,6 +204,7 @@ def test_train_init_from_loads_every_layer_but_the_classifier_trains_and_resumes
     assert "loaded 108 of 109 layers with weights; not loaded (1): classifier (re-initialised: 21 classes in " \
            "the source, 5 here)" in out
     assert "54 batch norms came folded; their statistics were re-estimated" in out
+    assert "  loaded (108): Conv1, bn_Conv1, expanded_conv_depthwise," in out and "concat_projection_BN\n" in out
     config = yaml.safe_load(open(run / "config.yaml"))
     assert config["model"]["alpha"] == 0.5 and config["model"]["num_classes"] == 5
     assert config["train"]["init_from"] == imported_runs.runs["int8"] and config["train"]["learning_rate"] == 1e-3

@@ -99,6 +99,7 @@ def copy_weights(model, source: InitSource, labels, *, log=print) -> tuple[list,
             loaded.append(layer.name)
     log(f"--init-from {source.path} ({source.kind}): loaded {len(loaded)} of {len(loaded) + len(skipped)} layers "
         f"with weights; not loaded ({len(skipped)}): " + ("; ".join(skipped) or "none"))
+    log(f"  loaded ({len(loaded)}): {', '.join(loaded)}")
     return loaded, skipped
 
 
