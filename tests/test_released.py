@@ -193,7 +193,7 @@ def test_train_init_from_loads_every_layer_but_the_classifier_trains_and_resumes
     """Slow: fine-tunes the imported int8 run on the built-in dataset (5 classes) for 2 epochs of 2 steps at
     64 px, then resumes it from its first epoch (the same check the README test makes of --resume)."""
     from kerasseg.backend import tf
-    from kerasseg.training.init_from import folded_batch_norms
+    from kerasseg.training.batchnorm import folded_batch_norms
 
     train = load_script("train.py")
     run = tmp_path / "finetuned"
@@ -223,7 +223,7 @@ def test_folded_batch_norm_reestimation_keeps_inference_and_matches_training_mod
     """Folded (identity + bias) batch norms get measured statistics; inference is unchanged, and training mode
     (batch statistics) then computes nearly what inference does."""
     from kerasseg.backend import keras, tf
-    from kerasseg.training.init_from import folded_batch_norms, reestimate_batch_norm
+    from kerasseg.training.batchnorm import folded_batch_norms, reestimate_batch_norm
 
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)

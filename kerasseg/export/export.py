@@ -33,6 +33,7 @@ from kerasseg.export.parity import ParityReport, parity_report
 from edge.artifact import embed_spec
 from kerasseg.data import build_pipeline
 from edge.files import write_bytes
+from kerasseg.training.batchnorm import reestimate_batch_norm
 from kerasseg.training.trained import Trained, open_data
 
 DEFAULT_CALIBRATION_STEPS = 100
@@ -266,7 +267,14 @@ def _convert(trained: Trained, model, static, mode: Mode, head: Head, *, input_s
 
 
 def _quantization_aware(trained: Trained, data, static, *, input_size, qat_steps: int, log):
-    """Fine-tune a quantization-aware copy of the static model on the training pipeline at ``input_size``."""
+    """Fine-tune a quantization-aware copy of the static model on the training pipeline at ``input_size``.
+
+    Batch norms that came folded (an imported model's) first get their statistics from the training data, as
+    ``train.py --init-from`` gives them: fine-tuning runs them in training mode.
+    """
+    folded = reestimate_batch_norm(static, _training_batches(trained, data, input_size))
+    if folded:
+        log(f"[qat] {folded} batch norms came folded; their statistics were re-estimated on the training data")
     quantized = qat.quantize_aware(static)
     loss = qat.fine_tune(quantized, _training_batches(trained, data, input_size), steps=qat_steps,
                          ignore_label=trained.spec.ignore_label)

@@ -12,16 +12,13 @@ import dataclasses
 import functools
 import os
 
-import numpy as np
-
-from kerasseg.backend import keras
+from kerasseg.training.batchnorm import BATCH_NORM_STEPS, reestimate_batch_norm
 
 # Build arguments the weights fix: a flag may not contradict them. The others (output_stride, dropout,
 # edgetpu_friendly) come from the source unless a flag sets them.
 FIXED_BY_WEIGHTS = ("arch", "backbone", "alpha", "channel_rounding", "aspp", "decoder")
 FROM_SOURCE = FIXED_BY_WEIGHTS + ("output_stride", "dropout", "edgetpu_friendly", "align_corners")
 CLASSIFIER = "classifier"
-BATCH_NORM_STEPS = 10  # training batches that re-estimate the statistics of folded batch norms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,49 +98,6 @@ def copy_weights(model, source: InitSource, labels, *, log=print) -> tuple[list,
         f"with weights; not loaded ({len(skipped)}): " + ("; ".join(skipped) or "none"))
     log(f"  loaded ({len(loaded)}): {', '.join(loaded)}")
     return loaded, skipped
-
-
-def folded_batch_norms(model) -> list:
-    """Batch norms in the identity form a folded import gives them (gamma 1, mean 0, variance 1 - epsilon)."""
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization) and layer.weights:
-            gamma, _, mean, variance = layer.get_weights()
-            if np.all(gamma == 1) and np.all(mean == 0) and np.allclose(variance, 1 - layer.epsilon, rtol=0,
-                                                                        atol=1e-7):
-                found.append(layer)
-    return found
-
-
-def reestimate_batch_norm(model, batches, *, steps: int = BATCH_NORM_STEPS) -> int:
-    """Give each folded batch norm the statistics of its input on ``steps`` batches, keeping what it computes.
-
-    In inference mode a folded batch norm adds its bias (beta). In training mode it would normalise by the
-    batch's statistics instead, and fine-tuning would start from another function. With the measured mean m
-    and variance v: moving mean m, moving variance v, gamma sqrt(v + epsilon), beta + m. Inference computes
-    the same, and training mode, whose batch statistics are close to m and v, computes it too.
-    """
-    layers = folded_batch_norms(model)
-    if not layers:
-        return 0
-    probe = keras.Model(model.inputs, [layer.input for layer in layers])
-    sums = [0.0] * len(layers)
-    squares = [0.0] * len(layers)
-    count = 0
-    for images, _ in batches.take(steps):
-        outputs = probe(images, training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        for i, x in enumerate(outputs):
-            x = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
-            sums[i] = sums[i] + x.mean(axis=0)
-            squares[i] = squares[i] + (x ** 2).mean(axis=0)
-        count += 1
-    for layer, total, total_sq in zip(layers, sums, squares):
-        mean, variance = total / count, np.maximum(total_sq / count - (total / count) ** 2, 0.0)
-        _, beta, _, _ = layer.get_weights()
-        layer.set_weights([np.sqrt(variance + layer.epsilon).astype(np.float32), (beta + mean).astype(np.float32),
-                           mean.astype(np.float32), variance.astype(np.float32)])
-    return len(layers)
 
 
 def initialize(model, setup, *, log=print) -> None:
