@@ -35,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument("--dropout", type=float, help="dropout rate in the head (default: the arch's)")
     model.add_argument("--backbone-weights", type=str, metavar="PATH_OR_imagenet",
                        help="initial backbone weights: 'imagenet' or a weights file (default: random)")
+    model.add_argument("--init-from", type=str, metavar="SOURCE", help="fine-tune a trained model (architecture "
+                       "included): a released DeepLab .tflite or model-zoo checkpoint, a run directory or a .keras")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", type=str, metavar="URI",
                       help="synthetic (default), voc:PATH, folder:PATH, coco:PATH, ade20k:PATH or tfds:NAME "

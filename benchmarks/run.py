@@ -36,7 +36,7 @@ from edge.files import write_text  # noqa: E402
 
 # The benchmarks in report order; any other benchmarks/bench_*.py runs after them with only --json.
 KNOWN = ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_heads.py", "bench_upsample.py",
-         "bench_edge_loop.py", "bench_edge_startup.py", "bench_smoothing.py")
+         "bench_edge_loop.py", "bench_edge_startup.py", "bench_smoothing.py", "bench_released.py")
 DEEPLAB_ROW = "DeepLab MobileNetV2 (1x1 + pooling, no decoder) OS16"
 ON_THE_RUN = ("bench_int8.py", "bench_smoothing.py")  # measured on the trained run (--run) unless --tiny
 
@@ -78,6 +78,7 @@ def flags(quick: bool) -> dict:
             "bench_edge_loop.py": ["--built", "tiny65", "--frames", "10", "--repeats", "1", "--skip-tensorflow"],
             "bench_edge_startup.py": ["--built", "tiny65", "--repeats", "1"],
             "bench_smoothing.py": ["--tiny", "--frames", "10", "--repeats", "3"],  # a colour model, no training
+            "bench_released.py": ["--smoke"],
         }
     return {
         "bench_input_pipeline.py": ["--steps", "30", "--repeats", "3"],

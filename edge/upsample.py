@@ -71,7 +71,10 @@ def output_coordinates(frame_pixels: int, *, offset: int, content: int, input_pi
         return y_in * (output_pixels / input_pixels)
     if alignment == "stride":
         return (y_in + 0.5) / stride - 0.5
-    raise ValueError(f"output_alignment: expected 'half_pixel', 'legacy' or 'stride', got {alignment!r}")
+    if alignment == "align_corners":
+        return y_in * ((output_pixels - 1) / (input_pixels - 1) if input_pixels > 1 else 0.0)
+    raise ValueError(f"output_alignment: expected 'half_pixel', 'legacy', 'stride' or 'align_corners', "
+                     f"got {alignment!r}")
 
 
 def _axis(coords: np.ndarray, size: int) -> Axis:

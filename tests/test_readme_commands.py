@@ -61,6 +61,8 @@ SYSTEM = {  # Debian, the Pi's venv and Coral's apt repository: set-up of the ma
     "edgetpu_compiler",
     "edgetpu_compiler -s",
     "tensorboard --logdir runs",
+    "wget https://github.com/google-coral/test_data/raw/master/deeplabv3_mnv2_dm05_pascal_quant.tflite",
+    "wget http://download.tensorflow.org/models/deeplabv3_mnv2_pascal_trainval_2018_01_29.tar.gz",
 }
 
 RUN = {
@@ -97,7 +99,19 @@ FAILS_HERE = {
 
 _LAYOUTS_TEST = ("tests/test_data_layouts.py::"
                  "test_each_layout_trains_through_train_py_and_its_spec_carries_names_and_colours")
+_IMPORTED = "tests/test_released.py::test_import_writes_a_run_directory_the_tools_open"
 ELSEWHERE = {  # command -> the test that runs it for real
+    # Start from a trained model: the released files in tests/data, imported and converted once per session.
+    "python -m kerasseg.models import deeplabv3_mnv2_dm05_pascal_quant.tflite --output runs/voc-dm05": _IMPORTED,
+    "python predict.py --run runs/voc-dm05 --input photos/ --output predictions/": _IMPORTED,
+    "python evaluate.py runs/voc-dm05 --dataset voc:/data/VOCdevkit/VOC2012": _IMPORTED,
+    "python convert.py --run runs/voc-dm05 --int8 --dataset images:photos/":
+        "tests/test_released.py::test_round_trip_import_convert_int8_edge_agrees_with_the_released_file",
+    "python -m kerasseg.models import deeplabv3_mnv2_pascal_trainval_2018_01_29.tar.gz --output runs/voc-mnv2 "
+    "--output-stride 16":
+        "tests/test_released.py::test_checkpoint_reader_restores_a_checkpoint_under_the_official_names_exactly",
+    "python benchmarks/bench_released.py":
+        "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
     "python convert.py --edgetpu": "tests/test_export_cli.py::test_edgetpu_from_the_newest_run",
     "python convert.py --int8 --head native full argmax":
         "tests/test_export_heads.py::test_convert_writes_one_artifact_per_head_with_its_spec",
@@ -129,6 +143,11 @@ ARGUMENTS_ONLY = {  # command -> why it does not run here
     "TPU_NAME=my-tpu python train.py --strategy tpu --dataset 'tfds:cityscapes?data_dir=gs://bucket/tfds' "
     "--image-size 512 --batch-size 64 --mixed-precision --output-dir runs/cityscapes-tpu": "a Cloud TPU",
     "python -m edge --model model.tflite --source 0 --no-display --serve 8080": "a camera",
+    "python -m edge --model runs/voc-dm05/export/deeplabv3plus_mobilenetv2_int8.tflite --source 0 --no-display "
+    "--serve 8080": "a camera",
+    "python train.py --init-from runs/voc-dm05 --dataset folder:/data/mydata --image-size 321 321":
+        "tests/test_released.py::test_train_init_from_loads_every_layer_but_the_classifier_trains_and_resumes "
+        "fine-tunes the same import on the built-in dataset; here its configuration resolves from the import",
     "python -m edge --model model_int8.tflite --source picamera2 --no-display --serve 0.0.0.0:8080 --threads 4":
         "a Raspberry Pi camera",
     "python -m edge --model model_int8_edgetpu.tflite --edgetpu --source 0 --no-display --serve 8080":
@@ -364,6 +383,17 @@ def _example_run(cwd, request, argv):
     return EXAMPLE_RUN
 
 
+def _imported(cwd, request, argv):
+    """Coral's int8 VOC model imported as the README does (tests/data holds the file)."""
+    from kerasseg.models.__main__ import main
+    from released_helpers import INT8
+
+    path = cwd / "runs" / "voc-dm05"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["import", str(INT8), "--output", str(path)]) == 0
+    return str(path)
+
+
 def _photos(cwd, request, argv):
     folder = "samples" if "samples/" in argv else "photos"
     rng = np.random.default_rng(0)
@@ -394,6 +424,7 @@ PLACEHOLDERS = {
     "/data/tfds": _empty_dir("tfds"),
     "/data/cityscapes-zips": _empty_dir("cityscapes-zips"),
     EXAMPLE_RUN: _example_run,
+    "runs/voc-dm05": _imported,
     "photos/": _photos,
     "samples/": _photos,
     "clip.mp4": _clip,

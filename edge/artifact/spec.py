@@ -20,7 +20,8 @@ CHANNEL_ORDERS = ("rgb", "bgr")
 #   half_pixel  y_out = (y_in + 0.5) * out / in - 0.5   (TF2 resize, OpenCV; the scale is the size ratio)
 #   legacy      y_out = y_in * out / in                 (TF1 resize without half-pixel centres; Edge TPU form)
 #   stride      y_out = (y_in + 0.5) / stride - 0.5     (FCN's transposed convolution, then a top-left crop)
-OUTPUT_ALIGNMENTS = ("half_pixel", "legacy", "stride")
+#   align_corners  y_out = y_in * (out - 1) / (in - 1)  (TF1's align_corners=True: DeepLab's released models)
+OUTPUT_ALIGNMENTS = ("half_pixel", "legacy", "stride", "align_corners")
 IGNORE_LABEL = 255
 
 

@@ -66,6 +66,7 @@ class DatasetSource:
     colors: tuple[tuple[int, int, int], ...] | None = None
     ignore_label: int = IGNORE_LABEL
     scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE
+    labelled: bool = True  # False: images without masks (images:PATH), whose classes are the model's
 
     def __init__(self, *, skip_bad_files: bool = False):
         self.skip_bad_files = bool(skip_bad_files)

@@ -401,6 +401,32 @@ class Ade20kSource(FileSource):
                 (image, os.path.join(mask_dir, stem + ".png")) for stem, image in sorted(images.items())])
 
 
+class ImageSource(FileSource):
+    """``images:PATH``: a folder of images without masks, for ``convert.py``'s calibration and parity.
+
+    Both splits are every image in PATH; each mask is all ``ignore_label``. The classes are the model's:
+    ``kerasseg.training.trained.open_data`` gives them (``labelled`` is False), and the parity report then
+    takes the Keras model's class map as the truth. Training and evaluation need masks and refuse it.
+    """
+
+    labelled = False
+
+    def __init__(self, path: str, *, skip_bad_files: bool = False):
+        super().__init__(skip_bad_files=skip_bad_files)
+        root = os.path.expanduser(path)
+        if not os.path.isdir(root):
+            raise DatasetError(f"images:{path}: no such folder", kind="missing")
+        images = sorted(files_by_stem(root, IMAGE_EXTENSIONS).values())
+        if not images:
+            raise DatasetError(f"images:{path}: no images in it (extensions {IMAGE_EXTENSIONS})", kind="missing")
+        self.name, self.layout_name = f"images:{path}", "a folder of images without masks"
+        self._pairs = {split: [(image, "") for image in images] for split in ("train", "val")}
+
+    def load(self, image_path: str, mask_path: str) -> tuple[np.ndarray, np.ndarray]:
+        image = read_image(image_path)
+        return image, np.full(image.shape[:2], self.ignore_label, np.uint8)
+
+
 def files_by_stem(directory: str, extensions: Sequence[str]) -> dict[str, str]:
     """``{stem: path}`` of the files in ``directory`` with one of ``extensions`` (first one wins per stem)."""
     found = {}

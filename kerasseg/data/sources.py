@@ -11,6 +11,7 @@ URIs are ``SCHEME[:ARGUMENT][?key=value&key=value]``:
 - ``coco:PATH``: COCO segmentation JSON (a dataset-hub export, the COCO layout or one JSON file);
   options ``val_fraction`` (for one file) and ``annotations`` (instances or stuff);
 - ``ade20k:PATH``: ADE20K SceneParsing (``ADEChallengeData2016``);
+- ``images:PATH``: a folder of images without masks, for ``convert.py``'s calibration and parity only;
 - ``tfds:NAME`` for NAME in oxford_iiit_pet, scene_parse150, cityscapes; options
   ``data_dir`` and ``manual_dir`` (Cityscapes' downloaded zips), ``download`` (0/1).
 """
@@ -21,7 +22,7 @@ import sys
 
 from kerasseg.data.base import DatasetSource, parse_options
 
-SCHEMES = ("synthetic", "voc", "folder", "coco", "ade20k", "tfds")
+SCHEMES = ("synthetic", "voc", "folder", "coco", "ade20k", "images", "tfds")
 FILE_OPTIONS = {"val_fraction": float, "colormap": str}
 DEFAULT_URI = "synthetic"
 
@@ -57,6 +58,10 @@ def open_dataset(uri: str = DEFAULT_URI, *, seed: int = 0, skip_bad_files: bool 
         from kerasseg.data.coco import CocoSource
         options = parse_options(query, allowed={"val_fraction": float, "annotations": str}, where=where)
         return _noted(CocoSource(argument, seed=seed, skip_bad_files=skip_bad_files, **options))
+    if scheme == "images":
+        from kerasseg.data.files import ImageSource
+        parse_options(query, allowed={}, where=where)
+        return ImageSource(argument, skip_bad_files=skip_bad_files)
     if scheme == "ade20k":
         from kerasseg.data.files import Ade20kSource
         parse_options(query, allowed={}, where=where)

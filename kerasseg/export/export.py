@@ -33,6 +33,7 @@ from kerasseg.export.parity import ParityReport, parity_report
 from edge.artifact import embed_spec
 from kerasseg.data import build_pipeline
 from edge.files import write_bytes
+from kerasseg.training.batchnorm import reestimate_batch_norm
 from kerasseg.training.trained import Trained, open_data
 
 DEFAULT_CALIBRATION_STEPS = 100
@@ -82,14 +83,21 @@ def _check_targets(out_dir: str, name: str, plan: Sequence[tuple[Mode, Head]], *
         raise FileExistsError(f"export: would overwrite {existing}; pass --overwrite to replace them")
 
 
-def _check_data(trained: Trained, dataset: str | None, modes: Sequence[Mode]):
-    """Open the dataset (``dataset``, else the model's) and check that its classes are the model's."""
+def _check_data(trained: Trained, dataset: str | None, modes: Sequence[Mode], *, edgetpu_finetune_steps: int = 0):
+    """Open the dataset (``dataset``, else the model's) and check that its classes are the model's, and that
+    it has masks if a mode trains."""
     if (dataset or trained.dataset) is None:
         needing = [m.value for m in modes if m.needs_training_data]
         raise ValueError(f"dataset: modes {needing or [m.value for m in modes]} need the model's data (training "
                          f"images for calibration/QAT, validation images for the parity report), but none is "
                          f"known; pass --dataset URI or export from a run directory")
-    return open_data(trained, dataset)
+    source = open_data(trained, dataset, masks=False)
+    trains = [mode.value for mode in modes if mode is Mode.QAT or (mode is Mode.EDGETPU and edgetpu_finetune_steps)]
+    if not source.labelled and trains:
+        raise ValueError(f"--dataset {source.name}: images without masks calibrate and check parity, but {trains} "
+                         f"train{'s' if len(trains) == 1 else ''} and need masks (voc:, folder:, ...; for the Edge "
+                         f"TPU rebuild, --edgetpu-finetune-steps 0 trains nothing)")
+    return source
 
 
 def _require_build_arguments(trained: Trained) -> None:
@@ -174,7 +182,7 @@ def export(trained: Trained, modes: Sequence[Mode | str], *, dataset: str | None
         _require_build_arguments(trained)
     out_dir = os.path.join(trained.folder, "export") if out_dir is None else out_dir
     _check_targets(out_dir, trained.model.name, plan, overwrite=overwrite)
-    data = _check_data(trained, dataset, modes)
+    data = _check_data(trained, dataset, modes, edgetpu_finetune_steps=edgetpu_finetune_steps)
     static = rebuild(trained, input_size=input_size)
     tflite.serving_function(static, input_size=input_size)  # fails early, naming the size, if it cannot trace
     for head in dict.fromkeys(head for _, head in plan):
@@ -259,7 +267,14 @@ def _convert(trained: Trained, model, static, mode: Mode, head: Head, *, input_s
 
 
 def _quantization_aware(trained: Trained, data, static, *, input_size, qat_steps: int, log):
-    """Fine-tune a quantization-aware copy of the static model on the training pipeline at ``input_size``."""
+    """Fine-tune a quantization-aware copy of the static model on the training pipeline at ``input_size``.
+
+    Batch norms that came folded (an imported model's) first get their statistics from the training data, as
+    ``train.py --init-from`` gives them: fine-tuning runs them in training mode.
+    """
+    folded = reestimate_batch_norm(static, _training_batches(trained, data, input_size))
+    if folded:
+        log(f"[qat] {folded} batch norms came folded; their statistics were re-estimated on the training data")
     quantized = qat.quantize_aware(static)
     loss = qat.fine_tune(quantized, _training_batches(trained, data, input_size), steps=qat_steps,
                          ignore_label=trained.spec.ignore_label)

@@ -97,7 +97,7 @@ def _native(model, head: Head):
     """(native logits tensor, alignment) for a DeepLab or FCN model; ValueError otherwise."""
     final, inputs = _producer(model.outputs[0])
     if isinstance(final, ResizeToReference) and final.name == "logits" and final.interpolation == "bilinear":
-        return inputs[0], "half_pixel" if final.half_pixel_centers else "legacy"
+        return inputs[0], final.alignment
     if isinstance(final, CropToReference) and final.name == "logits":
         upscore, up_inputs = _producer(inputs[0])
         if isinstance(upscore, layers.Conv2DTranspose) and upscore.name in FCN_UPSCORE_NAMES:

@@ -2,6 +2,7 @@
 
     python -m kerasseg.models
     python -m kerasseg.models --arch deeplabv3plus --backbone mobilenetv2 --no-aspp --no-decoder --image-size 513
+    python -m kerasseg.models import SOURCE --output DIR   # a released DeepLab model as a run directory
 """
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ from kerasseg.models import (BACKBONES, MOBILENETV2_ALPHAS, MODELS, OPTION_DOCS,
 
 
 def parse_args(argv=None):
-    parser = console.ArgumentParser(prog="python -m kerasseg.models", description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["import"]:  # python -m kerasseg.models import SOURCE --output DIR
+        from kerasseg.models.importing.cli import parse_args as parse_import
+        return parse_import(argv[1:])
+    parser = console.ArgumentParser(prog="python -m kerasseg.models", description=__doc__.splitlines()[0],
+                                    epilog="python -m kerasseg.models import --help: import a released DeepLab "
+                                           "model (.tflite or model-zoo checkpoint) as a run directory")
     parser.add_argument("--arch", choices=list_models(), help="count this arch (without it: list the registry)")
     parser.add_argument("--backbone", choices=sorted(BACKBONES), help="default: the arch's first backbone")
     parser.add_argument("--output-stride", "--output_stride", dest="output_stride", type=int, choices=(8, 16, 32),
@@ -30,6 +37,7 @@ def parse_args(argv=None):
                             help=OPTION_DOCS[flag])
     console.add_log_level(parser)
     args = parser.parse_args(argv)
+    args.command = None
     if len(args.image_size) not in (1, 2):
         parser.error(f"--image-size: give one or two numbers, got {args.image_size}")
     return args
@@ -60,6 +68,9 @@ def print_counts(args):
 def main(argv=None):
     args = parse_args(argv)
     console.configure(args.log_level)
+    if args.command == "import":
+        from kerasseg.models.importing.cli import run
+        return run(args)
     if args.arch is None:
         print_registry()
         return 0

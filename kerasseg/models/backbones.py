@@ -77,25 +77,46 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return rounded
 
 
+# How MobileNetV2 rounds ``channels x alpha``: "keras" as keras.applications (multiples of 8, so its ImageNet
+# weights load), "slim" as TF-slim's mobilenet_v2 inside DeepLab (multiples of 8 only at alpha 1.0, else the
+# nearest integer; expansions always to multiples of 8): the rule DeepLab's released weights were built with.
+MOBILENETV2_CHANNEL_ROUNDINGS = ("keras", "slim")
+
+
+def _mobilenetv2_channels(rounding: str, alpha: float):
+    """(block output channels, expansion channels) functions of ``rounding`` at ``alpha``."""
+    if rounding == "slim":
+        step = 8 if alpha == 1.0 else 1
+        return (lambda filters: make_divisible(filters * alpha, step),
+                lambda expansion, channels: make_divisible(expansion * channels, 8))
+    return (lambda filters: make_divisible(int(filters * alpha)),
+            lambda expansion, channels: expansion * channels)
+
+
 def _bn(name, epsilon=1e-3, momentum=0.999):
     return layers.BatchNormalization(epsilon=epsilon, momentum=momentum, name=name)
 
 
-def mobilenetv2(x, *, output_stride=16, alpha=1.0):
-    """MobileNetV2 up to block 16 (320 x alpha channels; no final 1280 conv, as in DeepLab)."""
+def mobilenetv2(x, *, output_stride=16, alpha=1.0, channel_rounding="keras"):
+    """MobileNetV2 up to block 16 (320 x alpha channels; no final 1280 conv, as in DeepLab).
+
+    ``channel_rounding``: one of ``MOBILENETV2_CHANNEL_ROUNDINGS``.
+    """
     schedule = AtrousSchedule(output_stride)
+    outputs, expanded = _mobilenetv2_channels(channel_rounding, alpha)
     stride, _ = schedule(2)
-    x = layers.Conv2D(make_divisible(32 * alpha), 3, strides=stride, padding="same", use_bias=False, name="Conv1")(x)
+    first = make_divisible(32 * alpha) if channel_rounding == "keras" else outputs(32)
+    x = layers.Conv2D(first, 3, strides=stride, padding="same", use_bias=False, name="Conv1")(x)
     x = _bn("bn_Conv1")(x)
     x = layers.ReLU(6.0, name="Conv1_relu")(x)
     features = {}
     for block_id, (filters, block_stride, expansion) in enumerate(_MOBILENETV2_BLOCKS):
         in_channels = x.shape[-1]
-        out_channels = make_divisible(int(filters * alpha))
+        out_channels = outputs(filters)
         prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
         inputs = x
         if block_id:
-            x = layers.Conv2D(expansion * in_channels, 1, use_bias=False, name=prefix + "expand")(x)
+            x = layers.Conv2D(expanded(expansion, in_channels), 1, use_bias=False, name=prefix + "expand")(x)
             x = _bn(prefix + "expand_BN")(x)
             x = layers.ReLU(6.0, name=prefix + "expand_relu")(x)
         if block_stride == 2 and schedule.current_stride == 4:
@@ -117,13 +138,18 @@ def mobilenetv2(x, *, output_stride=16, alpha=1.0):
 
 # ---------------------------------------------------------------- aligned Xception-65
 def _xception_separable(x, filters, *, stride, rate, name, relu_first):
-    """ReLU (pre-activation), depthwise 3x3, BN, ReLU, pointwise 1x1, BN (+ ReLU when not pre-activated)."""
+    """Depthwise 3x3, BN, pointwise 1x1, BN: with one ReLU before (``relu_first``), else a ReLU after each BN.
+
+    As DeepLab's xception.py (``activation_fn_in_separable_conv``), whose released checkpoints have no
+    ReLU between the depthwise and pointwise halves of a pre-activated separable convolution.
+    """
     if relu_first:
         x = layers.ReLU(name=name + "_relu_in")(x)
     x = layers.DepthwiseConv2D(3, strides=stride, dilation_rate=rate, padding="same", use_bias=False,
                                name=name + "_depthwise")(x)
     x = layers.BatchNormalization(epsilon=1e-3, name=name + "_depthwise_BN")(x)
-    x = layers.ReLU(name=name + "_depthwise_relu")(x)
+    if not relu_first:
+        x = layers.ReLU(name=name + "_depthwise_relu")(x)
     x = layers.Conv2D(filters, 1, use_bias=False, name=name + "_pointwise")(x)
     x = layers.BatchNormalization(epsilon=1e-3, name=name + "_pointwise_BN")(x)
     if not relu_first:

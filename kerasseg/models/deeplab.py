@@ -7,7 +7,7 @@ Convolution for Semantic Image Segmentation", ECCV 2018, https://arxiv.org/abs/1
 from __future__ import annotations
 
 from kerasseg.backend import layers
-from kerasseg.models.layers import ResizeToReference
+from kerasseg.models.layers import ResizeToReference, resize_alignment
 
 ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
 ASPP_FILTERS = 256
@@ -29,13 +29,15 @@ def _separable_bn_relu(x, filters, *, rate, name):
 
 
 def deeplab_head(image, features, *, num_classes, output_stride, aspp=True, decoder=True, dropout=0.1,
-                 edgetpu_friendly=False):
+                 edgetpu_friendly=False, align_corners=False):
     """ASPP (1x1, three atrous separable 3x3 if ``aspp``, image pooling), decoder if ``decoder``.
 
     DeepLabv3+ paper: https://arxiv.org/abs/1802.02611. Reads ``features["out"]`` and, with the
-    decoder, ``features["stride4"]``; ``edgetpu_friendly`` turns off half-pixel centres in every resize.
+    decoder, ``features["stride4"]``. Every resize takes ``resize_alignment(edgetpu_friendly=...,
+    align_corners=...)``: half-pixel centres by default, legacy for the Edge TPU, TF1's corner
+    alignment for DeepLab's released weights.
     """
-    half_pixel = not edgetpu_friendly
+    alignment = resize_alignment(edgetpu_friendly=edgetpu_friendly, align_corners=align_corners)
     x = features["out"]
     branches = [_conv_bn_relu(x, ASPP_FILTERS, name="aspp0")]
     if aspp:
@@ -43,15 +45,15 @@ def deeplab_head(image, features, *, num_classes, output_stride, aspp=True, deco
             branches.append(_separable_bn_relu(x, ASPP_FILTERS, rate=rate, name=f"aspp{i}"))
     pooled = layers.GlobalAveragePooling2D(keepdims=True, name="image_pooling")(x)
     pooled = _conv_bn_relu(pooled, ASPP_FILTERS, name="image_pooling_conv")
-    branches.append(ResizeToReference(half_pixel_centers=half_pixel, name="image_pooling_resize")([pooled, x]))
+    branches.append(ResizeToReference.aligned(alignment, name="image_pooling_resize")([pooled, x]))
     x = layers.Concatenate(name="aspp_concat")(branches)
     x = _conv_bn_relu(x, ASPP_FILTERS, name="concat_projection")
     x = layers.Dropout(dropout, name="concat_projection_dropout")(x)
     if decoder:
         low = _conv_bn_relu(features["stride4"], DECODER_LOW_LEVEL_FILTERS, name="decoder_low_level")
-        x = ResizeToReference(half_pixel_centers=half_pixel, name="decoder_upsample")([x, low])
+        x = ResizeToReference.aligned(alignment, name="decoder_upsample")([x, low])
         x = layers.Concatenate(name="decoder_concat")([x, low])
         x = _separable_bn_relu(x, ASPP_FILTERS, rate=1, name="decoder_conv0")
         x = _separable_bn_relu(x, ASPP_FILTERS, rate=1, name="decoder_conv1")
     x = layers.Conv2D(num_classes, 1, name="classifier")(x)
-    return ResizeToReference(half_pixel_centers=half_pixel, name="logits", dtype="float32")([x, image])
+    return ResizeToReference.aligned(alignment, name="logits", dtype="float32")([x, image])

@@ -3,9 +3,9 @@
 Each layer is one small tensor operation so that it quantizes and converts
 plainly; ``get_config`` returns exactly the constructor arguments.
 
-- ``Normalize``: raw RGB pixels -> the backbone's input scale (reverse + multiply-add).
+- ``Normalize``: raw RGB pixels -> the backbone's input scale (reverse + a 1x1 depthwise convolution).
 - ``ResizeToReference``: resize ``x`` to the spatial size of ``reference``
-  (one ``ResizeBilinear`` / ``ResizeNearestNeighbor`` op, half-pixel centres optional).
+  (one ``ResizeBilinear`` / ``ResizeNearestNeighbor`` op, in one of ``RESIZE_ALIGNMENTS``).
 - ``CropToReference``: keep the top-left ``reference``-sized window of ``x``
   (one ``StridedSlice``), as FCN crops its upsampled scores.
 - ``BilinearUpsampling``: an initializer for ``Conv2DTranspose`` kernels.
@@ -18,6 +18,11 @@ from kerasseg.backend import keras, tf
 
 CHANNEL_ORDERS = ("rgb", "bgr")
 INTERPOLATIONS = ("bilinear", "nearest")
+# Where a resize puts the pixel centres; the names are edge.artifact's OUTPUT_ALIGNMENTS, so a spec can carry them.
+#   half_pixel     TF2 and OpenCV (half_pixel_centers=True), the default
+#   legacy         TF1 without half-pixel centres (align_corners=False): the form the Edge TPU compiler maps
+#   align_corners  TF1's align_corners=True: corner pixels coincide (DeepLab's released graphs and checkpoints)
+RESIZE_ALIGNMENTS = ("half_pixel", "legacy", "align_corners")
 
 _register = keras.saving.register_keras_serializable(package="kerasseg")
 
@@ -33,6 +38,9 @@ class Normalize(keras.layers.Layer):
 
     ``mean`` and ``std`` are given in RGB order, in pixel units (0..255).
     The input may be uint8 or float; the output has the layer's compute dtype.
+    The multiply-add is a 1x1 depthwise convolution with a bias: in an int8 ``.tflite`` it is one
+    DEPTHWISE_CONV_2D, where MUL + ADD over the full-size input cost about as much
+    as the rest of a DeepLab MobileNetV2 depth 0.5 at 513x513 (benchmarks/bench_released.py).
     """
 
     def __init__(self, *, mean, std, channel_order="rgb", **kwargs):
@@ -55,7 +63,9 @@ class Normalize(keras.layers.Layer):
         x = tf.cast(inputs, self.compute_dtype)
         if self.channel_order == "bgr":
             x = tf.reverse(x, axis=[-1])
-        return x * tf.constant(self._scale, self.compute_dtype) + tf.constant(self._offset, self.compute_dtype)
+        scale = tf.constant(self._scale.reshape(1, 1, 3, 1), self.compute_dtype)
+        return tf.nn.bias_add(tf.nn.depthwise_conv2d(x, scale, strides=[1, 1, 1, 1], padding="VALID"),
+                              tf.constant(self._offset, self.compute_dtype))
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)
@@ -66,31 +76,56 @@ class Normalize(keras.layers.Layer):
         return config
 
 
+def resize_alignment(*, edgetpu_friendly: bool = False, align_corners: bool = False) -> str:
+    """The alignment of a head's resizes from its model options (one of ``RESIZE_ALIGNMENTS``).
+
+    ``align_corners`` wins: the Edge TPU compiler maps TF1's ``align_corners=True`` resizes too.
+    """
+    if align_corners:
+        return "align_corners"
+    return "legacy" if edgetpu_friendly else "half_pixel"
+
+
 @_register
 class ResizeToReference(keras.layers.Layer):
     """Resize ``x`` to the height and width of ``reference``: ``layer([x, reference])``.
 
-    ``half_pixel_centers=False`` gives the legacy TF1 alignment (``align_corners=False``,
-    no half-pixel offset), the form the Edge TPU compiler maps.
+    ``half_pixel_centers=False`` gives the legacy TF1 alignment (no half-pixel offset), the form the
+    Edge TPU compiler maps; ``align_corners=True`` (with ``half_pixel_centers=False``) gives TF1's
+    corner-aligned resize. ``alignment`` names the result (one of ``RESIZE_ALIGNMENTS``).
     """
 
-    def __init__(self, *, interpolation="bilinear", half_pixel_centers=True, **kwargs):
+    def __init__(self, *, interpolation="bilinear", half_pixel_centers=True, align_corners=False, **kwargs):
         super().__init__(**kwargs)
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"ResizeToReference: interpolation must be one of {INTERPOLATIONS}, "
                              f"got {interpolation!r}")
+        if half_pixel_centers and align_corners:
+            raise ValueError("ResizeToReference: align_corners=True needs half_pixel_centers=False "
+                             "(TensorFlow's resize takes one or the other)")
         self.interpolation = interpolation
         self.half_pixel_centers = bool(half_pixel_centers)
+        self.align_corners = bool(align_corners)
+
+    @classmethod
+    def aligned(cls, alignment: str, **kwargs) -> "ResizeToReference":
+        """A resize with the named alignment (one of ``RESIZE_ALIGNMENTS``)."""
+        if alignment not in RESIZE_ALIGNMENTS:
+            raise ValueError(f"ResizeToReference: alignment must be one of {RESIZE_ALIGNMENTS}, got {alignment!r}")
+        return cls(half_pixel_centers=alignment == "half_pixel", align_corners=alignment == "align_corners",
+                   **kwargs)
+
+    @property
+    def alignment(self) -> str:
+        if self.align_corners:
+            return "align_corners"
+        return "half_pixel" if self.half_pixel_centers else "legacy"
 
     def call(self, inputs):
         x, reference = inputs
         size = tf.shape(reference)[1:3]
-        if self.interpolation == "bilinear":
-            out = tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=False,
-                                            half_pixel_centers=self.half_pixel_centers)
-        else:
-            out = tf.raw_ops.ResizeNearestNeighbor(images=x, size=size, align_corners=False,
-                                                   half_pixel_centers=self.half_pixel_centers)
+        op = tf.raw_ops.ResizeBilinear if self.interpolation == "bilinear" else tf.raw_ops.ResizeNearestNeighbor
+        out = op(images=x, size=size, align_corners=self.align_corners, half_pixel_centers=self.half_pixel_centers)
         out = tf.cast(out, self.compute_dtype)
         out.set_shape(_static_spatial_shape(x, reference))
         return out
@@ -101,7 +136,8 @@ class ResizeToReference(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(interpolation=self.interpolation, half_pixel_centers=self.half_pixel_centers)
+        config.update(interpolation=self.interpolation, half_pixel_centers=self.half_pixel_centers,
+                      align_corners=self.align_corners)
         return config
 
 

@@ -7,7 +7,7 @@ import os
 from typing import Callable
 
 from kerasseg.backend import keras
-from kerasseg.models.backbones import BACKBONES, MOBILENETV2_ALPHAS
+from kerasseg.models.backbones import BACKBONES, MOBILENETV2_ALPHAS, MOBILENETV2_CHANNEL_ROUNDINGS
 from kerasseg.models.deeplab import deeplab_head
 from kerasseg.models.fcn import FCN_VARIANTS, fcn_head
 from kerasseg.models.layers import CUSTOM_OBJECTS, Normalize
@@ -15,7 +15,7 @@ from kerasseg.models.weights import (download_imagenet_weights, hdf5_layer_names
                                       load_weights_by_name)
 
 # Options each backbone adds to its arch's options, with defaults.
-BACKBONE_OPTIONS = {"mobilenetv2": {"alpha": 1.0}}
+BACKBONE_OPTIONS = {"mobilenetv2": {"alpha": 1.0, "channel_rounding": "keras"}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +44,7 @@ def _fcn(arch):
 MODELS: dict[str, Arch] = {arch: _fcn(arch) for arch in FCN_VARIANTS}
 MODELS["deeplabv3plus"] = Arch(
     "deeplabv3plus", deeplab_head, ("mobilenetv2", "xception65", "resnet50", "resnet101"), (8, 16, 32), 16,
-    {"aspp": True, "decoder": True, "dropout": 0.1, "edgetpu_friendly": False},
+    {"aspp": True, "decoder": True, "dropout": 0.1, "edgetpu_friendly": False, "align_corners": False},
     "https://arxiv.org/abs/1802.02611",
     "DeepLabv3+ (decoder=False: DeepLabv3; aspp=False, decoder=False: the DeepLab MobileNetV2 head)")
 
@@ -55,7 +55,13 @@ OPTION_DOCS = {
     "dropout": "dropout rate in [0, 1): after fc6 and fc7 (FCN), after the ASPP projection (DeepLab)",
     "edgetpu_friendly": "True: every resize uses half_pixel_centers=False (what the Edge TPU compiler maps); "
                         "dilations are equal in x and y in every model. FCN has no resize, so nothing changes there",
+    # For DeepLab's released weights (python -m kerasseg.models import):
+    "align_corners": "True: every resize uses TF1's align_corners=True, as DeepLab's released graphs and "
+                     "checkpoints do (the Edge TPU compiler maps it too); wins over edgetpu_friendly",
+    "channel_rounding": f"MobileNetV2 channels x alpha, one of {MOBILENETV2_CHANNEL_ROUNDINGS}: 'keras' as "
+                        f"keras.applications (its ImageNet weights), 'slim' as DeepLab's TF-slim MobileNetV2",
 }
+BOOLEAN_OPTIONS = ("aspp", "decoder", "edgetpu_friendly", "align_corners")
 
 
 def list_models() -> list[str]:
@@ -70,7 +76,7 @@ def _choice(parameter, value, choices):
 
 
 def _check_option(name, value):
-    if name in ("aspp", "decoder", "edgetpu_friendly"):
+    if name in BOOLEAN_OPTIONS:
         if not isinstance(value, bool):
             raise ValueError(f"{name}: expected True or False, got {value!r}")
     elif name == "dropout":
@@ -81,6 +87,8 @@ def _check_option(name, value):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) not in MOBILENETV2_ALPHAS:
             raise ValueError(f"alpha: got {value!r}; valid choices are {list(MOBILENETV2_ALPHAS)}")
         value = float(value)
+    elif name == "channel_rounding":
+        _choice("channel_rounding", value, MOBILENETV2_CHANNEL_ROUNDINGS)
     return value
 
 

@@ -44,8 +44,11 @@ class TrainConfig:
     aspp: bool | None = None
     decoder: bool | None = None
     edgetpu_friendly: bool | None = None
+    align_corners: bool | None = None
+    channel_rounding: str | None = None
     dropout: float | None = None
     backbone_weights: str | None = None
+    init_from: str | None = None  # a trained model to fine-tune (kerasseg.training.init_from)
     dataset: str = "synthetic"
     image_size: tuple[int, int] = (64, 64)
     scale_range: tuple[float, float] | None = None
@@ -110,7 +113,8 @@ class TrainConfig:
         return data
 
 
-MODEL_OPTIONS = ("alpha", "aspp", "decoder", "edgetpu_friendly", "dropout")  # passed to build_model when set
+MODEL_OPTIONS = ("alpha", "aspp", "decoder", "edgetpu_friendly", "align_corners", "channel_rounding",
+                 "dropout")  # passed to build_model when set
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
@@ -129,14 +133,18 @@ def normalize_image_size(value) -> tuple[int, int]:
     return (size[0], size[1])
 
 
-def arch_defaults(arch: str, backbone: str | None = None, backbone_weights: str | None = None) -> dict:
-    """Defaults that depend on the architecture (FCN keeps its paper settings), backbone and initial weights."""
+def arch_defaults(arch: str, backbone: str | None = None, backbone_weights: str | None = None,
+                  init_from: str | None = None) -> dict:
+    """Defaults that depend on the architecture (FCN keeps its paper settings), backbone and initial weights.
+
+    With ``init_from`` the model options come from that model, and the learning rate is the pretrained one.
+    """
     if arch in ARCH_DEFAULTS:
         return dict(ARCH_DEFAULTS[arch])
     defaults = dict(DEEPLAB_DEFAULTS)
-    if backbone_weights:
+    if backbone_weights or init_from:
         defaults["learning_rate"] = PRETRAINED_LEARNING_RATE
-    if backbone in (None, "mobilenetv2"):
+    if backbone in (None, "mobilenetv2") and not init_from:
         defaults["alpha"] = DEEPLAB_MOBILENETV2_ALPHA
     return defaults
 
@@ -166,8 +174,11 @@ def resolve_config(*, overrides: Mapping[str, Any] | None = None, yaml_values: M
         if unknown:
             raise ValueError(f"{source_name}: unknown keys {unknown}; valid keys are {sorted(FIELDS)}")
         given.update({k: v for k, v in source.items() if v is not None})
+    if given.get("init_from") and not base:  # the architecture comes from the model to fine-tune
+        from kerasseg.training.init_from import resolve_architecture
+        given.update(resolve_architecture(given, given["init_from"]))
     values = {} if base else arch_defaults(given.get("arch", TrainConfig.arch), given.get("backbone"),
-                                            given.get("backbone_weights"))
+                                            given.get("backbone_weights"), given.get("init_from"))
     values.update(given)
     return TrainConfig(**values)
 

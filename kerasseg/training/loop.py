@@ -95,6 +95,9 @@ class Outcome:
 def fit(setup, run, *, resume: bool, log=print, verbose: bool = True) -> Outcome:
     """Train ``setup`` into ``run`` (see the module docstring); returns the whole run's history."""
     parts = build(setup)
+    if setup.config.init_from and not resume:  # a resumed run restores its own checkpoint instead
+        from kerasseg.training.init_from import initialize
+        initialize(parts.model, setup, log=log)
     with run.checkpoints(parts.checkpoint) as manager:
         start_step = _restore(parts.checkpoint, run, resume=resume, log=log, total_steps=setup.total_steps)
         progress = run.read_progress(before_step=start_step) if resume else Progress([], 0.0, {})

@@ -65,6 +65,9 @@ def prepare(config: TrainConfig, *, check_data: bool = False, log=print) -> Setu
     from kerasseg import models as kmodels
 
     source = kdata.open_dataset(config.dataset, seed=config.seed, skip_bad_files=config.skip_bad_files)
+    if not source.labelled:
+        raise ValueError(f"dataset {config.dataset}: images without masks serve convert.py's calibration and "
+                         f"parity; training needs masks (voc:, folder:, coco:, ...)")
     if check_data:
         log(kdata.check_dataset(source))
     model_kwargs = kmodels.model_config(**config.model_kwargs(num_classes=len(source.labels)))

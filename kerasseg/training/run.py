@@ -230,12 +230,23 @@ def _check_resumable(path: str, config: dict) -> None:
     differences = []
     for section in ("train", "model", "derived"):
         old, new = dict(saved.get(section, {})), dict(config[section])
+        if section == "model":
+            old = _with_new_defaults(old)
         for key in RESUME_MAY_CHANGE if section == "train" else ():
             old.pop(key, None), new.pop(key, None)
         differences += config_differences(old, new)
     if differences:
         raise ValueError(f"--resume {path}: the configuration differs from the checkpoint's, refusing to resume:\n  "
                          + "\n  ".join(differences))
+
+
+def _with_new_defaults(model_kwargs: dict) -> dict:
+    """A saved run's build arguments with the defaults of options added since it was written."""
+    from kerasseg.models import model_config
+    try:
+        return model_config(**model_kwargs)
+    except (ValueError, TypeError):
+        return model_kwargs  # compared as it is; the difference will be named
 
 
 def new_run_dir(*, arch: str, root: str = DEFAULT_ROOT) -> str:

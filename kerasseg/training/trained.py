@@ -96,18 +96,26 @@ def _load_keras(path: str):
             from None
 
 
-def open_data(trained: Trained, uri: str | None = None):
+def open_data(trained: Trained, uri: str | None = None, *, masks: bool = True):
     """Open the dataset ``uri`` (default: the one the model trained on) with the run's seed.
 
-    Raises ValueError when no dataset is known, or when its classes are not the spec's.
+    A folder of images without masks (``images:PATH``) takes the model's classes; with ``masks`` (evaluation)
+    it is refused. Raises ValueError when no dataset is known, or when its classes are not the spec's.
     """
     from kerasseg.data import open_dataset
 
     uri = uri or trained.dataset
     if not uri:
-        raise ValueError(f"--dataset: required for model {trained.model_path}, which has no run directory "
-                         f"({CONFIG_FILENAME} beside it) naming its data")
+        where = (f"its run {trained.run.path} names no dataset (an imported model)" if trained.run else
+                 f"it has no run directory ({CONFIG_FILENAME} beside it) naming its data")
+        raise ValueError(f"--dataset: required for model {trained.model_path}: {where}; images:FOLDER takes a "
+                         f"folder of your own images for convert.py's calibration and parity")
     source = open_dataset(uri, seed=trained.seed)
+    if not source.labelled:
+        if masks:
+            raise ValueError(f"--dataset {uri}: images without masks; this needs a dataset with masks "
+                             f"(voc:, folder:, coco:, ...)")
+        source.labels, source.colors = trained.spec.labels, trained.spec.colors
     if tuple(source.labels) != tuple(trained.spec.labels):
         raise ValueError(f"--dataset {uri}: its classes {list(source.labels)} differ from the model's "
                          f"{list(trained.spec.labels)}")

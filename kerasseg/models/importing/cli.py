@@ -1,0 +1,72 @@
+"""Import a released DeepLab model into the Keras builders and write it as a run directory.
+
+    python -m kerasseg.models import deeplabv3_mnv2_dm05_pascal_quant.tflite --output runs/voc-dm05
+    python -m kerasseg.models import deeplabv3_pascal_trainval_2018_01_04.tar.gz --output runs/voc-x65
+    python -m kerasseg.models import model.tflite --output runs/mine --labels labels.txt
+
+SOURCE: a released .tflite (int8/uint8 or float), a DeepLab model-zoo .tar.gz, the folder it unpacks
+to, or a checkpoint prefix. DIR gets best.keras, spec.json and config.yaml; evaluate.py, predict.py,
+convert.py and train.py --init-from take it as a trained run. Exit 2 on bad input, with nothing written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from edge import console
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = console.ArgumentParser(prog="python -m kerasseg.models import", description=__doc__,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", metavar="SOURCE", help=".tflite, model-zoo .tar.gz, its folder or a checkpoint "
+                                                         "prefix")
+    parser.add_argument("--output", required=True, metavar="DIR", help="the run directory to write")
+    parser.add_argument("--labels", metavar="FILE", help="class names, one a line up to the first blank line "
+                                                         "(default: PASCAL VOC's for 21 classes, Cityscapes' for 19)")
+    parser.add_argument("--output-stride", type=int, choices=(8, 16, 32), default=None,
+                        help="a checkpoint's output stride (default 16); a .tflite has its own")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
+                        help="the spec's input size, which convert.py exports at (default: the .tflite's; for a "
+                             "checkpoint DeepLab's crop: 513 513 for VOC, 1025 2049 for Cityscapes)")
+    console.add_log_level(parser)
+    args = parser.parse_args(argv)
+    args.command = "import"
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    console.configure(args.log_level)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Import ``args.source`` into ``args.output``; 0, or 2 on bad input (nothing written)."""
+    from edge.artifact import SpecError
+    from kerasseg.models.importing import import_model
+    from kerasseg.models.importing.rundir import imported_spec, write_imported_run
+
+    started = time.perf_counter()
+    try:
+        imported = import_model(args.source, output_stride=args.output_stride)
+        spec = imported_spec(imported, labels_file=args.labels, input_size=args.input_size)
+        run = write_imported_run(imported, args.output, spec)
+    except (ValueError, FileNotFoundError, FileExistsError, SpecError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    config = imported.config
+    print(f"Imported {imported.source['kind']} {args.source} in {time.perf_counter() - started:.1f} s: "
+          f"{config['arch']} {config['backbone']}"
+          + (f" alpha {config['alpha']}" if "alpha" in config else "")
+          + f", output stride {config['output_stride']}, aspp {config['aspp']}, decoder {config['decoder']}, "
+          f"{config['num_classes']} classes, {len(imported.filled)} layers filled"
+          + (f", {len(imported.unused)} tensors left out" if imported.unused else ""))
+    print(f"Run directory: {run.path} (input {spec.input_size[0]}x{spec.input_size[1]}, labels "
+          f"{', '.join(spec.labels[:4])}, ...)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

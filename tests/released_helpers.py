@@ -1,0 +1,105 @@
+"""Google's released DeepLab files (tests/data, see its SOURCES.md) and the session fixtures that import and
+convert them once for every test of ``kerasseg.models.importing`` (tests/conftest.py registers the fixtures).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+DATA = pathlib.Path(__file__).resolve().parent / "data"
+INT8 = DATA / "deeplabv3_mnv2_dm05_pascal_quant.tflite"  # Coral: depth 0.5, OS16, 513, uint8 weights
+FLOAT257 = DATA / "deeplabv3_257_mv_gpu.tflite"  # TF Lite example: depth 0.5, OS8, 257, float
+LABELS_FILE = DATA / "pascal_voc_segmentation_labels.txt"
+PHOTOS = {"grace_hopper.bmp": 15, "cat.bmp": 8}  # photo -> its subject's VOC class (person, cat)
+RELEASED = {"int8": INT8, "float257": FLOAT257}
+# convert.py's calibration images for the round trip: few, since calibration at 513 px dominates its time.
+CALIBRATION_STEPS = 8
+
+
+def photos_folder(root) -> str:
+    """A folder holding the two photos (the images: dataset of convert.py, the input of predict.py)."""
+    folder = pathlib.Path(root) / "photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in PHOTOS:
+        shutil.copy(DATA / name, folder / name)
+    return str(folder)
+
+
+def frames_at(size) -> dict:
+    """Each photo stretched to ``size`` (height, width) as the edge runtime does: BGR, bilinear."""
+    height, width = size
+    return {name: cv2.resize(cv2.imread(str(DATA / name)), (width, height), interpolation=cv2.INTER_LINEAR)
+            for name in PHOTOS}
+
+
+def segment(model_path, frames: dict) -> dict:
+    """Class maps of ``frames`` through the edge runtime's Segmenter."""
+    from edge.segmenter import Segmenter
+
+    segmenter = Segmenter.from_file(str(model_path), threads=1)
+    return {name: np.asarray(segmenter.segment(frame), np.int64) for name, frame in frames.items()}
+
+
+def keras_class_maps(model, frames: dict) -> dict:
+    return {name: np.argmax(np.asarray(model(frame[None, ..., ::-1].astype(np.float32), training=False))[0], -1)
+            for name, frame in frames.items()}
+
+
+def dominant(class_map, *, skip_background: bool = False) -> int:
+    counts = np.bincount(np.ravel(class_map), minlength=21)
+    if skip_background:
+        counts[0] = 0
+    return int(np.argmax(counts))
+
+
+def write_official_checkpoint(prefix: str, weights: dict) -> str:
+    """A TF1 (V2-format) checkpoint holding ``{name: array}`` under exactly those names, as DeepLab's are."""
+    from kerasseg.backend import tf
+
+    names = sorted(weights)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.constant(weights[n]) for n in names])
+    return prefix
+
+
+@dataclasses.dataclass
+class Imported:
+    runs: dict  # "int8" / "float257" -> run directory written by python -m kerasseg.models import
+    outputs: dict  # the same -> what the command printed
+    photos: str  # the folder of the two photos
+
+
+@pytest.fixture(scope="session")
+def imported_runs(tmp_path_factory) -> Imported:
+    """Both released files imported once, through ``python -m kerasseg.models import`` (in-process)."""
+    import contextlib
+    import io
+
+    from kerasseg.models.__main__ import main
+
+    root = tmp_path_factory.mktemp("imported")
+    runs, outputs = {}, {}
+    for name, path in RELEASED.items():
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["import", str(path), "--output", str(root / name)]) == 0
+        runs[name], outputs[name] = str(root / name), out.getvalue()
+    return Imported(runs=runs, outputs=outputs, photos=photos_folder(root))
+
+
+@pytest.fixture(scope="session")
+def imported_int8_export(imported_runs) -> str:
+    """The int8 import re-exported by ``convert.py --int8`` (default head), calibrated on the two photos."""
+    from training_helpers import load_script
+
+    convert = load_script("convert.py")
+    run = imported_runs.runs["int8"]
+    assert convert.main(["--run", run, "--int8", "--dataset", f"images:{imported_runs.photos}",
+                         "--calibration-steps", str(CALIBRATION_STEPS)]) == 0
+    return os.path.join(run, "export", "deeplabv3plus_mobilenetv2_int8.tflite")
