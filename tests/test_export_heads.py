@@ -4,7 +4,8 @@ import os
 
 import numpy as np
 import pytest
-from export_helpers import make_run_dir, tiny_model
+from export_helpers import tiny_model
+from shared_helpers import TRAINED_RUN_SIZE
 
 import convert
 from edge.artifact import Spec, load_spec
@@ -131,20 +132,16 @@ def test_every_head_converts_to_the_shape_its_spec_says(name, mode, heads):
             assert tflite.float_ops(content) == [], head
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run_dir(str(tmp_path_factory.mktemp("runs") / "run1"), size=64, train_images=8, val_images=4)
-
-
 @pytest.mark.slow
-def test_convert_writes_one_artifact_per_head_with_its_spec(run_dir, capsys):
-    argv = ["--run", run_dir, "--int8", "--head", "full", "native", "argmax", "full-argmax",
-            "--calibration-steps", "4", "--parity-images", "4", "--max-drop", "100"]
-    assert convert.main(argv) == 0
-    stem = os.path.join(run_dir, "export", "deeplabv3plus_mobilenetv2_int8")
+def test_convert_writes_one_artifact_per_head_with_its_spec(trained_run, artifacts, capsys):
+    """The README's ``convert.py --int8 --head native full argmax``, with full-argmax too. Slow: it reads the shared
+    run's int8 artifacts, which the ``artifacts`` fixture converts once per session in one such call."""
+    artifacts("int8")
+    size = TRAINED_RUN_SIZE
+    stem = os.path.join(trained_run, "export", "deeplabv3plus_mobilenetv2_int8")
     # (file suffix, output shape, dtype): the default head (native) keeps the plain name.
-    expected = {"": ([1, 16, 16, 5], np.uint8, 4), "_full": ([1, 64, 64, 5], np.uint8, 1),
-                "_argmax": ([1, 16, 16], np.uint8, 4), "_full_argmax": ([1, 64, 64], np.uint8, 1)}
+    expected = {"": ([1, size // 4, size // 4, 5], np.uint8, 4), "_full": ([1, size, size, 5], np.uint8, 1),
+                "_argmax": ([1, size // 4, size // 4], np.uint8, 4), "_full_argmax": ([1, size, size], np.uint8, 1)}
     for suffix, (shape, dtype, stride) in expected.items():
         with open(stem + suffix + ".tflite", "rb") as f:
             content = f.read()
@@ -155,9 +152,9 @@ def test_convert_writes_one_artifact_per_head_with_its_spec(run_dir, capsys):
         output = _output(content)
         assert list(output["shape"]) == shape and output["dtype"] == dtype
         assert tflite.float_ops(content) == []
-        assert json.load(open(stem + suffix + ".parity.json"))["num_images"] == 4
+        assert json.load(open(stem + suffix + ".parity.json"))["num_images"] == 8
     # Asking again for one of them refuses before any work, naming the file.
-    assert convert.main(["--run", run_dir, "--int8", "--head", "argmax"]) == 2
+    assert convert.main(["--run", str(trained_run), "--int8", "--head", "argmax"]) == 2
     assert "int8_argmax.tflite" in capsys.readouterr().err
 
 
