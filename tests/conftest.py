@@ -11,14 +11,19 @@ only when a selected test asks for it (``pytest tests/test_x.py::test_y`` pays f
   ``python convert.py --run TRAINED_RUN --MODE --head ...`` wrote, converted once per mode and head
   (shared_helpers.ARTIFACT_HEADS: int8 with every head, float32 with native and full).
 - ``run_copy``: ``run_copy(folder)`` -> a copy of ``trained_run`` (without its exports) at ``folder``.
+- ``fcn8s_run``: an FCN-8s run directory trained one step by ``train.py`` and converted by ``convert.py --float32``
+  (shared_helpers.FCN8S_RUN_FLAGS), with ``export/fcn8s_vgg16_float32.tflite``. Read-only.
 - ``tiny_models`` / ``native_models``: the edge tests' colour-scoring ``.tflite`` models (see edge_helpers).
 - ``mediapipe_python``: the Python of MediaPipe's own venv, made once per machine under ~/.cache/kerasseg; when a
   selected test asks for it, its making starts in the background as the session starts. It skips the test, with
   the reason, when MediaPipe cannot be installed.
 
-The suite runs in two processes (pytest-xdist, ``-n 2`` in pyproject.toml), each with its own session fixtures.
-``trained_run`` and ``artifacts`` are made once for both: the first worker that needs one makes it under a file
-lock in the folder the workers share (shared_helpers.made_once), and the other waits and reuses it.
+The suite runs in two processes (pytest-xdist, ``-n 2 --dist loadgroup`` in pyproject.toml), each with its own
+session fixtures. Each test file runs whole in one worker, so its module fixtures are made once; the files that
+use the shared runs above (SHARED_FIXTURES) run together in one worker, first, so that each shared run is made once
+and neither worker waits for the other (``pytest_xdist_make_scheduler`` and ``pytest_collection_modifyitems``
+below). Should they land in two workers anyway (another ``--dist``), the first worker that needs a shared run makes
+it under a file lock in the folder the workers share (shared_helpers.made_once), and the other waits and reuses it.
 """
 import os
 import time
@@ -26,9 +31,37 @@ import time
 import mediapipe_client
 import pytest
 from edge_helpers import Models, NativeModels, make_models, make_native_models
-from shared_helpers import Artifacts, copy_run, made_once, shared_root, train_shared_run
+from shared_helpers import Artifacts, copy_run, made_once, shared_root, train_and_convert_fcn8s, train_shared_run
 
 SESSION_STARTED = time.time()
+SHARED_FIXTURES = {"trained_run", "artifacts", "run_copy", "fcn8s_run"}
+SHARED_GROUP = "shared_runs"  # the xdist_group of the files that use them
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """The files that use SHARED_FIXTURES join one xdist group and run first (see the module doc)."""
+    shared = {item.path for item in items if SHARED_FIXTURES & set(getattr(item, "fixturenames", ()))}
+    for item in items:
+        if item.path in shared and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(SHARED_GROUP))
+    items.sort(key=lambda item: item.path not in shared)  # stable: the order within each part stays
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup``, with each test outside an xdist group grouped with its file (not sent on its own), and
+    the groups sent to the workers in collection order."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class FileOrGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid):
+            scope = super()._split_scope(nodeid)
+            return nodeid.split("::", 1)[0] if scope == nodeid else scope
+
+    return FileOrGroupScheduling(config, log)
 
 
 def pytest_collection_finish(session):
@@ -64,6 +97,15 @@ def trained_run(tmp_path_factory):
 def artifacts(trained_run, tmp_path_factory) -> Artifacts:
     """``artifacts(mode, head=None)``: the shared run's convert.py artifact, converted once per mode and head."""
     return Artifacts(trained_run, shared_root(tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def fcn8s_run(tmp_path_factory):
+    """The shared FCN-8s run directory (a pathlib.Path), trained and converted to float32 once per session."""
+    root = shared_root(tmp_path_factory)
+    run_dir = root / "fcn8s_run"
+    made_once(root, "fcn8s_run", lambda: train_and_convert_fcn8s(run_dir))
+    return run_dir
 
 
 @pytest.fixture

@@ -32,6 +32,11 @@ TRAINED_RUN_NAME = "deeplabv3plus_mobilenetv2"  # convert.py names the artifacts
 # the fixture writes every artifact under its good name; a test asserts the parity bound it cares about.
 ARTIFACT_HEADS = {"int8": ("native", "full", "argmax", "full-argmax"), "float32": ("native", "full")}
 ARTIFACT_FLAGS = ("--calibration-steps", "8", "--parity-images", "8", "--max-drop", "100")
+# The shared FCN-8s run (VGG16, 134M parameters): one train.py step of batch 1 at 64x64, then convert.py --float32
+# (its default head, native). About a minute: the checkpoints and the flatbuffer are 0.5 GB each.
+FCN8S_RUN_FLAGS = ("--arch", "fcn8s", "--dataset", TRAINED_RUN_DATASET, "--image-size", "64", "--epochs", "1",
+                   "--steps-per-epoch", "1", "--batch-size", "1")
+FCN8S_CONVERT_FLAGS = ("--float32", "--parity-images", "2")
 
 
 def shared_root(tmp_path_factory) -> pathlib.Path:
@@ -74,6 +79,11 @@ def run_python(*args, timeout: float = 900) -> subprocess.CompletedProcess:
 
 def train_shared_run(run_dir: pathlib.Path) -> None:
     run_python("train.py", *TRAINED_RUN_FLAGS, "--output-dir", run_dir, "--quiet")
+
+
+def train_and_convert_fcn8s(run_dir: pathlib.Path) -> None:
+    run_python("train.py", *FCN8S_RUN_FLAGS, "--output-dir", run_dir, "--quiet")
+    run_python("convert.py", "--run", run_dir, *FCN8S_CONVERT_FLAGS)
 
 
 def copy_run(run_dir: pathlib.Path, destination: pathlib.Path) -> pathlib.Path:

@@ -36,13 +36,6 @@ def run_cli(*args, timeout=600):
     return done
 
 
-def train(run_dir, *extra):
-    run_cli("train.py", "--dataset", DATASET, "--image-size", "64", "--epochs", "1", "--batch-size", "4",
-            "--output-dir", str(run_dir), "--quiet", *extra)
-    check_run_files(run_dir)
-    return run_dir
-
-
 def check_run_files(run_dir):
     for name in RUN_FILES:
         assert os.path.exists(run_dir / name), f"train.py wrote no {name} in {run_dir}"
@@ -154,11 +147,11 @@ def test_edge_loop_runs_the_int8_model_headless_for_n_frames(artifacts, tmp_path
     assert count == FRAMES
 
 
-def test_fcn8s_trains_and_converts_to_float32(tmp_path):
-    """FCN-8s (VGG16, ~134M parameters) at 64x64: one step of batch 1, then a float32 TFLite with its parity."""
-    run_dir = train(tmp_path / "fcn", "--arch", "fcn8s", "--steps-per-epoch", "1", "--batch-size", "1")
-    run_cli("convert.py", "--run", str(run_dir), "--float32", "--parity-images", "2")
-    paths = export_files(run_dir, "float32", "fcn8s_vgg16")
+def test_fcn8s_trains_and_converts_to_float32(fcn8s_run):
+    """FCN-8s (VGG16, ~134M parameters) at 64x64: one step of batch 1, then a float32 TFLite with its parity.
+    Slow: the shared ``fcn8s_run`` fixture runs train.py and convert.py once per session (0.5 GB files)."""
+    check_run_files(fcn8s_run)
+    paths = export_files(fcn8s_run, "float32", "fcn8s_vgg16")
     report = json.loads(paths["parity"].read_text())
     assert report["passed"] is True and report["num_images"] == 2
     assert report["pixel_agreement"] >= 0.999

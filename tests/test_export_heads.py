@@ -111,12 +111,11 @@ def _output(content: bytes) -> dict:
 
 
 @pytest.mark.slow
-# FCN-8s (134M parameters, a 0.5 GB float32 flatbuffer per conversion) converts its native head only; the
-# Keras-level test above checks every FCN head's graph. The stride-8 legacy model converts the heads that end
-# at its own stride; every head at full resolution is converted to int8 in the convert.py test below.
-@pytest.mark.parametrize("name,mode,heads", [("mobile_head_os8_edgetpu", Mode.INT8, (Head.NATIVE, Head.ARGMAX)),
-                                             ("fcn8s", Mode.FLOAT32, (Head.NATIVE,))])
+# The stride-8 legacy model converts the heads that end at its own stride; every head at full resolution is
+# converted to int8 in the convert.py test below, FCN-8s's native head in the next one.
+@pytest.mark.parametrize("name,mode,heads", [("mobile_head_os8_edgetpu", Mode.INT8, (Head.NATIVE, Head.ARGMAX))])
 def test_every_head_converts_to_the_shape_its_spec_says(name, mode, heads):
+    """Slow: two int8 conversions of a stride-8 DeepLab head."""
     model = _build(name, size=(64, 64))
     rng = np.random.default_rng(0)
     calibration = lambda: (rng.uniform(0, 255, (1, 64, 64, 3)).astype(np.float32) for _ in range(4))  # noqa: E731
@@ -130,6 +129,21 @@ def test_every_head_converts_to_the_shape_its_spec_says(name, mode, heads):
         assert output["dtype"] == (np.uint8 if head.ids or mode.full_integer else np.float32), head
         if mode.full_integer:
             assert tflite.float_ops(content) == [], head
+
+
+@pytest.mark.slow
+def test_fcn8s_native_head_converts_to_the_shape_its_spec_says(fcn8s_run):
+    """FCN-8s (134M parameters, a 0.5 GB float32 flatbuffer per conversion) converts its native head only; the
+    Keras-level test above checks every FCN head's graph. Slow: it reads the float32 artifact of the shared
+    ``fcn8s_run`` fixture (train.py, then convert.py --float32, whose default head is native), made once."""
+    from ai_edge_litert.interpreter import Interpreter
+    path = fcn8s_run / "export" / "fcn8s_vgg16_float32.tflite"
+    spec = load_spec(path)[0]
+    _, stride, alignment = CONFIGS["fcn8s"]
+    assert (spec.output_kind, spec.output_stride, spec.output_alignment) == ("logits", stride, alignment)
+    output = Interpreter(model_path=str(path)).get_output_details()[0]
+    assert list(output["shape"]) == [1, *spec.output_size, spec.num_classes]
+    assert output["dtype"] == np.float32
 
 
 @pytest.mark.slow
