@@ -62,7 +62,7 @@ def _upsample(native: np.ndarray, size, stride: int, alignment: str) -> np.ndarr
 def test_native_head_is_the_full_head_before_its_upsampling(name):
     """The recorded stride and alignment are the true ones: upsampling the native scores the way the spec
     says gives the full head's scores (FCN: away from the borders, where the transposed convolution
-    sees zero padding)."""
+    sees zero padding). Slow: builds each architecture (FCN's VGG16 too) at 96x80; Keras only."""
     model = _build(name)
     native, fields = cut(model, Head.NATIVE)
     _, stride, alignment = CONFIGS[name]
