@@ -59,7 +59,8 @@ def mediapipe_python(cache_dir: str | None = None, *, failed_since: float | None
                         [python, "-m", "pip", "install", "-q", f"mediapipe=={MEDIAPIPE_VERSION}"]):
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
-                reason = (f"{' '.join(command[-3:])} failed in {cache_dir} (exit {done.returncode}):\n"
+                last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+                reason = (f"{' '.join(command[-3:])} failed (exit {done.returncode}): {last}\n{cache_dir}\n"
                           f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
                 with open(failed, "w") as f:
                     f.write(reason)
