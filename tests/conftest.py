@@ -18,8 +18,8 @@ only when a selected test asks for it (``pytest tests/test_x.py::test_y`` pays f
   selected test asks for it, its making starts in the background as the session starts. It skips the test, with
   the reason, when MediaPipe cannot be installed.
 
-The suite runs in two processes (pytest-xdist, ``-n 2 --dist loadgroup`` in pyproject.toml), each with its own
-session fixtures. Each test file runs whole in one worker, so its module fixtures are made once; the files that
+The suite runs in WORKERS processes (pytest-xdist, set by ``pytest_cmdline_main`` below; ``-n 0`` or ``-p no:xdist``
+runs it in one), each with its own session fixtures. Each test file runs whole in one worker, so its module fixtures are made once; the files that
 use the shared runs above (SHARED_FIXTURES) run together in one worker, first, so that each shared run is made once
 and neither worker waits for the other (``pytest_xdist_make_scheduler`` and ``pytest_collection_modifyitems``
 below). Should they land in two workers anyway (another ``--dist``), the first worker that needs a shared run makes
@@ -34,8 +34,21 @@ from edge_helpers import Models, NativeModels, make_models, make_native_models
 from shared_helpers import Artifacts, copy_run, made_once, shared_root, train_and_convert_fcn8s, train_shared_run
 
 SESSION_STARTED = time.time()
+WORKERS = 2  # CI's cores
 SHARED_FIXTURES = {"trained_run", "artifacts", "run_copy", "fcn8s_run"}
 SHARED_GROUP = "shared_runs"  # the xdist_group of the files that use them
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the options set here
+def pytest_cmdline_main(config):
+    """Run in WORKERS processes unless the command line chooses: ``-n N`` (``-n 0``: in this process), ``--pdb``,
+    ``-p no:xdist`` or no pytest-xdist installed. The tests are sent out by ``--dist loadgroup``, as below."""
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+        return
+    if config.option.numprocesses is None and not config.getoption("usepdb"):
+        config.option.numprocesses = WORKERS
+    if config.option.numprocesses and config.option.dist == "no":
+        config.option.dist = "loadgroup"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -51,10 +64,12 @@ def pytest_collection_modifyitems(config, items):
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadgroup``, with each test outside an xdist group grouped with its file (not sent on its own), and
-    the groups sent to the workers in collection order."""
+    the groups sent to the workers in collection order (the shared-run group first)."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
+
+    config.option.loadscopereorder = False  # xdist would send the groups with the most tests first
 
     class FileOrGroupScheduling(LoadGroupScheduling):
         def _split_scope(self, nodeid):
