@@ -32,6 +32,8 @@ TRAINED_RUN_NAME = "deeplabv3plus_mobilenetv2"  # convert.py names the artifacts
 # the fixture writes every artifact under its good name; a test asserts the parity bound it cares about.
 ARTIFACT_HEADS = {"int8": ("native", "full", "argmax", "full-argmax"), "float32": ("native", "full")}
 ARTIFACT_FLAGS = ("--calibration-steps", "8", "--parity-images", "8", "--max-drop", "100")
+# Flags a mode adds, should it join ARTIFACT_HEADS: few fine-tuning steps (each QAT or Edge TPU step is slow to trace).
+MODE_FLAGS = {"qat": ("--qat-steps", "2"), "edgetpu": ("--edgetpu-finetune-steps", "2")}
 # The shared FCN-8s run (VGG16, 134M parameters): one train.py step of batch 1 at 64x64, then convert.py --float32
 # (its default head, native). About a minute: the checkpoints and the flatbuffer are 0.5 GB each.
 FCN8S_RUN_FLAGS = ("--arch", "fcn8s", "--dataset", TRAINED_RUN_DATASET, "--image-size", "64", "--epochs", "1",
@@ -122,7 +124,8 @@ class Artifacts:
             raise ValueError(f"artifacts: no shared {mode_.value}/{head_.value} artifact; ARTIFACT_HEADS in "
                              f"tests/shared_helpers.py lists {ARTIFACT_HEADS}")
         made_once(self.root, f"artifacts-{mode_.value}", lambda: run_python(
-            "convert.py", "--run", self.run_dir, f"--{mode_.value}", "--head", *heads, *ARTIFACT_FLAGS))
+            "convert.py", "--run", self.run_dir, f"--{mode_.value}", "--head", *heads, *ARTIFACT_FLAGS,
+            *MODE_FLAGS.get(mode_.value, ())))
         paths = target_paths(str(self.run_dir / "export"), TRAINED_RUN_NAME, mode_, head_)
         return Artifact(mode_.value, head_.value, **{kind: pathlib.Path(paths[kind])
                                                      for kind in ("tflite", "spec", "parity")})
