@@ -24,6 +24,9 @@ use the shared runs above (SHARED_FIXTURES) run together in one worker, first, s
 and neither worker waits for the other (``pytest_xdist_make_scheduler`` and ``pytest_collection_modifyitems``
 below). Should they land in two workers anyway (another ``--dist``), the first worker that needs a shared run makes
 it under a file lock in the folder the workers share (shared_helpers.made_once), and the other waits and reuses it.
+
+A new expensive session fixture that more than one file uses does the same: it makes its thing with ``made_once``
+in ``shared_root``, and its name joins SHARED_FIXTURES. Without that, each worker would make its own.
 """
 import os
 import time
