@@ -18,12 +18,13 @@ only when a selected test asks for it (``pytest tests/test_x.py::test_y`` pays f
   selected test asks for it, its making starts in the background as the session starts. It skips the test, with
   the reason, when MediaPipe cannot be installed.
 
-The suite runs in WORKERS processes (pytest-xdist, set by ``pytest_cmdline_main`` below; ``-n 0`` or ``-p no:xdist``
-runs it in one), each with its own session fixtures. Each test file runs whole in one worker, so its module fixtures are made once; the files that
-use the shared runs above (SHARED_FIXTURES) run together in one worker, first, so that each shared run is made once
-and neither worker waits for the other (``pytest_xdist_make_scheduler`` and ``pytest_collection_modifyitems``
-below). Should they land in two workers anyway (another ``--dist``), the first worker that needs a shared run makes
-it under a file lock in the folder the workers share (shared_helpers.made_once), and the other waits and reuses it.
+The suite runs in WORKERS processes (pytest-xdist, set by ``pytest_cmdline_main`` below; ``-n 0`` or
+``-p no:xdist`` runs it in one), each with its own session fixtures. Each test file runs whole in one worker, so
+its module fixtures are made once; the files that use the shared runs above (SHARED_FIXTURES) run together in one
+worker, first, so that each shared run is made once and neither worker waits for the other
+(``pytest_collection_modifyitems`` and ``pytest_xdist_make_scheduler`` below). Should they land in two workers
+anyway (another ``--dist``), the first worker that needs a shared run makes it under a file lock in the folder the
+workers share (shared_helpers.made_once), and the other waits and reuses it.
 
 A new expensive session fixture that more than one file uses does the same: it makes its thing with ``made_once``
 in ``shared_root``, and its name joins SHARED_FIXTURES. Without that, each worker would make its own.

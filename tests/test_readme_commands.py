@@ -612,7 +612,8 @@ def test_readme_command_runs(text, tmp_path, request):
 
 @pytest.mark.slow
 def test_the_files_the_readme_lists_are_written(exported):
-    """The README's tables of a run directory's files and of an export's, against the quick start's run. Slow only by its fixture, the module's ``exported`` quick-start run."""
+    """The README's tables of a run directory's files and of an export's, against the quick start's run. Slow
+    only by its fixture, the module's ``exported`` quick-start run."""
     run_files, export_files = file_tables()
     for name in run_files:
         path = exported.run_dir / name
