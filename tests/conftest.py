@@ -47,12 +47,21 @@ SHARED_GROUP = "shared_runs"  # the xdist_group of the files that use them
 def pytest_cmdline_main(config):
     """Run in WORKERS processes unless the command line chooses: ``-n N`` (``-n 0``: in this process), ``--pdb``,
     ``-p no:xdist`` or no pytest-xdist installed. The tests are sent out by ``--dist loadgroup``, as below."""
-    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    if hasattr(config, "workerinput"):  # xdist reads --dist from the command line; see pytest_configure_node
+        config.option.loadgroup = config.workerinput.get("loadgroup", config.option.loadgroup)
         return
     if config.option.numprocesses is None and not config.getoption("usepdb"):
         config.option.numprocesses = WORKERS
     if config.option.numprocesses and config.option.dist == "no":
         config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, called for each worker before it starts
+def pytest_configure_node(node):
+    """Tell the worker that tests go out by xdist group, so that it names each test's group to the scheduler."""
+    node.workerinput["loadgroup"] = node.config.getvalue("dist") == "loadgroup"
 
 
 @pytest.hookimpl(tryfirst=True)
