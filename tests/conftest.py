@@ -26,8 +26,9 @@ worker, first, so that each shared run is made once and neither worker waits for
 anyway (another ``--dist``), the first worker that needs a shared run makes it under a file lock in the folder the
 workers share (shared_helpers.made_once), and the other waits and reuses it.
 
-A new expensive session fixture that more than one file uses does the same: it makes its thing with ``made_once``
-in ``shared_root``, and its name joins SHARED_FIXTURES. Without that, each worker would make its own.
+A new expensive session fixture that more than one file uses does the same: it makes its folder with
+``made_once_in`` (as ``trained_run`` does), and its name joins SHARED_FIXTURES. Without that, each worker would make
+its own.
 """
 import os
 import time
@@ -35,7 +36,7 @@ import time
 import mediapipe_client
 import pytest
 from edge_helpers import Models, NativeModels, make_models, make_native_models
-from shared_helpers import Artifacts, copy_run, made_once, shared_root, train_and_convert_fcn8s, train_shared_run
+from shared_helpers import Artifacts, copy_run, made_once_in, shared_root, train_and_convert_fcn8s, train_shared_run
 
 SESSION_STARTED = time.time()
 WORKERS = 2  # CI's cores
@@ -115,10 +116,7 @@ def native_models(tmp_path_factory) -> NativeModels:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """The shared DeepLabv3+ MobileNetV2 run directory (a pathlib.Path), trained once per session by train.py."""
-    root = shared_root(tmp_path_factory)
-    run_dir = root / "trained_run"
-    made_once(root, "trained_run", lambda: train_shared_run(run_dir))
-    return run_dir
+    return made_once_in(tmp_path_factory, "trained_run", train_shared_run)
 
 
 @pytest.fixture(scope="session")
@@ -130,10 +128,7 @@ def artifacts(trained_run, tmp_path_factory) -> Artifacts:
 @pytest.fixture(scope="session")
 def fcn8s_run(tmp_path_factory):
     """The shared FCN-8s run directory (a pathlib.Path), trained and converted to float32 once per session."""
-    root = shared_root(tmp_path_factory)
-    run_dir = root / "fcn8s_run"
-    made_once(root, "fcn8s_run", lambda: train_and_convert_fcn8s(run_dir))
-    return run_dir
+    return made_once_in(tmp_path_factory, "fcn8s_run", train_and_convert_fcn8s)
 
 
 @pytest.fixture

@@ -67,6 +67,13 @@ def made_once(root: pathlib.Path, key: str, make: Callable[[], None]) -> None:
         done.touch()
 
 
+def made_once_in(tmp_path_factory, name: str, make: Callable[[pathlib.Path], None]) -> pathlib.Path:
+    """``shared_root/name``, made by ``make(folder)`` once per session across workers (see ``made_once``)."""
+    root = shared_root(tmp_path_factory)
+    made_once(root, name, lambda: make(root / name))
+    return root / name
+
+
 def run_python(*args, timeout: float = 900) -> subprocess.CompletedProcess:
     """``python ARGS...`` at the repository root, as a user types it; fail with the output's tail unless it exits 0."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
