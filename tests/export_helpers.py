@@ -56,40 +56,6 @@ def trained_tiny_model(batches, *, epochs=30, seed=0):
     return model
 
 
-def make_run_dir(path, *, arch="deeplabv3plus", size=64, train_images=16, val_images=8, model_kwargs=None,
-                 fit_steps=0, seed=0):
-    """A run directory as train.py writes it (config.yaml, spec.json, best.keras) for a tiny model."""
-    import os
-
-    import yaml
-
-    from kerasseg.data import build_pipeline, open_dataset
-    from kerasseg.models import build_model, preprocessing_for
-    from edge.artifact import Spec
-
-    dataset = f"synthetic:{train_images}?val={val_images}&size={size}"
-    source = open_dataset(dataset, seed=seed)
-    if model_kwargs is None:
-        model_kwargs = {"backbone": "mobilenetv2", "alpha": 0.35} if arch == "deeplabv3plus" else {}
-    kwargs = dict(arch=arch, num_classes=source.num_classes, **model_kwargs)
-    keras.utils.set_random_seed(seed)
-    model = build_model(**kwargs)
-    if fit_steps:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255)
-        model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss)
-        train = build_pipeline(source, split="train", image_size=(size, size), batch_size=8, training=True, seed=seed)
-        model.fit(train, steps_per_epoch=fit_steps, epochs=1, verbose=0)
-    os.makedirs(path, exist_ok=True)
-    model.save(os.path.join(path, "best.keras"))
-    norm = preprocessing_for(arch=arch, backbone=kwargs.get("backbone"))
-    Spec(labels=source.labels, input_size=(size, size), **norm).save(os.path.join(path, "spec.json"))
-    config = {"train": {"dataset": dataset, "image_size": [size, size], "seed": seed, "arch": arch},
-              "model": kwargs}
-    with open(os.path.join(path, "config.yaml"), "w") as f:
-        yaml.safe_dump(config, f)
-    return path
-
-
 TINY_RUN_DATASET = "synthetic:4?val=2&size=32"
 TINY_RUN_LABELS = ("background", "circle", "square", "triangle", "cross")
 

@@ -4,6 +4,7 @@ It runs in MediaPipe's own virtual environment (its opencv-contrib-python wheel 
 opencv-python-headless), made by ``mediapipe_python()`` below, so it imports nothing from kerasseg.
 
     MEDIAPIPE_PYTHON tests/mediapipe_client.py MODEL.tflite IMAGES.npz OUT.npz
+    python tests/mediapipe_client.py --install      # make the venv (conftest.py starts this in the background)
 
 IMAGES.npz holds ``images``: (N, H, W, 3) uint8 RGB. OUT.npz gets ``category_masks`` (N, H, W) uint8 and
 ``labels`` (the names MediaPipe read from the model's metadata).
@@ -17,23 +18,66 @@ import sys
 MEDIAPIPE_VERSION = "1.2.2"
 
 
-def mediapipe_python(cache_dir: str | None = None) -> str:
-    """The Python of a virtual environment with MediaPipe installed; made (once) under the user's cache."""
-    cache_dir = cache_dir or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                                          "kerasseg", f"mediapipe-{MEDIAPIPE_VERSION}-py{sys.version_info[0]}"
-                                                      f"{sys.version_info[1]}")
-    python = os.path.join(cache_dir, "bin", "python")
-    marker = os.path.join(cache_dir, ".installed")
-    if os.path.exists(marker):
-        return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", cache_dir], check=True)
-    done = subprocess.run([python, "-m", "pip", "install", "-q", f"mediapipe=={MEDIAPIPE_VERSION}"],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"pip could not install mediapipe=={MEDIAPIPE_VERSION} into {cache_dir}:\n"
-                           f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    open(marker, "w").close()
+class MediaPipeUnavailable(RuntimeError):
+    """MediaPipe could not be installed here (no registry, no wheel for this platform): the test skips."""
+
+
+def venv_dir() -> str:
+    """Where MediaPipe's virtual environment lives: once per machine, under the user's cache."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(cache, "kerasseg", f"mediapipe-{MEDIAPIPE_VERSION}-py{sys.version_info[0]}"
+                                           f"{sys.version_info[1]}")
+
+
+def installed_python(cache_dir: str | None = None) -> str | None:
+    """The venv's Python if MediaPipe is installed there, else None."""
+    cache_dir = cache_dir or venv_dir()
+    return os.path.join(cache_dir, "bin", "python") if os.path.exists(os.path.join(cache_dir, ".installed")) else None
+
+
+def mediapipe_python(cache_dir: str | None = None, *, failed_since: float | None = None) -> str:
+    """The Python of a virtual environment with MediaPipe installed; made (once per machine) under the user's cache.
+
+    Several processes may ask at once (pytest-xdist workers, the background install): one makes it under a file
+    lock, the others wait and reuse it. Raises MediaPipeUnavailable when venv or pip fails, and at once, without
+    trying again, when an attempt failed after the time ``failed_since`` (the test session's start).
+    """
+    from filelock import FileLock
+
+    cache_dir = cache_dir or venv_dir()
+    os.makedirs(os.path.dirname(cache_dir), exist_ok=True)
+    failed = cache_dir + ".failed"
+    with FileLock(cache_dir + ".lock"):
+        python = installed_python(cache_dir)
+        if python:
+            return python
+        if failed_since is not None and os.path.exists(failed) and os.path.getmtime(failed) >= failed_since:
+            with open(failed) as f:
+                raise MediaPipeUnavailable(f.read())
+        python = os.path.join(cache_dir, "bin", "python")
+        for command in ([sys.executable, "-m", "venv", "--clear", cache_dir],
+                        [python, "-m", "pip", "install", "-q", f"mediapipe=={MEDIAPIPE_VERSION}"]):
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+                reason = (f"{' '.join(command[-3:])} failed (exit {done.returncode}): {last}\n{cache_dir}\n"
+                          f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+                with open(failed, "w") as f:
+                    f.write(reason)
+                raise MediaPipeUnavailable(reason)
+        open(os.path.join(cache_dir, ".installed"), "w").close()
     return python
+
+
+def install_in_background() -> subprocess.Popen | None:
+    """Start making the venv in a process of its own (it waits on the network, not the CPU) unless it is made;
+    ``mediapipe_python()`` later waits for it through the lock. Its output goes to the venv's name + ``.log``."""
+    if installed_python():
+        return None
+    os.makedirs(os.path.dirname(venv_dir()), exist_ok=True)
+    with open(venv_dir() + ".log", "w") as log:
+        return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--install"], stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def segment(model_path: str, images_path: str, out_path: str) -> None:
@@ -53,6 +97,9 @@ def segment(model_path: str, images_path: str, out_path: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if sys.argv[1:] == ["--install"]:  # install_in_background
+        print(mediapipe_python())
+    elif len(sys.argv) != 4:
         sys.exit(__doc__)
-    segment(*sys.argv[1:])
+    else:
+        segment(*sys.argv[1:])

@@ -252,15 +252,16 @@ def test_tfds_without_data_says_where_and_writes_nothing(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["labelme", "cvat", "coco_hub", "coco2017", "ade20k"])
 def test_each_layout_trains_through_train_py_and_its_spec_carries_names_and_colours(tmp_path, kind):
-    """The README's one command per export (tests/test_readme_commands.py points here), a few steps each."""
+    """The README's one command per export (tests/test_readme_commands.py points here), a few steps each. Slow:
+    train.py trains each layout two steps (the DeepLab head without ASPP and decoder traces fastest)."""
     from training_helpers import load_script
     uri, labels, colors, _ = layout(kind, str(tmp_path / "data"))
     extra = {"labelme": ["--val-fraction", "0.25"],
              "cvat": ["--colormap", str(tmp_path / "data" / "labelmap.txt")]}.get(kind, [])
     run_dir = tmp_path / "run"
     code = load_script("train.py").main(["--dataset", uri, *extra, "--image-size", "32", "--epochs", "1",
-                                         "--steps-per-epoch", "2", "--batch-size", "2", "--output-dir", str(run_dir),
-                                         "--quiet", "--check-data"])
+                                         "--steps-per-epoch", "2", "--batch-size", "2", "--no-aspp", "--no-decoder",
+                                         "--output-dir", str(run_dir), "--quiet", "--check-data"])
     assert code == 0
     spec = json.loads((run_dir / "spec.json").read_text())
     assert tuple(spec["labels"]) == labels

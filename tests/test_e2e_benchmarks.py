@@ -34,6 +34,9 @@ NUMBER = r"-?\d+(\.\d+)?(e[-+]?\d+)?"
 
 @pytest.mark.slow
 def test_quick_run_writes_every_goal_with_a_number(tmp_path):
+    """Slow (about 80 s): benchmarks/run.py --quick trains a 3-step run and runs each benchmark in its own
+    process (bench_int8 --smoke fine-tunes and converts a QAT model). It shares nothing: the benchmarks must run
+    as a user runs them, and the quick run's flags keep each one small."""
     [command] = [c for c in readme_commands() if c.text == "python benchmarks/run.py"]
     script, argv = entry_point(command)
     output, results = tmp_path / "B.md", tmp_path / "results"

@@ -277,6 +277,8 @@ def test_bad_sources_exit_non_zero_with_a_message(tiny_models, tmp_path, source,
 
 @pytest.mark.slow
 def test_bad_model_and_display_exit_non_zero(tiny_models, tmp_path):
+    """Slow: five ``python -m edge`` subprocesses, each importing OpenCV and the interpreter; they share the
+    session's ``tiny_models``."""
     video = write_video(str(tmp_path / "in.avi"), frames=2)
     done = run_edge("--model", tiny_models.classifier, "--source", video, "--no-display")
     assert done.returncode == 1 and "not a segmentation model" in done.stderr
@@ -293,6 +295,8 @@ def test_bad_model_and_display_exit_non_zero(tiny_models, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signals_stop_cleanly_and_the_recording_plays(tiny_models, tmp_path, signum):
+    """Slow: an edge session in a subprocess, slowed to 20 ms a frame until the signal lands; it shares the
+    session's ``tiny_models``."""
     video = write_video(str(tmp_path / "long.avi"), frames=400)
     stats_path, record = str(tmp_path / "s.jsonl"), str(tmp_path / "rec.mp4")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

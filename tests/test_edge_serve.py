@@ -246,6 +246,8 @@ def test_serve_keeps_the_page_up_after_the_last_frame_until_ctrl_c(tiny_models, 
 
 @pytest.mark.slow
 def test_the_stats_panel_reads_as_a_table_in_chromium(tiny_models, tmp_path):
+    """Slow: headless Chromium renders the preview page of a lingering edge session (seconds to start); it
+    shares the session's ``tiny_models``."""
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     with lingering_edge(tiny_models.artifact, tmp_path) as (process, url):

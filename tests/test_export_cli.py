@@ -5,19 +5,19 @@ import os
 import cv2
 import numpy as np
 import pytest
-from export_helpers import make_run_dir
+from shared_helpers import TRAINED_RUN_SIZE as SIZE
 
 import convert
 from kerasseg.export import edgetpu, tflite
 from kerasseg.export.parity import device_segmenter
 from edge.artifact import Spec, load_spec
 
-SIZE = 64
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run_dir(str(tmp_path_factory.mktemp("runs") / "run1"), size=SIZE, train_images=8, val_images=4)
+@pytest.fixture
+def run_dir(run_copy, tmp_path):
+    """A copy of the shared trained run (tests/conftest.py) at runs/run1, to export into."""
+    return str(run_copy(tmp_path / "runs" / "run1"))
 
 
 @pytest.fixture
@@ -40,6 +40,7 @@ def _export_files(run_dir):
 
 @pytest.mark.slow
 def test_edgetpu_from_the_newest_run(run_dir, capsys):
+    """Slow: one Edge TPU conversion (rebuild, 2 fine-tuning steps, int8) of a copy of the shared trained run."""
     runs = os.path.dirname(run_dir)
     status = convert.main(["--runs", runs, "--edgetpu", "--calibration-steps", "4", "--edgetpu-finetune-steps", "2"])
     assert status == 0
@@ -67,7 +68,7 @@ def test_edgetpu_from_the_newest_run(run_dir, capsys):
         output = segmenter.interpreter.get_output_details()[0]
         assert output["dtype"] == np.uint8 and list(output["shape"]) == [1, SIZE // 4, SIZE // 4, 5]
     parity = json.load(open(stem + "edgetpu.parity.json"))
-    assert parity["num_images"] == 4 and parity["passed"] and len(parity["device_iou"]) == 5
+    assert parity["num_images"] == 8 and parity["passed"] and len(parity["device_iou"]) == 5
     report = json.load(open(stem + "edgetpu.report.json"))
     assert report["compiler"]["available"] is False
     # Goal: with the Edge-TPU-friendly rebuild every op of DeepLabv3+ MobileNetV2 is on Coral's list.
@@ -117,6 +118,7 @@ def test_zero_calibration_or_qat_steps(light_run, capsys):
 
 @pytest.mark.slow
 def test_dataset_with_other_classes(run_dir, tmp_path, capsys):
+    """Slow: opens the trained model (a copy of the shared run) before it reads the dataset."""
     root = tmp_path / "voc"
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (root / sub).mkdir(parents=True)
@@ -130,6 +132,7 @@ def test_dataset_with_other_classes(run_dir, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_qat_without_training_data(run_dir, tmp_path, capsys):
+    """Slow: opens the trained model (a copy of the shared run) before it finds no dataset."""
     model = tmp_path / "alone.keras"
     os.symlink(os.path.join(run_dir, "best.keras"), model)
     _fails(["--model", str(model), "--spec", os.path.join(run_dir, "spec.json"), "--qat"], capsys,
@@ -139,12 +142,14 @@ def test_qat_without_training_data(run_dir, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_input_size_the_architecture_cannot_take(run_dir, capsys):
+    """Slow: opens the trained model (a copy of the shared run) and rebuilds it at the size asked for."""
     _fails(["--run", run_dir, "--float32", "--input-size", "8", "8", "--overwrite"], capsys, match="input_size")
 
 
 @pytest.mark.slow
-def test_a_failed_artifact_is_named_so_with_its_cause_and_fix(tmp_path, capsys):
-    run = make_run_dir(str(tmp_path / "run"), size=SIZE, train_images=4, val_images=2)
+def test_a_failed_artifact_is_named_so_with_its_cause_and_fix(run_dir, capsys):
+    """Slow: two Edge TPU conversions of a copy of the shared trained run, one failing and one passing."""
+    run = run_dir
     stem = "deeplabv3plus_mobilenetv2_edgetpu"
     argv = ["--run", run, "--edgetpu", "--calibration-steps", "2", "--edgetpu-finetune-steps", "0"]
     # A --max-drop below any real drop makes the mode fail.

@@ -4,7 +4,8 @@ import os
 
 import numpy as np
 import pytest
-from export_helpers import make_run_dir, tiny_model
+from export_helpers import tiny_model
+from shared_helpers import TRAINED_RUN_SIZE
 
 import convert
 from edge.artifact import Spec, load_spec
@@ -61,7 +62,7 @@ def _upsample(native: np.ndarray, size, stride: int, alignment: str) -> np.ndarr
 def test_native_head_is_the_full_head_before_its_upsampling(name):
     """The recorded stride and alignment are the true ones: upsampling the native scores the way the spec
     says gives the full head's scores (FCN: away from the borders, where the transposed convolution
-    sees zero padding)."""
+    sees zero padding). Slow: builds each architecture (FCN's VGG16 too) at 96x80; Keras only."""
     model = _build(name)
     native, fields = cut(model, Head.NATIVE)
     _, stride, alignment = CONFIGS[name]
@@ -110,12 +111,11 @@ def _output(content: bytes) -> dict:
 
 
 @pytest.mark.slow
-# FCN-8s (134M parameters, a 0.5 GB float32 flatbuffer per conversion) converts its native head only; the
-# Keras-level test above checks every FCN head's graph. The stride-8 legacy model converts the heads that end
-# at its own stride; every head at full resolution is converted to int8 in the convert.py test below.
-@pytest.mark.parametrize("name,mode,heads", [("mobile_head_os8_edgetpu", Mode.INT8, (Head.NATIVE, Head.ARGMAX)),
-                                             ("fcn8s", Mode.FLOAT32, (Head.NATIVE,))])
+# The stride-8 legacy model converts the heads that end at its own stride; every head at full resolution is
+# converted to int8 in the convert.py test below, FCN-8s's native head in the next one.
+@pytest.mark.parametrize("name,mode,heads", [("mobile_head_os8_edgetpu", Mode.INT8, (Head.NATIVE, Head.ARGMAX))])
 def test_every_head_converts_to_the_shape_its_spec_says(name, mode, heads):
+    """Slow: two int8 conversions of a stride-8 DeepLab head."""
     model = _build(name, size=(64, 64))
     rng = np.random.default_rng(0)
     calibration = lambda: (rng.uniform(0, 255, (1, 64, 64, 3)).astype(np.float32) for _ in range(4))  # noqa: E731
@@ -131,20 +131,31 @@ def test_every_head_converts_to_the_shape_its_spec_says(name, mode, heads):
             assert tflite.float_ops(content) == [], head
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run_dir(str(tmp_path_factory.mktemp("runs") / "run1"), size=64, train_images=8, val_images=4)
+@pytest.mark.slow
+def test_fcn8s_native_head_converts_to_the_shape_its_spec_says(fcn8s_run):
+    """FCN-8s (134M parameters, a 0.5 GB float32 flatbuffer per conversion) converts its native head only; the
+    Keras-level test above checks every FCN head's graph. Slow: it reads the float32 artifact of the shared
+    ``fcn8s_run`` fixture (train.py, then convert.py --float32, whose default head is native), made once."""
+    from ai_edge_litert.interpreter import Interpreter
+    path = fcn8s_run / "export" / "fcn8s_vgg16_float32.tflite"
+    spec = load_spec(path)[0]
+    _, stride, alignment = CONFIGS["fcn8s"]
+    assert (spec.output_kind, spec.output_stride, spec.output_alignment) == ("logits", stride, alignment)
+    output = Interpreter(model_path=str(path)).get_output_details()[0]
+    assert list(output["shape"]) == [1, *spec.output_size, spec.num_classes]
+    assert output["dtype"] == np.float32
 
 
 @pytest.mark.slow
-def test_convert_writes_one_artifact_per_head_with_its_spec(run_dir, capsys):
-    argv = ["--run", run_dir, "--int8", "--head", "full", "native", "argmax", "full-argmax",
-            "--calibration-steps", "4", "--parity-images", "4", "--max-drop", "100"]
-    assert convert.main(argv) == 0
-    stem = os.path.join(run_dir, "export", "deeplabv3plus_mobilenetv2_int8")
+def test_convert_writes_one_artifact_per_head_with_its_spec(trained_run, artifacts, capsys):
+    """The README's ``convert.py --int8 --head native full argmax``, with full-argmax too. Slow: it reads the shared
+    run's int8 artifacts, which the ``artifacts`` fixture converts once per session in one such call."""
+    artifacts("int8")
+    size = TRAINED_RUN_SIZE
+    stem = os.path.join(trained_run, "export", "deeplabv3plus_mobilenetv2_int8")
     # (file suffix, output shape, dtype): the default head (native) keeps the plain name.
-    expected = {"": ([1, 16, 16, 5], np.uint8, 4), "_full": ([1, 64, 64, 5], np.uint8, 1),
-                "_argmax": ([1, 16, 16], np.uint8, 4), "_full_argmax": ([1, 64, 64], np.uint8, 1)}
+    expected = {"": ([1, size // 4, size // 4, 5], np.uint8, 4), "_full": ([1, size, size, 5], np.uint8, 1),
+                "_argmax": ([1, size // 4, size // 4], np.uint8, 4), "_full_argmax": ([1, size, size], np.uint8, 1)}
     for suffix, (shape, dtype, stride) in expected.items():
         with open(stem + suffix + ".tflite", "rb") as f:
             content = f.read()
@@ -155,9 +166,9 @@ def test_convert_writes_one_artifact_per_head_with_its_spec(run_dir, capsys):
         output = _output(content)
         assert list(output["shape"]) == shape and output["dtype"] == dtype
         assert tflite.float_ops(content) == []
-        assert json.load(open(stem + suffix + ".parity.json"))["num_images"] == 4
+        assert json.load(open(stem + suffix + ".parity.json"))["num_images"] == 8
     # Asking again for one of them refuses before any work, naming the file.
-    assert convert.main(["--run", run_dir, "--int8", "--head", "argmax"]) == 2
+    assert convert.main(["--run", str(trained_run), "--int8", "--head", "argmax"]) == 2
     assert "int8_argmax.tflite" in capsys.readouterr().err
 
 

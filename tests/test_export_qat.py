@@ -13,6 +13,7 @@ SIZE = 32
 
 @pytest.mark.slow
 def test_every_layer_of_the_tiny_model_is_quantization_aware():
+    """Slow: tfmot's quantize_apply clones the model layer by layer (a few seconds even for this tiny model)."""
     model = tiny_model()
     groups = qat.coverage(model)
     assert groups["unsupported"] == []
@@ -40,6 +41,8 @@ def test_input_range_is_pinned_to_raw_pixels():
 
 @pytest.mark.slow
 def test_qat_fine_tunes_and_converts_to_a_full_integer_model_that_beats_chance():
+    """Slow: trains the tiny model, fine-tunes it quantization-aware and converts it; its own tiny model, since
+    the check is that QAT learns (no shared run is small enough to fine-tune in seconds)."""
     batches = synthetic_batches(count=16, size=SIZE)
     model = trained_tiny_model(batches, epochs=15)
     quantized = qat.quantize_aware(model)

@@ -18,6 +18,7 @@ def _deeplab(**options):
 
 @pytest.mark.slow
 def test_every_deeplab_layer_is_covered_by_a_quantize_config():
+    """Slow: builds DeepLabv3+ MobileNetV2 with ASPP and decoder (no conversion)."""
     groups = qat.coverage(_deeplab())
     assert groups["unsupported"] == []
     # Our configs: the normalisation and the three resizes (ASPP image pooling, decoder, logits).
@@ -26,6 +27,7 @@ def test_every_deeplab_layer_is_covered_by_a_quantize_config():
 
 @pytest.mark.slow
 def test_fcn_crops_pass_through_and_transposed_convs_use_tfmot():
+    """Slow: builds FCN-8s (134M parameters; no conversion)."""
     model = build_model(arch="fcn8s", num_classes=3)
     groups = qat.coverage(model)
     assert groups["unsupported"] == []
@@ -51,6 +53,8 @@ def _qat_convert_and_run(model, *, steps=2):
 
 @pytest.mark.slow
 def test_qat_deeplabv3plus_mobilenetv2_edgetpu_friendly_maps_every_op():
+    """Slow (about 30 s): quantize_apply, two fine-tuning steps and the QAT conversion of the Edge-TPU-friendly
+    DeepLab; no shared run is Edge-TPU-friendly, and no other test converts one with QAT."""
     keras.utils.set_random_seed(0)
     content = _qat_convert_and_run(_deeplab(edgetpu_friendly=True))
     report = edgetpu.analyze(content)
@@ -60,6 +64,8 @@ def test_qat_deeplabv3plus_mobilenetv2_edgetpu_friendly_maps_every_op():
 
 @pytest.mark.slow
 def test_qat_fcn8s():
+    """Slow (about 40 s): quantize_apply, one fine-tuning step and the QAT conversion of FCN-8s, whose fc6 kernel
+    is what this checks (per-tensor ranges above PER_TENSOR_ABOVE). The shared ``fcn8s_run`` is float32 only."""
     keras.utils.set_random_seed(0)
     model = build_model(arch="fcn8s", num_classes=5)
     content = _qat_convert_and_run(model, steps=1)

@@ -60,6 +60,7 @@ def test_parity_needs_the_spec_inside_the_artifact(model, converted, batches):
 
 @pytest.mark.slow
 def test_parity_goes_through_the_device_post_processing(batches, monkeypatch):
+    """Slow: trains the tiny model 30 epochs, so that its parity means something; it converts it once, float32."""
     model = trained_tiny_model(batches, epochs=30)
     content = _with_spec(tflite.convert(model, mode=Mode.FLOAT32, input_size=(SIZE, SIZE)))
     good = parity_report(model, content, batches, mode="float32")

@@ -25,6 +25,7 @@ def test_fast_configurations_give_logits_of_the_input_size(config):
 @pytest.mark.slow
 @pytest.mark.parametrize("config", SLOW_CONFIGS, ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_heavy_configurations_give_logits_of_the_input_size(config):
+    """Slow: builds the large backbones (VGG16, Xception-65, ResNet-50/101), one per case; nothing to share."""
     _check_logits(build_model(num_classes=4, **config), 4)
 
 
@@ -93,12 +94,14 @@ def test_custom_objects_lists_the_custom_layers():
 @pytest.mark.parametrize("config", [SMALL, pytest.param(dict(arch="fcn8s"), marks=pytest.mark.slow)],
                          ids=["deeplabv3plus", "fcn8s"])
 def test_static_voc_sized_input_gives_static_logits_of_exactly_that_size(config):
+    """Slow for FCN-8s: builds the 134M-parameter model at 500x375."""
     model = build_model(num_classes=21, input_shape=(500, 375, 3), **config)
     assert model.output_shape == (None, 500, 375, 21)
 
 
 @pytest.mark.slow
 def test_mixed_precision_keeps_float32_logits():
+    """Slow: builds a DeepLab under the mixed_float16 policy, which the cached models cannot share."""
     from kerasseg.backend import keras
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

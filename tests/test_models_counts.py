@@ -24,6 +24,7 @@ def test_counter_matches_hand_counted_layers():
 
 @pytest.mark.slow
 def test_counter_reads_a_dynamic_model_at_the_requested_size():
+    """Slow: counts a DeepLab at two sizes (each count clones the model at that size)."""
     model = build_model(arch="deeplabv3plus", num_classes=3, alpha=0.35, output_stride=32)
     small = count_params_and_macs(model, input_shape=(64, 64, 3))
     large = count_params_and_macs(model, input_shape=(128, 128, 3))
@@ -42,6 +43,7 @@ def test_deeplab_mobilenetv2_matches_the_reference_within_3_percent():
 
 @pytest.mark.slow
 def test_deeplabv3plus_xception65_matches_the_reference_within_3_percent():
+    """Slow: builds and counts Xception-65 (41M parameters) at 513x513."""
     model = build_model(arch="deeplabv3plus", backbone="xception65", num_classes=21, output_stride=16,
                         input_shape=(513, 513, 3))
     params, macs = count_params_and_macs(model, input_shape=(513, 513, 3))
@@ -51,6 +53,7 @@ def test_deeplabv3plus_xception65_matches_the_reference_within_3_percent():
 
 @pytest.mark.slow
 def test_fcn8s_has_the_papers_134_5m_parameters():
+    """Slow: builds FCN-8s (134M parameters)."""
     model = build_model(arch="fcn8s", num_classes=21, input_shape=(64, 64, 3))
     assert model.count_params() == pytest.approx(134.5e6, rel=0.01)
     trainable = {layer.name for layer in model.layers if layer.weights and layer.trainable}

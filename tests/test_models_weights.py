@@ -44,6 +44,7 @@ def test_mobilenetv2_backbone_loads_a_keras_applications_file_and_computes_what_
 
 @pytest.mark.slow
 def test_a_file_for_another_width_is_refused_with_the_file_named(tmp_path):
+    """Slow: builds and saves a keras.applications MobileNetV2 to refuse."""
     app = keras.applications.MobileNetV2(weights=None, include_top=False, alpha=0.5, input_shape=(96, 96, 3))
     path = str(tmp_path / "mobilenetv2_050.h5")
     app.save_weights(path)
@@ -53,6 +54,7 @@ def test_a_file_for_another_width_is_refused_with_the_file_named(tmp_path):
 
 @pytest.mark.slow
 def test_a_file_missing_backbone_layers_is_refused_with_the_layers_named(tmp_path):
+    """Slow: builds the DeepLab that refuses the file."""
     image = keras.Input((32, 32, 3))
     other = keras.Model(image, keras.layers.Conv2D(4, 3, name="Conv1")(image))
     path = str(tmp_path / "partial.h5")
@@ -85,6 +87,7 @@ def test_imagenet_is_refused_for_a_backbone_keras_applications_lacks():
 
 @pytest.mark.slow
 def test_resnet50_backbone_loads_a_keras_applications_weights_file_by_name(tmp_path):
+    """Slow: builds, saves and loads ResNet-50 twice (keras.applications and ours)."""
     app = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(None, None, 3))
     _randomise_batch_norm_statistics(app)
     path = str(tmp_path / "resnet50.h5")
@@ -103,6 +106,7 @@ def test_resnet50_backbone_loads_a_keras_applications_weights_file_by_name(tmp_p
 
 @pytest.mark.slow
 def test_fcn_loads_the_full_vgg16_file_with_fc1_fc2_as_fc6_fc7(tmp_path):
+    """Slow: builds, saves and loads VGG16 with its 138M-parameter top, then FCN-32s from it."""
     app = keras.applications.VGG16(weights=None, include_top=True)
     path = str(tmp_path / "vgg16.h5")
     app.save_weights(path)

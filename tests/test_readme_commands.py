@@ -253,7 +253,7 @@ def test_system_commands_run_no_project_entry_point():
             entry_point(COMMANDS[text])
 
 
-OTHER_PROGRAMS_FLAGS = {"--logdir": "tensorboard", "--system-site-packages": "python3 -m venv"}
+OTHER_PROGRAMS_FLAGS = {"--logdir": "tensorboard", "--system-site-packages": "python3 -m venv", "--durations": "pytest"}
 
 
 def test_every_flag_the_readme_names_exists():
@@ -642,6 +642,9 @@ CHECKS = {"kerasseg.models.__main__": check_models, "train.py": check_train, "co
 @pytest.mark.slow
 @pytest.mark.parametrize("text", sorted(RUN))
 def test_readme_command_runs(text, tmp_path, request):
+    """Slow: each command runs for real, scaled down (SCALE_DOWN); the quick start's run and its int8 and
+    float32 exports are made once for the module (``quick_start``, ``exported``, ``float_model``) and every
+    later command reads them."""
     if text == QUICK_START:
         outcome = request.getfixturevalue("quick_start")
     elif text == CONVERT_INT8:
@@ -659,7 +662,8 @@ def test_readme_command_runs(text, tmp_path, request):
 
 @pytest.mark.slow
 def test_the_files_the_readme_lists_are_written(exported):
-    """The README's tables of a run directory's files and of an export's, against the quick start's run."""
+    """The README's tables of a run directory's files and of an export's, against the quick start's run. Slow
+    only by its fixture, the module's ``exported`` quick-start run."""
     run_files, export_files = file_tables()
     for name in run_files:
         path = exported.run_dir / name
@@ -679,6 +683,7 @@ def test_the_files_the_readme_lists_are_written(exported):
 @pytest.mark.slow
 @pytest.mark.parametrize("start", [start for start, _, _ in code_blocks(languages={"python"})])
 def test_readme_python_block_runs(start):
+    """Slow: a README Python block may build a model or open a dataset."""
     [lines] = [lines for first, _, lines in code_blocks(languages={"python"}) if first == start]
     namespace = {}
     exec(compile("\n".join(lines), f"README.md, the Python block at line {start}", "exec"), namespace)

@@ -32,6 +32,7 @@ def _metrics(run_dir):
 
 @pytest.mark.slow
 def test_a_bad_file_before_the_first_checkpoint_leaves_nothing(tmp_path, capsys):
+    """Slow: train.py builds and traces a model before the bad file stops it (its own folder dataset)."""
     data = _dataset(tmp_path / "data")
     bad = data / "images" / "s1.png"
     bad.write_bytes(b"not a png")
@@ -45,6 +46,8 @@ def test_a_bad_file_before_the_first_checkpoint_leaves_nothing(tmp_path, capsys)
 
 @pytest.mark.slow
 def test_a_bad_file_after_a_checkpoint_keeps_it_and_skip_bad_files_counts(tmp_path, capsys):
+    """Slow: three train.py sessions (train, resume onto the bad file, resume skipping it); its own dataset, since
+    it damages a file."""
     data = _dataset(tmp_path / "data")
     run_dir = tmp_path / "run"
     train = load_script("train.py")

@@ -63,6 +63,8 @@ print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "one": one_losses, 
 
 @pytest.mark.slow
 def test_mirrored_two_logical_cpus_matches_one_device(tmp_path):
+    """Slow: a subprocess (two logical CPUs must be set before TensorFlow starts) that trains the same small
+    net under two strategies, then a tiny train() under MirroredStrategy."""
     script = MIRRORED_SCRIPT.replace("CONFIG", repr(TINY_CONFIG))
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], cwd=ROOT, env=script_env(),
                          capture_output=True, text=True, timeout=600)
@@ -89,6 +91,7 @@ def _free_ports(count):
 
 @pytest.mark.slow
 def test_multi_worker_two_local_processes(tmp_path):
+    """Slow: two train.py processes that train together; nothing to share across processes."""
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     run_dir = tmp_path / "run"
     processes = []

@@ -13,6 +13,8 @@ from training_helpers import ROOT, TINY_FLAGS, run_script, script_env
 
 @pytest.mark.slow
 def test_sigterm_mid_epoch_then_resume(tmp_path):
+    """Slow: three train.py processes (interrupted, refused, resumed); the run must be its own, since it is
+    interrupted."""
     run_dir = tmp_path / "run"
     flags = [*TINY_FLAGS, "--epochs", "2", "--steps-per-epoch", "6", "--output-dir", str(run_dir)]
     process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *flags], cwd=ROOT, env=script_env(),

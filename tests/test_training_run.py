@@ -25,6 +25,7 @@ def tiny_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_run_directory_holds_every_file(tiny_run):
+    """Slow: reads the module's ``tiny_run`` (train() for 3 epochs of 12 steps), shared by the tests below."""
     run_dir, result = tiny_run
     for name in RUN_FILES:
         assert os.path.isfile(os.path.join(run_dir, name)), name
@@ -61,6 +62,7 @@ def test_run_directory_holds_every_file(tiny_run):
 
 @pytest.mark.slow
 def test_a_few_steps_lower_the_loss(tiny_run):
+    """Slow only by its fixture, the module's ``tiny_run``."""
     _, result = tiny_run
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0], losses
@@ -68,6 +70,7 @@ def test_a_few_steps_lower_the_loss(tiny_run):
 
 @pytest.mark.slow
 def test_best_model_reproduces_its_val_metrics(tiny_run):
+    """Slow: evaluates the module's ``tiny_run`` model on its val set."""
     run_dir, result = tiny_run
     run = load_run(run_dir)
     model = run.load_model()
@@ -83,6 +86,7 @@ def test_best_model_reproduces_its_val_metrics(tiny_run):
 
 @pytest.mark.slow
 def test_evaluate_and_predict_commands(tiny_run, tmp_path):
+    """Slow: evaluate.py (twice, once with CRF) and predict.py as subprocesses on the module's ``tiny_run``."""
     run_dir, result = tiny_run
     out = run_script("evaluate.py", run_dir, "--output", tmp_path / "eval.json")
     assert out.returncode == 0, out.stderr

@@ -145,27 +145,27 @@ def _floats(builder, values, start_vector) -> int:
     return builder.EndVector(len(values))
 
 
+def _two_field_table(builder, table, adders, values) -> int | None:
+    """A table of two scalar fields (ImageSize's height and width, ValueRange's min and max); None without values."""
+    if values is None:
+        return None
+    table.Start(builder)
+    for add, value in zip(adders, values, strict=True):
+        add(builder, value)
+    return table.End(builder)
+
+
 def _image_content(builder, *, color_space: int, size: tuple[int, int] | None, dims: tuple[int, int] | None) -> int:
     from edge.artifact._generated.tflite import Content, ImageProperties, ImageSize, ValueRange
     from edge.artifact._generated.tflite.ContentProperties import ContentProperties
 
-    default_size = None
-    if size is not None:
-        ImageSize.Start(builder)
-        ImageSize.AddHeight(builder, size[0])
-        ImageSize.AddWidth(builder, size[1])
-        default_size = ImageSize.End(builder)
+    default_size = _two_field_table(builder, ImageSize, (ImageSize.AddHeight, ImageSize.AddWidth), size)
     ImageProperties.Start(builder)
     ImageProperties.AddColorSpace(builder, color_space)
     if default_size is not None:
         ImageProperties.AddDefaultSize(builder, default_size)
     properties = ImageProperties.End(builder)
-    value_range = None
-    if dims is not None:
-        ValueRange.Start(builder)
-        ValueRange.AddMin(builder, dims[0])
-        ValueRange.AddMax(builder, dims[1])
-        value_range = ValueRange.End(builder)
+    value_range = _two_field_table(builder, ValueRange, (ValueRange.AddMin, ValueRange.AddMax), dims)
     Content.Start(builder)
     Content.AddContentPropertiesType(builder, ContentProperties.ImageProperties)
     Content.AddContentProperties(builder, properties)

