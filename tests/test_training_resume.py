@@ -1,6 +1,7 @@
 """Kill-and-resume: SIGTERM mid-epoch saves a checkpoint, --resume continues at that step, nothing is lost."""
 import json
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -17,17 +18,21 @@ def test_sigterm_mid_epoch_then_resume(tmp_path):
     interrupted."""
     run_dir = tmp_path / "run"
     flags = [*TINY_FLAGS, "--epochs", "2", "--steps-per-epoch", "6", "--output-dir", str(run_dir)]
+    # On a terminal, train.py announces each epoch before its first step ("Epoch 2/2", then a progress bar), so a
+    # signal sent on that line lands mid-epoch 2; stdout is a pseudo-terminal for that reason.
+    terminal, child_stdout = pty.openpty()
     process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *flags], cwd=ROOT, env=script_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=child_stdout, stderr=subprocess.PIPE, text=True)
+    os.close(child_stdout)
     try:
         # Epoch 1 finishes (best.keras, metrics.json written), then the signal lands early in epoch 2.
-        for line in process.stdout:
-            if line.startswith("Epoch 2/2"):
+        with open(terminal, "rb", buffering=0, closefd=False) as screen:
+            if _wait_for(screen, b"Epoch 2/2"):
                 process.send_signal(signal.SIGTERM)
-                break
-        stdout, stderr = process.communicate(timeout=300)
+        stderr = process.communicate(timeout=300)[1]
     finally:
         process.kill()
+        os.close(terminal)
     assert process.returncode == 143, stderr
     stopped = int(re.search(r"stopped by SIGTERM at step (\d+)", stderr).group(1))
     assert 6 < stopped < 12, stderr  # mid-epoch 2
@@ -50,3 +55,17 @@ def test_sigterm_mid_epoch_then_resume(tmp_path):
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
     assert metrics["steps"] == 12 and "ckpt-12.index" in os.listdir(run_dir / "checkpoints")
     assert "mean_iou" in out.stdout
+
+
+def _wait_for(screen, text: bytes) -> bool:
+    """Read the terminal until ``text`` shows (True) or the program closes it (False)."""
+    seen = b""
+    while text not in seen:
+        try:
+            chunk = screen.read(4096)
+        except OSError:  # EIO: the program ended and closed its end
+            return False
+        if not chunk:
+            return False
+        seen = seen[-len(text):] + chunk
+    return True

@@ -41,7 +41,8 @@ def test_run_directory_holds_every_file(tiny_run):
     assert train_config["seed"] == 1
     assert config["model"] == {"arch": "deeplabv3plus", "num_classes": 5, "backbone": "mobilenetv2",
                                "output_stride": 16, "aspp": False, "decoder": False, "dropout": 0.1,
-                               "edgetpu_friendly": False, "alpha": 0.35}
+                               "edgetpu_friendly": False, "align_corners": False, "alpha": 0.35,
+                               "channel_rounding": "keras"}
     assert config["train"]["learning_rate"] == 0.01 and config["derived"]["total_steps"] == 36
     assert config["derived"]["labels"] == ["background", "circle", "square", "triangle", "cross"]
     assert config["hardware"] == {"strategy": "default", "replicas": 1, "precision_policy": "float32"}
@@ -114,7 +115,9 @@ def test_evaluate_and_predict_commands(tiny_run, tmp_path):
     mask = cv2.imread(str(tmp_path / "pred" / "a_mask.png"))
     colors = {tuple(int(v) for v in c[::-1]) for c in Spec.load(run_dir).colors}  # BGR on disk
     assert {tuple(p) for p in mask.reshape(-1, 3)} <= colors
-    assert cv2.imread(str(tmp_path / "pred" / "b_overlay.png")).shape == (30, 30, 3)
+    overlay = cv2.imread(str(tmp_path / "pred" / "b_overlay.png"))  # the legend sits beside a 30x30 image
+    assert overlay.shape[0] >= 30 and overlay.shape[1] > 30 and overlay.shape[2] == 3
+    assert {tuple(p) for p in overlay[:30, 30:].reshape(-1, 3)} - {(32, 32, 32)}  # the legend panel is drawn on
 
 
 def test_evaluate_and_predict_report_bad_input(tmp_path, capsys):
