@@ -98,6 +98,9 @@ OUTPUT_QUANTIZED = (
     "ResizeToReference",
     "ResizeTo",
     "ImagePooling",
+    "HardSwish",          # kerasseg.models.mobilenetv3: one HARD_SWISH op in TFLite
+    "HardSigmoid",        # kerasseg.models.mobilenetv3: the squeeze-excite gate (ADD + RELU6, MUL)
+    "Multiply",           # keras: the squeeze-excite and LR-ASPP gates (MUL); tfmot's registry lacks it
 )
 PASS_THROUGH = (
     "CropLike",           # kerasseg.models.layers: crop to a reference tensor's size

@@ -44,6 +44,7 @@ class TrainConfig:
     aspp: bool | None = None
     decoder: bool | None = None
     edgetpu_friendly: bool | None = None
+    minimalistic: bool | None = None
     dropout: float | None = None
     backbone_weights: str | None = None
     dataset: str = "synthetic"
@@ -110,7 +111,8 @@ class TrainConfig:
         return data
 
 
-MODEL_OPTIONS = ("alpha", "aspp", "decoder", "edgetpu_friendly", "dropout")  # passed to build_model when set
+# Passed to build_model when set.
+MODEL_OPTIONS = ("alpha", "aspp", "decoder", "edgetpu_friendly", "minimalistic", "dropout")
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
@@ -136,7 +138,7 @@ def arch_defaults(arch: str, backbone: str | None = None, backbone_weights: str 
     defaults = dict(DEEPLAB_DEFAULTS)
     if backbone_weights:
         defaults["learning_rate"] = PRETRAINED_LEARNING_RATE
-    if backbone in (None, "mobilenetv2"):
+    if backbone == "mobilenetv2" or (backbone is None and arch == "deeplabv3plus"):
         defaults["alpha"] = DEEPLAB_MOBILENETV2_ALPHA
     return defaults
 
