@@ -13,3 +13,10 @@ def tiny_models(tmp_path_factory) -> Models:
 def native_models(tmp_path_factory) -> NativeModels:
     """The native-head models (see edge_helpers), converted once per session."""
     return make_native_models(str(tmp_path_factory.mktemp("edge_native_models")))
+
+
+@pytest.fixture(scope="session")
+def mnv3_run(tmp_path_factory):
+    """LR-ASPP MobileNetV3-Small trained through train.py and exported int8/QAT/Edge TPU once (see mnv3_helpers)."""
+    from mnv3_helpers import train_and_export
+    return train_and_export(tmp_path_factory.mktemp("mnv3_run"))
