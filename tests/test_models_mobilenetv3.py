@@ -29,9 +29,7 @@ def _backbone(model, minimalistic):
     return keras.Model(model.input, model.get_layer(name).output)
 
 
-@pytest.mark.slow
 def test_lraspp_large_matches_torchvision_within_2_percent():
-    """Slow: builds the full-width model at 520x520 (about 5 s)."""
     model = build_model(arch="lraspp", backbone="mobilenetv3_large", num_classes=21, input_shape=(520, 520, 3))
     params, macs = count_params_and_macs(model, input_shape=(520, 520, 3))
     assert _trainable(model) == pytest.approx(TORCHVISION_LRASPP_PARAMS, rel=0.02)
@@ -39,11 +37,9 @@ def test_lraspp_large_matches_torchvision_within_2_percent():
     assert params > _trainable(model)  # Keras also counts batch norm's moving mean and variance
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("size", ["large", "small"])
 @pytest.mark.parametrize("minimalistic", [False, True], ids=["full", "minimalistic"])
 def test_backbone_counts_equal_keras_applications_without_the_top(size, minimalistic):
-    """Slow: builds keras.applications' network and ours (a few seconds each)."""
     app_builder = {"large": keras.applications.MobileNetV3Large, "small": keras.applications.MobileNetV3Small}[size]
     app = app_builder(weights=None, include_top=False, input_shape=(224, 224, 3), minimalistic=minimalistic)
     model = build_model(arch="lraspp", backbone=f"mobilenetv3_{size}", num_classes=21, output_stride=32,
@@ -108,14 +104,12 @@ def test_h_swish_and_h_sigmoid_are_the_papers_formulas():
     assert HardSwish.from_config(HardSwish(name="h").get_config()).name == "h"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("config", [
     dict(SMALL_LRASPP, output_stride=8), dict(SMALL_LRASPP, output_stride=32, minimalistic=True),
     dict(SMALL_LRASPP, alpha=0.5, edgetpu_friendly=True), dict(arch="deeplabv3plus", backbone="mobilenetv3_small"),
     dict(arch="deeplabv3plus", backbone="mobilenetv3_small", decoder=False, output_stride=32, minimalistic=True),
 ], ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_odd_input_sizes_keep_their_shape(config):
-    """Slow: builds and runs each configuration (2-4 s each); the default LR-ASPP is in models_helpers.FAST_CONFIGS."""
     model = build_model(num_classes=3, **config)
     for height, width in ((67, 93), (64, 64)):
         logits = model(random_images(1, height, width), training=False)
@@ -133,9 +127,7 @@ def test_lraspp_head_structure_and_native_stride():
     assert fields["output_stride"] == 8 and native(random_images(1, 67, 93)).shape == (1, 9, 12, NUM_CLASSES)
 
 
-@pytest.mark.slow
 def test_keras_round_trip_gives_identical_outputs(tmp_path):
-    """Slow: saves and loads a 300-layer model (several seconds)."""
     model = cached_model(**SMALL_LRASPP)
     model.save(tmp_path / "lraspp.keras")
     loaded = load_model(tmp_path / "lraspp.keras")
@@ -143,18 +135,24 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path):
     np.testing.assert_array_equal(model(images, training=False), loaded(images, training=False))
 
 
-def _randomise(model, seed=0):
+def _randomise_batch_norm(model, seed=0):
+    """Fresh batch norms hold 0/1 (kernels are random already): make them distinctive, so equality means something."""
     rng = np.random.default_rng(seed)
-    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) for w in model.get_weights()])
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.uniform(-0.5, 0.5, beta.shape),
+                               rng.uniform(-0.5, 0.5, mean.shape), rng.uniform(0.5, 1.5, variance.shape)])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("size,minimalistic", [("small", False), ("large", True)])
 def test_keras_applications_weights_load_and_compute_what_keras_applications_does(tmp_path, size, minimalistic):
-    """Slow: builds keras.applications' MobileNetV3 and ours and runs both (a few seconds)."""
+    """Slow: builds keras.applications' MobileNetV3 and ours, saves, loads and runs both (about 2 s each)."""
     app_builder = {"large": keras.applications.MobileNetV3Large, "small": keras.applications.MobileNetV3Small}[size]
-    app = app_builder(weights=None, include_top=False, input_shape=(None, None, 3), minimalistic=minimalistic)
-    _randomise(app)
+    # A static odd size: keras.applications pads its strided convolutions from the static shape.
+    app = app_builder(weights=None, include_top=False, input_shape=(67, 93, 3), minimalistic=minimalistic)
+    _randomise_batch_norm(app)
     path = str(tmp_path / f"mobilenetv3_{size}.h5")
     app.save_weights(path)
     model = build_model(arch="lraspp", backbone=f"mobilenetv3_{size}", num_classes=3, output_stride=32,
@@ -167,11 +165,12 @@ def test_keras_applications_weights_load_and_compute_what_keras_applications_doe
             loaded += 1
     assert loaded >= 50
     assert model.get_layer("classifier").get_weights()[0].std() < 1.0  # the head kept its own initialisation
-    # Raw pixels into both: keras.applications rescales inside, ours normalises inside. Odd size included.
+    # Raw pixels into both: keras.applications rescales inside, ours normalises inside.
     images = random_images(1, 67, 93)
     ours = _backbone(model, minimalistic)(images, training=False).numpy()
     theirs = app(images, training=False).numpy()
-    np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-3 * np.abs(theirs).max())
+    assert np.isfinite(theirs).all() and theirs.std() > 0
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())
 
 
 def test_imagenet_weights_name_keras_applications_files_and_refuse_other_widths(monkeypatch):
@@ -215,9 +214,7 @@ def test_defaults_and_training_config():
     assert resolve_config(overrides={"arch": "deeplabv3plus"}).alpha == 0.35
 
 
-@pytest.mark.slow
 def test_cli_prints_lraspp_counts(capsys):
-    """Slow: builds the model in the CLI and again here (a few seconds each)."""
     assert main(["--arch", "lraspp", "--backbone", "mobilenetv3_small", "--minimalistic", "--alpha", "0.75",
                  "--image-size", "64", "--num-classes", "3"]) == 0
     out = capsys.readouterr().out
@@ -231,9 +228,7 @@ def test_cli_prints_lraspp_counts(capsys):
     assert re.search(r"^lraspp\s+mobilenetv3_large, mobilenetv3_small\s+8/16/32", capsys.readouterr().out, re.M)
 
 
-@pytest.mark.slow
 def test_mixed_precision_keeps_float32_logits():
-    """Slow: builds a float16 model (a few seconds)."""
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         model = build_model(num_classes=3, **SMALL_LRASPP)
