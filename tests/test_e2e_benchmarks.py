@@ -17,14 +17,15 @@ GOALS = (
     "camera loop FPS / interpreter-only FPS",
     "loop CPU outside invoke, default head / full head",
     "per-frame time, full head / default CPU head",
+    "per-frame time, DeepLab MobileNetV2 mobile head / LR-ASPP MobileNetV3-Small",
     "default upsampling agrees with the full head's bilinear",
     "QAT mIoU drop from float (points)",
     "PTQ int8 mIoU drop from float (points)",
     "edge start-up + 1 frame, artifact / spec only",
 )
 ANCHORS = ("2.75G", "75.32 -> 74.26", "43 ms", "134M")
-BENCHMARKS = ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_heads.py", "bench_upsample.py",
-              "bench_edge_loop.py", "bench_edge_startup.py")
+BENCHMARKS = ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_heads.py", "bench_mobilenetv3.py",
+              "bench_upsample.py", "bench_edge_loop.py", "bench_edge_startup.py")
 NUMBER = r"-?\d+(\.\d+)?(e[-+]?\d+)?"
 
 

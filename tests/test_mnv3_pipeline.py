@@ -117,3 +117,30 @@ def test_train_py_mixed_precision_and_mirrored_strategy(tmp_path):
     logits = model(np.full((1, 37, 45, 3), 128, np.float32), training=False)
     assert logits.dtype == "float32" and logits.shape == (1, 37, 45, CLASSES)
     assert np.all(np.isfinite(logits.numpy()))
+
+
+def test_float_modes_convert_every_other_head():
+    """With the fixture's int8, QAT and Edge TPU artifacts (native head), every mode and every head is converted
+    once: float32 full, float16 argmax, dynamic-range full-argmax, on a random-weight LR-ASPP MobileNetV3-Small."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edge.artifact import Spec
+    from kerasseg.export.heads import Head, cut
+    from kerasseg.models import build_model
+    model = build_model(arch="lraspp", backbone="mobilenetv3_small", num_classes=CLASSES, input_shape=(SIZE, SIZE, 3))
+    image = np.random.default_rng(0).uniform(0, 255, (1, SIZE, SIZE, 3)).astype(np.float32)
+    for mode, head in ((Mode.FLOAT32, Head.FULL), (Mode.FLOAT16, Head.ARGMAX), (Mode.DYNAMIC_RANGE, Head.FULL_ARGMAX)):
+        ending, fields = cut(model, head)
+        spec = Spec(labels=[str(i) for i in range(CLASSES)], input_size=(SIZE, SIZE), **fields)
+        interpreter = Interpreter(model_content=tflite.convert(ending, mode=mode, input_size=(SIZE, SIZE)))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image.astype(np.uint8))
+        interpreter.invoke()
+        output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        assert list(output.shape) == [1, *spec.output_size, *([] if head.ids else [CLASSES])], (mode, head)
+        keras_output = np.asarray(ending(image.astype(np.uint8).astype(np.float32), training=False))
+        if head.ids:  # the same class at nearly every pixel (float16 and dynamic-range weights round)
+            assert np.mean(output == keras_output) > 0.95, (mode, head)
+        else:
+            np.testing.assert_allclose(output, keras_output, atol=1e-3 * np.abs(keras_output).max())
+    assert fields["output_stride"] == 1 and cut(model, Head.ARGMAX)[1]["output_stride"] == 8
