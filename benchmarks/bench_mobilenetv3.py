@@ -16,8 +16,9 @@ minimalistic >= 1.3x faster.
 
 Profile: the LiteRT Python interpreter has no per-op profiler, so sub-graphs stand in for one. LR-ASPP
 MobileNetV3-Large (full and minimalistic) is cut after each stage and converted to int8; each cut's invoke is
-timed (1 thread, alternating rounds), and a stage's time is its cut's minus the previous cut's (each cut also
-pays a final uint8 output QUANTIZE of its last tensor, small beside the stage).
+timed (1 thread, alternating rounds), and a stage's time is its cut's minus the previous cut's (the cuts end in
+int8, so none pays a conversion of its last tensor). For each model the ops that XNNPACK (LiteRT's default CPU
+delegate) leaves to LiteRT's own kernels are listed too.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ BASELINE = "deeplab_mnv2"
 GOALS = {"lraspp_small": 1.5, "lraspp_large_min": 1.3}  # per-frame speed-up over BASELINE at 513
 LABELS = {"lraspp_large": "LR-ASPP MobileNetV3-Large", "lraspp_large_min": "LR-ASPP MobileNetV3-Large minimalistic",
           "lraspp_small": "LR-ASPP MobileNetV3-Small", "lraspp_small_min": "LR-ASPP MobileNetV3-Small minimalistic",
-          "deeplab_mnv2": "DeepLab MobileNetV2 mobile head (1x1 + pooling, OS16)"}
+          "deeplab_mnv2": "DeepLab MobileNetV2 mobile head (OS16)"}
 TRAIN_DATASET = "synthetic:1000?val=100&size=256"
 ROUNDS = 5
 
@@ -80,11 +81,27 @@ def frame_rows(built: dict, sizes, frames: int) -> list:
                          "params": entry["params"], "output_stride": entry["output_stride"],
                          "parity_drop_points": entry["parity_drop_points"],
                          **{f"{stage}_ms": value for stage, value in ms.items()}, "baseline_over_this": speedup})
+            rows[-1]["undelegated_ops"] = undelegated_ops(entry["path"])
             native = -(-size // entry["output_stride"])
             print(f"{LABELS[name]:<46} {size:>4} {entry['macs'] / 1e9:6.2f} {f'{native}x{native}':>10} "
                   f"{ms['invoke']:7.2f} {ms['postprocess']:6.2f} {ms['total']:7.2f} {ms['wall']:7.2f} "
                   f"{(f'{speedup:.2f}x' if speedup else '-'):>17}")
+    for name in built["models"]:
+        print(f"ops XNNPACK leaves to LiteRT's kernels, {LABELS[name]}: "
+              f"{next(r['undelegated_ops'] for r in rows if r['model'] == name) or 'none'}")
     return rows
+
+
+def undelegated_ops(path: str) -> dict:
+    """{op: count} of the ops XNNPACK does not take (each delegated op becomes a DELEGATE node with its outputs)."""
+    from ai_edge_litert.interpreter import Interpreter
+    interpreter = Interpreter(model_path=path, num_threads=1, experimental_disable_delegate_node_fusion=True)
+    interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()  # the only op listing the Python API has
+    delegated = {int(t) for op in ops if op["op_name"] == "DELEGATE" for t in op["outputs"]}
+    kept = [op["op_name"] for op in ops
+            if op["op_name"] != "DELEGATE" and not {int(t) for t in op["outputs"]} <= delegated]
+    return {name: kept.count(name) for name in sorted(set(kept))}
 
 
 def invoke_ms(paths: dict, runs: int) -> dict:

@@ -88,7 +88,9 @@ def build_profile(out_dir: str, size: int, *, smoke: bool) -> list:
         for stage, full_layer, minimal_layer in (SMOKE_PROFILE_STAGES if smoke else PROFILE_STAGES):
             layer = minimal_layer if minimalistic else full_layer
             prefix = keras.Model(model.input, model.get_layer(layer).output)
-            content = tflite.convert(prefix, mode=Mode.INT8, input_size=(size, size), calibration=calibration)
+            # int8 out: no final QUANTIZE to uint8, whose cost would grow with the cut's last tensor.
+            content = tflite.convert(prefix, mode=Mode.INT8, input_size=(size, size), calibration=calibration,
+                                     scores_type="int8")
             path = write_bytes(os.path.join(out_dir, f"profile_{variant}_{layer.replace('/', '_')}.tflite"), content)
             params, macs = count_params_and_macs(prefix, input_shape=(size, size, 3))
             rows.append({"variant": variant, "stage": stage, "layer": layer, "size": size, "path": path,

@@ -12,7 +12,8 @@ ICCV 2019, https://arxiv.org/abs/1905.02244
 - ``minimalistic`` (keras.applications and the TF model zoo): no squeeze-excite, ReLU everywhere, 3x3
   depthwise kernels; the same widths. The Edge-TPU-friendly variant.
 - Output stride: the last stage (and, for output stride 8, the one before) runs with stride 1 and dilated
-  depthwise convolutions (``AtrousSchedule``), as torchvision and the paper's segmentation models do.
+  depthwise convolutions (``AtrousSchedule``, as for the other backbones; torchvision also dilates the block
+  whose stride it drops), as the paper's segmentation models do.
 - Features: "stride4" and "stride8" are the last block outputs at those strides (the DeepLabv3+ decoder
   and LR-ASPP read them), "out" is ``Conv_1`` (960 or 576 channels x alpha) at the output stride.
   torchvision's LR-ASPP taps the first block of the stride-8 stage instead of its last (same channels).
@@ -23,13 +24,12 @@ from kerasseg.backend import keras, layers, tf
 from kerasseg.models.backbones import AtrousSchedule, make_divisible
 
 MOBILENETV3_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.25)
-IMAGENET_ALPHAS = {False: (0.75, 1.0), True: (1.0,)}  # keras.applications' files, by minimalistic
 _register = keras.saving.register_keras_serializable(package="kerasseg")
 
 
 @_register
 class HardSwish(keras.layers.Layer):
-    """h-swish, ``x * ReLU6(x + 3) / 6`` (the paper's eq. 2); the TFLite converter fuses it into HARD_SWISH."""
+    """h-swish, ``x * ReLU6(x + 3) / 6`` (the paper's section 5.2); the TFLite converter fuses it into HARD_SWISH."""
 
     def call(self, inputs):
         return inputs * tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0)
@@ -40,7 +40,8 @@ class HardSwish(keras.layers.Layer):
 
 @_register
 class HardSigmoid(keras.layers.Layer):
-    """h-sigmoid, ``ReLU6(x + 3) / 6``: the squeeze-excite gate (TFLite: ADD with a fused RELU6, then MUL)."""
+    """h-sigmoid, ``ReLU6(x + 3) / 6``, the squeeze-excite gate. In TFLite the + 3 and the ReLU6 fold into the
+    convolution before it (an ADD with a fused RELU6 after quantization-aware training), then one MUL."""
 
     def call(self, inputs):
         return tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0)
