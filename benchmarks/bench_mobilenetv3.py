@@ -205,7 +205,7 @@ def goals_for(rows: list, goal_size: int) -> list:
     return goals
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="input sizes (default: 513 257)")
     parser.add_argument("--frames", type=int, default=40, help="timed frames per model and size (median)")
@@ -214,7 +214,11 @@ def main(argv=None) -> int:
     parser.add_argument("--train-epochs", type=int, default=None, help="epochs of the quality runs (default: 3)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, two models, a 2-step run: checks the script")
     parser.add_argument("--json", default=None, help="also write the results here (benchmarks/results.py)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     sizes = args.sizes or ([65] if args.smoke else [513, 257])
     steps = args.train_steps or (2 if args.smoke else 60)
     epochs = args.train_epochs or (1 if args.smoke else 3)

@@ -126,6 +126,7 @@ ENTRY_POINTS = {
     ("python", "benchmarks/run.py"): "benchmarks/run.py",
     ("python", "benchmarks/bench_models.py"): "benchmarks/bench_models.py",
     ("python", "benchmarks/bench_heads.py"): "benchmarks/bench_heads.py",
+    ("python", "benchmarks/bench_mobilenetv3.py"): "benchmarks/bench_mobilenetv3.py",
     ("python", "-m", "edge"): "edge.cli",
     ("python", "-m", "edge.benchmark"): "edge.benchmark",
     ("python", "-m", "kerasseg.data"): "kerasseg.data.__main__",
