@@ -2,8 +2,8 @@
 device's Segmenter, the Edge TPU op report, and ``python -m edge``.
 
 Every test here is slow. The first four share the session fixture ``mnv3_run`` (mnv3_helpers: one train.py run
-of LR-ASPP MobileNetV3-Small at 64 px, one export in three modes); the others convert or train their own tiny
-models because they need other configurations.
+of LR-ASPP MobileNetV3-Small at 64 px and one export in three modes, about 100 s); the others convert or train
+their own models because they need other configurations (10 to 40 s each).
 """
 import json
 
@@ -82,7 +82,8 @@ def _int8(model):
 @pytest.mark.parametrize("backbone,minimalistic", [("mobilenetv3_large", False), ("mobilenetv3_large", True),
                                                    ("mobilenetv3_small", True)])
 def test_edgetpu_report_for_each_new_model(backbone, minimalistic):
-    """Random-weight Edge-TPU-friendly LR-ASPP of each variant (Small full is the fixture's), converted to int8."""
+    """Random-weight Edge-TPU-friendly LR-ASPP of each other variant (Small full is the fixture's), converted to
+    int8 (one conversion each, 10-15 s)."""
     from kerasseg.models import build_model
     model = build_model(arch="lraspp", backbone=backbone, num_classes=CLASSES, minimalistic=minimalistic,
                         edgetpu_friendly=True, input_shape=(SIZE, SIZE, 3))
@@ -103,7 +104,7 @@ def test_edgetpu_report_for_each_new_model(backbone, minimalistic):
 
 
 def test_train_py_mixed_precision_and_mirrored_strategy(tmp_path):
-    """Two steps through train.py with --mixed-precision (bfloat16 on a CPU) and MirroredStrategy."""
+    """Two steps through train.py with --mixed-precision (bfloat16 on a CPU) and MirroredStrategy (about 20 s)."""
     run_dir = tmp_path / "mixed"
     run_python("train.py", "--arch", "lraspp", "--backbone", "mobilenetv3_small", "--minimalistic",
                "--dataset", "synthetic:8?val=4&size=32", "--image-size", "32", "--epochs", "1",
@@ -121,7 +122,8 @@ def test_train_py_mixed_precision_and_mirrored_strategy(tmp_path):
 
 def test_float_modes_convert_every_other_head():
     """With the fixture's int8, QAT and Edge TPU artifacts (native head), every mode and every head is converted
-    once: float32 full, float16 argmax, dynamic-range full-argmax, on a random-weight LR-ASPP MobileNetV3-Small."""
+    once: float32 full, float16 argmax, dynamic-range full-argmax, on a random-weight LR-ASPP MobileNetV3-Small
+    (three conversions, about 10 s each)."""
     from ai_edge_litert.interpreter import Interpreter
 
     from edge.artifact import Spec
