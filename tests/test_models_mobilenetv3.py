@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from kerasseg.backend import keras, tf
+from kerasseg.backend import keras
 from kerasseg.models import build_model, count_params_and_macs, load_model, model_config
 from kerasseg.models import weights as weights_module
 from kerasseg.models.__main__ import main
@@ -226,14 +226,3 @@ def test_cli_prints_lraspp_counts(capsys):
     assert "minimalistic=True" in out and "alpha=0.75" in out
     assert main([]) == 0
     assert re.search(r"^lraspp\s+mobilenetv3_large, mobilenetv3_small\s+8/16/32", capsys.readouterr().out, re.M)
-
-
-def test_mixed_precision_keeps_float32_logits():
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        model = build_model(num_classes=3, **SMALL_LRASPP)
-        logits = model(random_images(1, 67, 93), training=False)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    assert model.get_layer("Conv/hard_swish").compute_dtype == "float16"
-    assert logits.dtype == tf.float32 and np.all(np.isfinite(logits.numpy()))
