@@ -25,13 +25,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument("--arch", type=str, choices=_archs(), help=f"architecture (default: {TrainConfig.arch})")
     model.add_argument("--backbone", type=str, choices=_backbones(), help="backbone (default: the arch's)")
     model.add_argument("--output-stride", type=int, choices=(8, 16, 32), help="DeepLab output stride (default: 16)")
-    model.add_argument("--alpha", type=float, help="MobileNetV2 width multiplier (default for DeepLab: 0.35)")
+    model.add_argument("--alpha", type=float,
+                       help="MobileNetV2/V3 width multiplier (default: 0.35 for DeepLab MobileNetV2, else 1.0)")
     model.add_argument("--aspp", action=argparse.BooleanOptionalAction, default=None,
                        help="DeepLab: atrous branches in ASPP (default: on)")
     model.add_argument("--decoder", action=argparse.BooleanOptionalAction, default=None,
                        help="DeepLab: the v3+ decoder (--no-decoder gives DeepLabv3; default: on)")
     model.add_argument("--edgetpu-friendly", action=argparse.BooleanOptionalAction, default=None,
                        help="resizes the Edge TPU compiler maps (half_pixel_centers=False; default: off)")
+    model.add_argument("--minimalistic", action=argparse.BooleanOptionalAction, default=None,
+                       help="MobileNetV3 without squeeze-excite and h-swish, 3x3 kernels (default: off)")
     model.add_argument("--dropout", type=float, help="dropout rate in the head (default: the arch's)")
     model.add_argument("--backbone-weights", type=str, metavar="PATH_OR_imagenet",
                        help="initial backbone weights: 'imagenet' or a weights file (default: random)")

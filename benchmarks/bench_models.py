@@ -36,6 +36,16 @@ CONFIGS = [
     ("DeepLabv3+ Xception-65 OS8", dict(arch="deeplabv3plus", backbone="xception65", output_stride=8), None, None),
     ("DeepLabv3 ResNet-50 OS16", dict(arch="deeplabv3plus", backbone="resnet50", decoder=False), None, None),
     ("DeepLabv3+ ResNet-101 OS16", dict(arch="deeplabv3plus", backbone="resnet101"), None, None),
+    # torchvision's lraspp_mobilenet_v3_large (3.22M parameters, 2.09G at 520x520) is checked at 520 by
+    # tests/test_models_mobilenetv3.py; here every row is at --image-size.
+    ("LR-ASPP MobileNetV3-Large OS16", dict(arch="lraspp", backbone="mobilenetv3_large"), None, None),
+    ("LR-ASPP MobileNetV3-Large minimalistic OS16",
+     dict(arch="lraspp", backbone="mobilenetv3_large", minimalistic=True), None, None),
+    ("LR-ASPP MobileNetV3-Small OS16", dict(arch="lraspp", backbone="mobilenetv3_small"), None, None),
+    ("LR-ASPP MobileNetV3-Small minimalistic OS16",
+     dict(arch="lraspp", backbone="mobilenetv3_small", minimalistic=True), None, None),
+    ("DeepLabv3 MobileNetV3-Large OS16", dict(arch="deeplabv3plus", backbone="mobilenetv3_large", decoder=False),
+     None, None),
 ]
 
 

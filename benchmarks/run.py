@@ -35,8 +35,8 @@ import results  # noqa: E402
 from edge.files import write_text  # noqa: E402
 
 # The benchmarks in report order; any other benchmarks/bench_*.py runs after them with only --json.
-KNOWN = ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_heads.py", "bench_upsample.py",
-         "bench_edge_loop.py", "bench_edge_startup.py", "bench_smoothing.py", "bench_released.py")
+KNOWN = ("bench_models.py", "bench_input_pipeline.py", "bench_int8.py", "bench_heads.py", "bench_mobilenetv3.py",
+         "bench_upsample.py", "bench_edge_loop.py", "bench_edge_startup.py", "bench_smoothing.py", "bench_released.py")
 DEEPLAB_ROW = "DeepLab MobileNetV2 (1x1 + pooling, no decoder) OS16"
 ON_THE_RUN = ("bench_int8.py", "bench_smoothing.py")  # measured on the trained run (--run) unless --tiny
 
@@ -74,6 +74,7 @@ def flags(quick: bool) -> dict:
             "bench_int8.py": ["--models", "deeplab65", "--alpha", "0.35", "--threads", "1", "--runs", "3",
                               "--calibration-steps", "2", "--qat-steps", "3", "--smoke"],
             "bench_heads.py": ["--models", "tiny65", "--heads", "full", "native", "--frames", "3"],
+            "bench_mobilenetv3.py": ["--smoke", "--frames", "3", "--profile-runs", "3"],
             "bench_upsample.py": ["--repeats", "2", "--kinds", "scene"],
             "bench_edge_loop.py": ["--built", "tiny65", "--frames", "10", "--repeats", "1", "--skip-tensorflow"],
             "bench_edge_startup.py": ["--built", "tiny65", "--repeats", "1"],

@@ -145,3 +145,10 @@ def mediapipe_python():
         return mediapipe_client.mediapipe_python(failed_since=SESSION_STARTED)
     except mediapipe_client.MediaPipeUnavailable as err:
         pytest.skip(f"MediaPipe {mediapipe_client.MEDIAPIPE_VERSION} cannot be installed here: {err}")
+
+
+@pytest.fixture(scope="session")
+def mnv3_run(tmp_path_factory):
+    """LR-ASPP MobileNetV3-Small trained through train.py and exported int8/QAT/Edge TPU once (see mnv3_helpers)."""
+    from mnv3_helpers import train_and_export
+    return train_and_export(tmp_path_factory.mktemp("mnv3_run"))

@@ -15,6 +15,7 @@ FAST_CONFIGS = [
     SMALL,
     dict(SMALL, edgetpu_friendly=True),
     dict(SMALL, output_stride=8, aspp=False, decoder=False),
+    dict(arch="lraspp", backbone="mobilenetv3_small"),
 ]
 SLOW_CONFIGS = [
     dict(arch="fcn32s"),
@@ -24,6 +25,9 @@ SLOW_CONFIGS = [
     dict(arch="deeplabv3plus", backbone="xception65"),
     dict(arch="deeplabv3plus", backbone="resnet50", output_stride=8),
     dict(arch="deeplabv3plus", backbone="resnet101", decoder=False),
+    dict(arch="lraspp", backbone="mobilenetv3_large", minimalistic=True, output_stride=8),
+    dict(arch="deeplabv3plus", backbone="mobilenetv3_large", decoder=False, output_stride=32),
+    dict(arch="deeplabv3plus", backbone="mobilenetv3_small", minimalistic=True),
 ]
 NUM_CLASSES = 3
 

@@ -55,6 +55,7 @@ def test_uint8_input_is_accepted_and_equals_float_input():
 @pytest.mark.parametrize("arch,backbone,expected", [
     ("deeplabv3plus", "mobilenetv2", dict(mean=(127.5,) * 3, std=(127.5,) * 3, channel_order="rgb")),
     ("deeplabv3plus", "xception65", dict(mean=(127.5,) * 3, std=(127.5,) * 3, channel_order="rgb")),
+    ("lraspp", "mobilenetv3_small", dict(mean=(127.5,) * 3, std=(127.5,) * 3, channel_order="rgb")),
     ("deeplabv3plus", "resnet50", dict(mean=(123.68, 116.779, 103.939), std=(1.0,) * 3, channel_order="bgr")),
     ("fcn8s", None, dict(mean=(123.68, 116.779, 103.939), std=(1.0,) * 3, channel_order="bgr")),
 ])
@@ -87,8 +88,10 @@ def test_normalize_built_from_preprocessing_for_matches_keras_applications(backb
 
 
 def test_custom_objects_lists_the_custom_layers():
-    assert set(custom_objects()) == {"Normalize", "ResizeToReference", "CropToReference", "BilinearUpsampling"}
-    assert set(BACKBONES) == {"vgg16", "mobilenetv2", "xception65", "resnet50", "resnet101"}
+    assert set(custom_objects()) == {"Normalize", "ResizeToReference", "CropToReference", "BilinearUpsampling",
+                                     "HardSwish", "HardSigmoid"}
+    assert set(BACKBONES) == {"vgg16", "mobilenetv2", "xception65", "resnet50", "resnet101", "mobilenetv3_large",
+                              "mobilenetv3_small"}
 
 
 @pytest.mark.parametrize("config", [SMALL, pytest.param(dict(arch="fcn8s"), marks=pytest.mark.slow)],

@@ -156,6 +156,12 @@ ARGUMENTS_ONLY = {  # command -> why it does not run here
                                         "(minutes); tests/test_export_heads.py converts every head on tiny models",
     "python benchmarks/run.py --run runs/X": "an idle machine for an hour; the --quick run of "
                                             "tests/test_e2e_benchmarks.py runs the same script",
+    "python train.py --arch lraspp --backbone mobilenetv3_large": "20 epochs of a 3M-parameter model; "
+                                                                  "tests/test_mnv3_pipeline.py trains LR-ASPP "
+                                                                  "MobileNetV3-Small through train.py",
+    "python benchmarks/bench_mobilenetv3.py": "trains, converts and times five models at 513 and 257 (most of an "
+                                              "hour); the --quick run of tests/test_e2e_benchmarks.py runs its "
+                                              "--smoke path",
 }
 
 CATEGORIES = {"BY_CI": BY_CI, "PIP_INSTALL": PIP_INSTALL, "PYTEST_SELECTIONS": PYTEST_SELECTIONS,

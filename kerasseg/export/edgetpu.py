@@ -55,6 +55,14 @@ SUPPORTED = {
     "TANH": None, "TRANSPOSE": None, "TRANSPOSE_CONV": None,
 }
 FUSED_ACTIVATION_NONE = 0
+# Ops outside Coral's table that models here use, with the public evidence that the compiler leaves them on the CPU.
+UNSUPPORTED_EVIDENCE = {
+    "HARD_SWISH": "MobileNetV3's h-swish; google-coral/edgetpu #272 lists its HARD_SWISH ops as run on the CPU "
+                  "(compiler 15.0), and #353 advises MobileNetV3 minimalistic=True, which has none",
+}
+# A MUL of a map by a per-channel (1x1xC) gate: squeeze-excite or the LR-ASPP gate. Its ops are all on Coral's table;
+# EfficientNet-Lite dropped squeeze-excite as "not well supported for some mobile accelerators", so it is noted.
+GATE_NOTE = "a per-channel gate (squeeze-excite or LR-ASPP): on Coral's table, unconfirmed without the compiler"
 
 # The largest resize output side known to map. google-coral/edgetpu issue #31 ("ResizeBilinear only for small
 # models?"): a 512x512 bilinear upsample was "not mapped due to some unspecified limitation" while 128x128 mapped;
@@ -214,7 +222,8 @@ def _macs(name: str, graph, op) -> int:
 def _check(name: str, graph, op, constants: dict) -> tuple[str, str]:
     """(reason it cannot map or "", note) for one op."""
     if name not in SUPPORTED:
-        return f"{name} is not in Coral's table of supported operations", ""
+        evidence = UNSUPPORTED_EVIDENCE.get(name)
+        return f"{name} is not in Coral's table of supported operations" + (f" ({evidence})" if evidence else ""), ""
     tensors = [t for t in list(op.inputs) + list(op.outputs) if t >= 0]
     for position, t in enumerate(tensors):
         tensor = graph.tensors[t]
@@ -256,12 +265,21 @@ def _check(name: str, graph, op, constants: dict) -> tuple[str, str]:
         if name == "MEAN" and rank - 1 in axes and _shape(graph, op.inputs[0])[-1] % 4:
             return "reduces over channels that are not a multiple of 4", ""
         note = ""
+    if name == "MUL" and _is_gate(graph, op):
+        note = GATE_NOTE
     if name == "SOFTMAX":
         shape = _shape(graph, op.inputs[0])
         if sum(v > 1 for v in shape) > 1 or int(np.prod(shape)) > 16000:
             return f"input {shape} is not 1-D with at most 16,000 elements", ""
         note = ""
     return "", note
+
+
+def _is_gate(graph, op) -> bool:
+    """A MUL of a spatial map by a 1x1 (per-channel) tensor computed in the graph."""
+    shapes = [_shape(graph, t) for t in op.inputs if t >= 0]
+    return (len(shapes) == 2 and all(len(s) == 4 for s in shapes)
+            and sorted(int(np.prod(s[1:3])) > 1 for s in shapes) == [False, True])
 
 
 def analyze(content: bytes, *, name: str = "model.tflite") -> EdgeTPUReport:

@@ -11,6 +11,12 @@ move values (crops, reshapes) pass their already quantized input through. Any
 other layer tfmot cannot handle is an error naming it: nothing is left float
 silently.
 
+tfmot starts every activation range at [-6, 6] and moves it by a moving average with
+decay 0.999, so a few hundred fine-tuning steps leave the ranges near [-6, 6]: harmless
+after ReLU6 (MobileNetV2), but it clips MobileNetV3's h-swish activations and wastes
+most of the levels of its [0, 1] gates. ``fine_tune`` therefore first sets the ranges
+from ``RANGE_WARMUP_BATCHES`` training batches (:func:`warm_up_ranges`).
+
 Kernels above ``PER_TENSOR_ABOVE`` weights (FCN's fc6 and fc7) get one weight
 range per tensor rather than per output channel, which the TFLite converter can
 fold. The model's input is quantized with a fixed [0, 255] range, so the converted
@@ -26,6 +32,7 @@ import tensorflow_model_optimization as tfmot
 from kerasseg.backend import keras, tf
 
 _quantizers = tfmot.quantization.keras.quantizers
+from tensorflow_model_optimization.python.core.quantization.keras import quant_ops as _quant_ops  # noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
     default_8bit_quantize_registry as _registry_module)
 
@@ -33,6 +40,10 @@ QAT_LEARNING_RATE = 3e-5  # DeepLab's fine-tuning rate for quantization-aware tr
 # Kernels above this many weights get one weight range per tensor instead of per output channel: the TFLite
 # converter leaves the per-channel fake-quant of huge kernels (FCN's fc6, 7x7x512x4096) unfolded and fails.
 PER_TENSOR_ABOVE = 8_000_000
+# Range warm-up: batches run in training mode with a moving-average decay of RANGE_WARMUP_DECAY instead of 0.999, so
+# the ranges end at the data's (the initial [-6, 6] keeps a weight of 0.5 ** 8 = 0.4%).
+RANGE_WARMUP_BATCHES = 8
+RANGE_WARMUP_DECAY = 0.5
 
 
 class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
@@ -98,6 +109,9 @@ OUTPUT_QUANTIZED = (
     "ResizeToReference",
     "ResizeTo",
     "ImagePooling",
+    "HardSwish",          # kerasseg.models.mobilenetv3: one HARD_SWISH op in TFLite
+    "HardSigmoid",        # kerasseg.models.mobilenetv3: the squeeze-excite gate (ADD + RELU6, MUL)
+    "Multiply",           # keras: the squeeze-excite and LR-ASPP gates (MUL); tfmot's registry lacks it
 )
 PASS_THROUGH = (
     "CropLike",           # kerasseg.models.layers: crop to a reference tensor's size
@@ -206,10 +220,55 @@ def _fix_input_range(model) -> None:
                 weight.assign(255.0)
 
 
+def _is_range(variable) -> bool:
+    return variable.name.endswith(("_min:0", "_max:0"))
+
+
+@contextlib.contextmanager
+def _moving_average_decay(decay: float):
+    """tfmot's MovingAverageQuantizer updates its ranges with ``decay`` instead of its fixed 0.999, while inside."""
+    original = _quantizers.MovingAverageQuantizer.__call__
+
+    def call(self, inputs, training, weights, **kwargs):
+        return _quant_ops.MovingAvgQuantize(inputs, weights["min_var"], weights["max_var"], ema_decay=decay,
+                                            is_training=training, num_bits=self.num_bits, per_channel=self.per_axis,
+                                            symmetric=self.symmetric, narrow_range=self.narrow_range)
+
+    _quantizers.MovingAverageQuantizer.__call__ = call
+    try:
+        yield
+    finally:
+        _quantizers.MovingAverageQuantizer.__call__ = original
+
+
+def warm_up_ranges(model, batches, *, steps: int = RANGE_WARMUP_BATCHES) -> int:
+    """Set the activation ranges of the quantization-aware ``model`` from ``steps`` batches of (image, mask).
+
+    Only the ranges change: every other variable (batch-norm statistics included) is restored, and the
+    input range stays [0, 255]. Returns the number of batches run (0 for a model without ranges).
+    """
+    if not any(_is_range(v) for v in model.variables):
+        return 0
+    kept = [(v, v.numpy()) for v in model.variables if not _is_range(v)]
+    seen = 0
+    with _moving_average_decay(RANGE_WARMUP_DECAY):
+        for images, _ in batches:
+            model(images, training=True)
+            seen += 1
+            if seen >= steps:
+                break
+    for variable, value in kept:
+        variable.assign(value)
+    _fix_input_range(model)
+    return seen
+
+
 def fine_tune(model, batches, *, steps: int, learning_rate: float = QAT_LEARNING_RATE, ignore_label: int = 255):
-    """Train the quantization-aware ``model`` for ``steps`` batches of (image, mask); returns the final loss."""
+    """Warm up the ranges of the quantization-aware ``model`` (see :func:`warm_up_ranges`), then train it for
+    ``steps`` batches of (image, mask); returns the final loss."""
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"qat_steps: expected a positive int, got {steps!r}")
+    warm_up_ranges(model, batches)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_label)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     history = model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)

@@ -1,4 +1,5 @@
-"""The kerasseg model zoo: FCN-32s/16s/8s (VGG16) and DeepLabv3(+) (MobileNetV2, Xception-65, ResNet-50/101).
+"""The kerasseg model zoo: FCN-32s/16s/8s (VGG16), DeepLabv3(+) (MobileNetV2/V3, Xception-65, ResNet-50/101)
+and LR-ASPP (MobileNetV3).
 
 ``build_model(arch=..., num_classes=..., ...)`` returns a tf_keras functional model
 whose input "image" takes RGB pixels in [0, 255] and whose output "logits" is
@@ -6,8 +7,10 @@ float32 (batch, H, W, num_classes) at exactly the input's H and W.
 """
 from kerasseg.models.backbones import BACKBONES, MOBILENETV2_ALPHAS
 from kerasseg.models.counting import count_params_and_macs
+from kerasseg.models.mobilenetv3 import MOBILENETV3_ALPHAS
 from kerasseg.models.registry import (MODELS, OPTION_DOCS, build_model, custom_objects, list_models, load_model,
                                       min_input_size, model_config, preprocessing_for)
 
-__all__ = ["BACKBONES", "MOBILENETV2_ALPHAS", "MODELS", "OPTION_DOCS", "build_model", "count_params_and_macs",
-           "custom_objects", "list_models", "load_model", "min_input_size", "model_config", "preprocessing_for"]
+__all__ = ["BACKBONES", "MOBILENETV2_ALPHAS", "MOBILENETV3_ALPHAS", "MODELS", "OPTION_DOCS", "build_model",
+           "count_params_and_macs", "custom_objects", "list_models", "load_model", "min_input_size", "model_config",
+           "preprocessing_for"]

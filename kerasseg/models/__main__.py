@@ -3,6 +3,7 @@
     python -m kerasseg.models
     python -m kerasseg.models --arch deeplabv3plus --backbone mobilenetv2 --no-aspp --no-decoder --image-size 513
     python -m kerasseg.models import SOURCE --output DIR   # a released DeepLab model as a run directory
+    python -m kerasseg.models --arch lraspp --backbone mobilenetv3_large --image-size 520
 """
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import argparse
 import sys
 
 from edge import console
-from kerasseg.models import (BACKBONES, MOBILENETV2_ALPHAS, MODELS, OPTION_DOCS, build_model, count_params_and_macs,
-                             list_models, model_config)
+from kerasseg.models import (BACKBONES, MOBILENETV2_ALPHAS, MOBILENETV3_ALPHAS, MODELS, OPTION_DOCS, build_model,
+                             count_params_and_macs, list_models, model_config)
 
 
 def parse_args(argv=None):
@@ -30,9 +31,10 @@ def parse_args(argv=None):
                         help="classes, background included (default 21, PASCAL VOC)")
     parser.add_argument("--image-size", "--image_size", dest="image_size", type=int, nargs="+", default=[513],
                         metavar="PIXELS", help="one side for a square, or height width (default 513)")
-    parser.add_argument("--alpha", type=float, choices=MOBILENETV2_ALPHAS, help=OPTION_DOCS["alpha"])
+    parser.add_argument("--alpha", type=float, choices=sorted(set(MOBILENETV2_ALPHAS + MOBILENETV3_ALPHAS)),
+                        help=OPTION_DOCS["alpha"])
     parser.add_argument("--dropout", type=float, help=OPTION_DOCS["dropout"])
-    for flag in ("aspp", "decoder", "edgetpu_friendly"):
+    for flag in ("aspp", "decoder", "edgetpu_friendly", "minimalistic"):
         parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, action=argparse.BooleanOptionalAction,
                             help=OPTION_DOCS[flag])
     console.add_log_level(parser)
@@ -44,19 +46,22 @@ def parse_args(argv=None):
 
 
 def print_registry():
-    print(f"{'arch':<15} {'backbones':<45} {'output strides':<15} options (default)")
+    width = max(len(", ".join(MODELS[arch].backbones)) for arch in list_models())
+    print(f"{'arch':<15} {'backbones':<{width}} {'output strides':<15} options (default)")
     for arch in list_models():
         entry = MODELS[arch]
         options = ", ".join(f"{k}={v}" for k, v in entry.options.items())
         strides = "/".join(map(str, entry.output_strides))
-        print(f"{arch:<15} {', '.join(entry.backbones):<45} {strides:<15} {options}")
+        print(f"{arch:<15} {', '.join(entry.backbones):<{width}} {strides:<15} {options}")
     print("mobilenetv2 adds alpha=1.0, one of", ", ".join(map(str, MOBILENETV2_ALPHAS)))
+    print("mobilenetv3_large and mobilenetv3_small add alpha=1.0, one of", ", ".join(map(str, MOBILENETV3_ALPHAS)),
+          "and minimalistic=False")
 
 
 def print_counts(args):
     height, width = (args.image_size * 2)[:2]
-    options = {k: getattr(args, k) for k in ("alpha", "dropout", "aspp", "decoder", "edgetpu_friendly")
-               if getattr(args, k) is not None}
+    names = ("alpha", "dropout", "aspp", "decoder", "edgetpu_friendly", "minimalistic")
+    options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     config = model_config(arch=args.arch, num_classes=args.num_classes, backbone=args.backbone,
                           output_stride=args.output_stride, **options)
     model = build_model(**config, input_shape=(height, width, 3))

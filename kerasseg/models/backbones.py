@@ -3,7 +3,8 @@
 Contract: a backbone takes the normalised image tensor and returns a dict of
 named feature tensors: "stride4" (the low-level features for a decoder) and
 "out" (the deepest features, at the output stride); VGG16 also returns
-"stride8", "stride16" and "stride32" (pool3, pool4, pool5) for FCN's skips.
+"stride8", "stride16" and "stride32" (pool3, pool4, pool5) for FCN's skips;
+MobileNetV3 (mobilenetv3.py) also returns "stride8" for LR-ASPP.
 Heads read only these keys.
 
 Layer names follow keras.applications where it has the network (VGG16,
@@ -265,6 +266,8 @@ def resnet101(x, *, output_stride=16, alpha=None):
 
 
 # ---------------------------------------------------------------- registry
+from kerasseg.models.mobilenetv3 import mobilenetv3_large, mobilenetv3_small  # noqa: E402 (uses AtrousSchedule)
+
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)  # keras.applications "caffe" mode, RGB order
 
 
@@ -286,6 +289,10 @@ BACKBONES: dict[str, Backbone] = {
                       "https://arxiv.org/abs/1409.1556"),
     "mobilenetv2": Backbone("mobilenetv2", mobilenetv2, (127.5,) * 3, (127.5,) * 3, "rgb", (8, 16, 32),
                             "https://arxiv.org/abs/1801.04381"),
+    "mobilenetv3_large": Backbone("mobilenetv3_large", mobilenetv3_large, (127.5,) * 3, (127.5,) * 3, "rgb",
+                                  (8, 16, 32), "https://arxiv.org/abs/1905.02244"),
+    "mobilenetv3_small": Backbone("mobilenetv3_small", mobilenetv3_small, (127.5,) * 3, (127.5,) * 3, "rgb",
+                                  (8, 16, 32), "https://arxiv.org/abs/1905.02244"),
     "xception65": Backbone("xception65", xception65, (127.5,) * 3, (127.5,) * 3, "rgb", (8, 16, 32),
                            "https://arxiv.org/abs/1802.02611"),
     "resnet50": Backbone("resnet50", resnet50, CAFFE_MEAN_RGB, (1.0, 1.0, 1.0), "bgr", (8, 16, 32),

@@ -2,8 +2,10 @@
 
 Counted: Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose and Dense
 (one multiply-add per kernel tap per output value; a transposed convolution
-scatters each input value over its kernel). Biases, batch norm, activations,
-pooling and resizes are not counted (batch norm folds into the convolution).
+scatters each input value over its kernel). Biases, batch norm, activations
+(MobileNetV3's h-swish and h-sigmoid included), element-wise products (its
+squeeze-excite and LR-ASPP gates), pooling and resizes are not counted (batch norm
+folds into the convolution), as torchvision and the DeepLab model zoo count.
 """
 from __future__ import annotations
 

@@ -11,11 +11,18 @@ from kerasseg.models.backbones import BACKBONES, MOBILENETV2_ALPHAS, MOBILENETV2
 from kerasseg.models.deeplab import deeplab_head
 from kerasseg.models.fcn import FCN_VARIANTS, fcn_head
 from kerasseg.models.layers import CUSTOM_OBJECTS, Normalize
+from kerasseg.models.lraspp import lraspp_head
+from kerasseg.models.mobilenetv3 import CUSTOM_OBJECTS as MOBILENETV3_OBJECTS, MOBILENETV3_ALPHAS
 from kerasseg.models.weights import (download_imagenet_weights, hdf5_layer_names, load_vgg16_classifier_as_fcn,
                                       load_weights_by_name)
 
 # Options each backbone adds to its arch's options, with defaults.
-BACKBONE_OPTIONS = {"mobilenetv2": {"alpha": 1.0, "channel_rounding": "keras"}}
+BACKBONE_OPTIONS = {"mobilenetv2": {"alpha": 1.0, "channel_rounding": "keras"},
+                    "mobilenetv3_large": {"alpha": 1.0, "minimalistic": False},
+                    "mobilenetv3_small": {"alpha": 1.0, "minimalistic": False}}
+# The widths each backbone with an ``alpha`` option accepts.
+ALPHAS = {"mobilenetv2": MOBILENETV2_ALPHAS, "mobilenetv3_large": MOBILENETV3_ALPHAS,
+          "mobilenetv3_small": MOBILENETV3_ALPHAS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,13 +50,18 @@ def _fcn(arch):
 
 MODELS: dict[str, Arch] = {arch: _fcn(arch) for arch in FCN_VARIANTS}
 MODELS["deeplabv3plus"] = Arch(
-    "deeplabv3plus", deeplab_head, ("mobilenetv2", "xception65", "resnet50", "resnet101"), (8, 16, 32), 16,
+    "deeplabv3plus", deeplab_head,
+    ("mobilenetv2", "xception65", "resnet50", "resnet101", "mobilenetv3_large", "mobilenetv3_small"), (8, 16, 32), 16,
     {"aspp": True, "decoder": True, "dropout": 0.1, "edgetpu_friendly": False, "align_corners": False},
     "https://arxiv.org/abs/1802.02611",
     "DeepLabv3+ (decoder=False: DeepLabv3; aspp=False, decoder=False: the DeepLab MobileNetV2 head)")
+MODELS["lraspp"] = Arch(
+    "lraspp", lraspp_head, ("mobilenetv3_large", "mobilenetv3_small"), (8, 16, 32), 16, {"edgetpu_friendly": False},
+    "https://arxiv.org/abs/1905.02244", "Lite R-ASPP of MobileNetV3: gated 1x1 on the deepest features + stride-8 skip")
 
 OPTION_DOCS = {
-    "alpha": f"MobileNetV2 width multiplier, one of {MOBILENETV2_ALPHAS}",
+    "alpha": f"width multiplier: MobileNetV2 one of {MOBILENETV2_ALPHAS}, MobileNetV3 one of {MOBILENETV3_ALPHAS}",
+    "minimalistic": "MobileNetV3 without squeeze-excite and h-swish, 3x3 kernels only (the Edge-TPU-friendly variant)",
     "aspp": "True: ASPP with 1x1, three atrous separable 3x3 and image pooling; False: 1x1 and image pooling only",
     "decoder": "True: DeepLabv3+ decoder on stride-4 features; False: DeepLabv3 (classifier at the output stride)",
     "dropout": "dropout rate in [0, 1): after fc6 and fc7 (FCN), after the ASPP projection (DeepLab)",
@@ -61,7 +73,7 @@ OPTION_DOCS = {
     "channel_rounding": f"MobileNetV2 channels x alpha, one of {MOBILENETV2_CHANNEL_ROUNDINGS}: 'keras' as "
                         f"keras.applications (its ImageNet weights), 'slim' as DeepLab's TF-slim MobileNetV2",
 }
-BOOLEAN_OPTIONS = ("aspp", "decoder", "edgetpu_friendly", "align_corners")
+BOOLEAN_OPTIONS = ("aspp", "decoder", "edgetpu_friendly", "align_corners", "minimalistic")
 
 
 def list_models() -> list[str]:
@@ -75,7 +87,7 @@ def _choice(parameter, value, choices):
     return value
 
 
-def _check_option(name, value):
+def _check_option(name, value, backbone):
     if name in BOOLEAN_OPTIONS:
         if not isinstance(value, bool):
             raise ValueError(f"{name}: expected True or False, got {value!r}")
@@ -84,8 +96,8 @@ def _check_option(name, value):
             raise ValueError(f"dropout: expected a rate in [0, 1), got {value!r}")
         value = float(value)
     elif name == "alpha":
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) not in MOBILENETV2_ALPHAS:
-            raise ValueError(f"alpha: got {value!r}; valid choices are {list(MOBILENETV2_ALPHAS)}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) not in ALPHAS[backbone]:
+            raise ValueError(f"alpha: got {value!r}; valid choices for {backbone} are {list(ALPHAS[backbone])}")
         value = float(value)
     elif name == "channel_rounding":
         _choice("channel_rounding", value, MOBILENETV2_CHANNEL_ROUNDINGS)
@@ -111,7 +123,7 @@ def model_config(*, arch, num_classes, backbone=None, output_stride=None, **opti
         if name not in defaults:
             raise ValueError(f"option {name!r} does not apply to arch {arch!r} with backbone {backbone!r}; "
                              f"its options are {sorted(defaults)}")
-    resolved = {name: _check_option(name, options.get(name, default)) for name, default in defaults.items()}
+    resolved = {name: _check_option(name, options.get(name, default), backbone) for name, default in defaults.items()}
     return dict(arch=arch, num_classes=int(num_classes), backbone=backbone, output_stride=int(output_stride),
                 **resolved)
 
@@ -162,7 +174,7 @@ def build_model(*, arch, num_classes, backbone=None, output_stride=None, input_s
     shape = _check_input_shape(input_shape, min_input_size(arch=arch, output_stride=config["output_stride"]))
     entry, spec = MODELS[config["arch"]], BACKBONES[config["backbone"]]
     backbone_options = {k: config[k] for k in BACKBONE_OPTIONS.get(config["backbone"], {})}
-    weights_path = _resolve_backbone_weights(backbone_weights, config["backbone"], backbone_options.get("alpha"))
+    weights_path = _resolve_backbone_weights(backbone_weights, config["backbone"], backbone_options)
     head_options = {k: config[k] for k in entry.options}
 
     image = keras.Input(shape=shape, name="image")
@@ -180,14 +192,14 @@ def build_model(*, arch, num_classes, backbone=None, output_stride=None, input_s
     return model
 
 
-def _resolve_backbone_weights(backbone_weights, backbone, alpha):
+def _resolve_backbone_weights(backbone_weights, backbone, options):
     """The HDF5 file to load (checked before any layer is built), or None."""
     if backbone_weights is None:
         return None
     if not isinstance(backbone_weights, (str, os.PathLike)):
         raise ValueError(f"backbone_weights: expected None, 'imagenet' or a file path, got {backbone_weights!r}")
     if backbone_weights == "imagenet":
-        return download_imagenet_weights(backbone, alpha=alpha)
+        return download_imagenet_weights(backbone, **options)
     path = os.fspath(backbone_weights)
     hdf5_layer_names(path)  # raises on a missing or non-HDF5 file
     return path
@@ -195,7 +207,7 @@ def _resolve_backbone_weights(backbone_weights, backbone, alpha):
 
 def custom_objects() -> dict:
     """The custom layers and initializer, for ``keras.models.load_model``."""
-    return dict(CUSTOM_OBJECTS)
+    return {**CUSTOM_OBJECTS, **MOBILENETV3_OBJECTS}
 
 
 def load_model(path):

@@ -9,10 +9,22 @@ import numpy as np
 from kerasseg.backend import keras
 
 _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+# keras.applications' no-top MobileNetV3 files: md5 by (size, minimalistic, alpha).
+_MOBILENETV3_MD5 = {
+    ("large", False, 0.75): "40af19a13ebea4e2ee0c676887f69a2e",
+    ("large", False, 1.0): "07fb09a5933dd0c8eaafa16978110389",
+    ("large", True, 1.0): "ec5221f64a2f6d1ef965a614bdae7973",
+    ("small", False, 0.75): "ebdb5cc8e0b497cd13a7c275d475c819",
+    ("small", False, 1.0): "d3e8ec802a04aa4fc771ee12a9a9b836",
+    ("small", True, 1.0): "cde8136e733e811080d9fcd8a252f7e4",
+}
 
 
-def imagenet_weights_url(backbone: str, *, alpha: float | None = None) -> tuple[str, str, str | None]:
+def imagenet_weights_url(backbone: str, *, alpha: float | None = None,
+                         minimalistic: bool = False) -> tuple[str, str, str | None]:
     """``(file_name, url, md5)`` of keras.applications' ImageNet weights for ``backbone`` (no top except VGG16)."""
+    if backbone in ("mobilenetv3_large", "mobilenetv3_small"):
+        return _mobilenetv3_weights_url(backbone, alpha=float(alpha), minimalistic=minimalistic)
     if backbone == "mobilenetv2":
         name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_224_no_top.h5"
         return name, _KERAS_APPS + "mobilenet_v2/" + name, None
@@ -24,13 +36,25 @@ def imagenet_weights_url(backbone: str, *, alpha: float | None = None) -> tuple[
         name = f"{backbone}_weights_tf_dim_ordering_tf_kernels_notop.h5"
         return name, _KERAS_APPS + "resnet/" + name, md5[backbone]
     raise ValueError(f"backbone_weights='imagenet': keras.applications has no ImageNet weights for backbone "
-                     f"{backbone!r} (available for mobilenetv2, vgg16, resnet50, resnet101); "
-                     f"pass a path to an HDF5 weights file instead")
+                     f"{backbone!r} (available for mobilenetv2, mobilenetv3_large, mobilenetv3_small, vgg16, "
+                     f"resnet50, resnet101); pass a path to an HDF5 weights file instead")
 
 
-def download_imagenet_weights(backbone: str, *, alpha: float | None = None) -> str:
+def _mobilenetv3_weights_url(backbone: str, *, alpha: float, minimalistic: bool) -> tuple[str, str, str]:
+    size = backbone.rsplit("_", 1)[1]
+    md5 = _MOBILENETV3_MD5.get((size, bool(minimalistic), alpha))
+    if md5 is None:
+        widths = sorted({a for (s, m, a) in _MOBILENETV3_MD5 if s == size and m == bool(minimalistic)})
+        raise ValueError(f"backbone_weights='imagenet': keras.applications has {backbone} "
+                         f"(minimalistic={bool(minimalistic)}) ImageNet weights for alpha {widths}, not {alpha}; "
+                         f"pass a path to an HDF5 weights file instead")
+    name = f"weights_mobilenet_v3_{size}{'_minimalistic' if minimalistic else ''}_224_{alpha}_float_no_top_v2.h5"
+    return name, _KERAS_APPS + "mobilenet_v3/" + name, md5
+
+
+def download_imagenet_weights(backbone: str, *, alpha: float | None = None, minimalistic: bool = False) -> str:
     """Fetch (or reuse from ~/.keras/models) the ImageNet weights file; a clear error when offline."""
-    name, url, md5 = imagenet_weights_url(backbone, alpha=alpha)
+    name, url, md5 = imagenet_weights_url(backbone, alpha=alpha, minimalistic=minimalistic)
     try:
         return keras.utils.get_file(name, url, cache_subdir="models", file_hash=md5)
     except Exception as err:  # get_file wraps network failures in a bare Exception

@@ -46,6 +46,7 @@ class TrainConfig:
     edgetpu_friendly: bool | None = None
     align_corners: bool | None = None
     channel_rounding: str | None = None
+    minimalistic: bool | None = None
     dropout: float | None = None
     backbone_weights: str | None = None
     init_from: str | None = None  # a trained model to fine-tune (kerasseg.training.init_from)
@@ -113,8 +114,9 @@ class TrainConfig:
         return data
 
 
-MODEL_OPTIONS = ("alpha", "aspp", "decoder", "edgetpu_friendly", "align_corners", "channel_rounding",
-                 "dropout")  # passed to build_model when set
+# Passed to build_model when set.
+MODEL_OPTIONS = ("alpha", "aspp", "decoder", "edgetpu_friendly", "minimalistic", "align_corners",
+                 "channel_rounding", "dropout")
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
@@ -144,7 +146,7 @@ def arch_defaults(arch: str, backbone: str | None = None, backbone_weights: str 
     defaults = dict(DEEPLAB_DEFAULTS)
     if backbone_weights or init_from:
         defaults["learning_rate"] = PRETRAINED_LEARNING_RATE
-    if backbone in (None, "mobilenetv2") and not init_from:
+    if (backbone == "mobilenetv2" or (backbone is None and arch == "deeplabv3plus")) and not init_from:
         defaults["alpha"] = DEEPLAB_MOBILENETV2_ALPHA
     return defaults
 
