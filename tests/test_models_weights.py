@@ -80,6 +80,12 @@ def test_imagenet_download_failure_is_reported_clearly(monkeypatch):
         build_model(arch="deeplabv3plus", num_classes=3, alpha=0.35, backbone_weights="imagenet")
 
 
+def test_imagenet_is_refused_for_slim_channel_rounding():
+    with pytest.raises(ValueError, match="channel_rounding='slim'"):
+        build_model(arch="deeplabv3plus", num_classes=3, alpha=0.5, channel_rounding="slim",
+                    backbone_weights="imagenet")
+
+
 def test_imagenet_is_refused_for_a_backbone_keras_applications_lacks():
     with pytest.raises(ValueError, match="xception65"):
         weights_module.imagenet_weights_url("xception65")

@@ -199,7 +199,11 @@ def _resolve_backbone_weights(backbone_weights, backbone, options):
     if not isinstance(backbone_weights, (str, os.PathLike)):
         raise ValueError(f"backbone_weights: expected None, 'imagenet' or a file path, got {backbone_weights!r}")
     if backbone_weights == "imagenet":
-        return download_imagenet_weights(backbone, **options)
+        if options.get("channel_rounding") == "slim":
+            raise ValueError("backbone_weights='imagenet': keras.applications' MobileNetV2 files have "
+                             "channel_rounding='keras' widths, got channel_rounding='slim'")
+        return download_imagenet_weights(backbone, alpha=options.get("alpha"),
+                                         minimalistic=options.get("minimalistic", False))
     path = os.fspath(backbone_weights)
     hdf5_layer_names(path)  # raises on a missing or non-HDF5 file
     return path
