@@ -47,8 +47,9 @@ def test_edgetpu_report_splits_at_the_first_h_swish_and_notes_the_gates(mnv3_run
     first = report["first_unsupported"]
     assert first["op"] == "HARD_SWISH" and "#272" in first["reason"] and "#353" in first["reason"]
     ops = report["ops"]
-    # The input, the normalisation's multiply-add and the stem convolution map; the stem's h-swish does not.
-    assert [op["op"] for op in ops[: first["index"]]] == ["QUANTIZE", "MUL", "ADD", "CONV_2D"]
+    # The input, the normalisation (a 1x1 depthwise convolution) and the stem convolution map; the stem's h-swish
+    # does not.
+    assert [op["op"] for op in ops[: first["index"]]] == ["QUANTIZE", "DEPTHWISE_CONV_2D", "CONV_2D"]
     assert all(op["mapped"] for op in ops[: first["index"]]) and not any(op["mapped"] for op in ops[first["index"]:])
     # Every other op is on Coral's table: h-swish is the only op that keeps MobileNetV3 off the Edge TPU.
     assert {op["op"] for op in ops if not op["supported"]} == {"HARD_SWISH"}
@@ -97,7 +98,7 @@ def test_edgetpu_report_for_each_new_model(backbone, minimalistic):
         assert [op.note for op in report.ops if op.op == "MUL"].count(edgetpu.GATE_NOTE) == 1
     else:
         assert report.first_unsupported.op == "HARD_SWISH" and ops[: report.first_unsupported.index] == [
-            "QUANTIZE", "MUL", "ADD", "CONV_2D"]
+            "QUANTIZE", "DEPTHWISE_CONV_2D", "CONV_2D"]
         assert {op.op for op in report.ops if not op.supported} == {"HARD_SWISH"}
         assert ops.count("HARD_SWISH") == 20  # stem, expand and depthwise of blocks 6-14, Conv_1
         assert [op.note for op in report.ops].count(edgetpu.GATE_NOTE) == 8 + 1
