@@ -38,10 +38,10 @@ def _floats3(text: str) -> tuple[float, float, float]:
 
 
 def _labels(text: str) -> tuple[str, ...]:
-    """A labels file (one per line) or a comma-separated list."""
+    """A labels file (one a line, as ``read_label_file`` reads them) or a comma-separated list."""
     if os.path.isfile(text):
-        with open(text, encoding="utf-8") as f:
-            return tuple(line.strip() for line in f if line.strip())
+        from edge.artifact import read_label_file
+        return _checked(read_label_file, text)
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 

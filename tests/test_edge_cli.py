@@ -11,8 +11,11 @@ from edge_helpers import write_video
 
 def test_labels_from_a_file_or_a_list(tmp_path):
     path = tmp_path / "labels.txt"
-    path.write_text("background\nperson\n\ncar\n")
+    path.write_text("\nbackground\nperson\ncar\n\nThe names end at the first blank line after them.\n")
     assert cli._labels(str(path)) == ("background", "person", "car")
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(argparse.ArgumentTypeError, match="empty.txt: no class names"):
+        cli._labels(str(tmp_path / "empty.txt"))
     assert cli._labels("a, b,c") == ("a", "b", "c")
 
 

@@ -95,7 +95,7 @@ def test_round_trip_import_convert_int8_edge_agrees_with_the_released_file(impor
 
 def test_label_file_ends_at_the_first_blank_line():
     from kerasseg.data.files import VOC_LABELS
-    from kerasseg.models.importing.rundir import read_label_file
+    from edge.artifact import read_label_file
 
     assert read_label_file(LABELS_FILE) == VOC_LABELS  # Coral's file: 21 names, a blank line, then prose
 

@@ -23,6 +23,7 @@ tables are built and read with code that flatc generated from the published sche
 from __future__ import annotations
 
 import dataclasses
+import os
 import struct
 
 STANDARD_METADATA_NAME = "TFLITE_METADATA"
@@ -109,7 +110,32 @@ def _labels(tensor, files: dict[str, bytes], *, source: str) -> tuple[tuple[str,
         text = files[name].decode("utf-8")
     except UnicodeDecodeError as err:
         raise MetadataError(f"{source}: label file {name!r} is not UTF-8 ({err})") from None
-    return tuple(line.strip() for line in text.splitlines() if line.strip()), chosen.Type()
+    return label_names(text), chosen.Type()
+
+
+def label_names(text: str) -> tuple[str, ...]:
+    """Class names, one a line, up to the first blank line after them (Coral's label files end with prose)."""
+    names = []
+    for line in text.splitlines():
+        if line.strip():
+            names.append(line.strip())
+        elif names:
+            break
+    return tuple(names)
+
+
+def read_label_file(path) -> tuple[str, ...]:
+    """``label_names`` of the file ``path``; raises ValueError naming the file when it cannot be read or holds
+    no name."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            names = label_names(f.read())
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"--labels {path}: cannot read it ({err})") from None
+    if not names:
+        raise ValueError(f"--labels {path}: no class names in it (one name a line)")
+    return names
 
 
 def _activation(subgraph, *, source: str) -> str | None:

@@ -13,34 +13,11 @@ from __future__ import annotations
 
 import os
 
-from edge.artifact import Spec, default_colors
+from edge.artifact import Spec, default_colors, read_label_file
 
 IMPORT_SEED = 0
 DEFAULT_INPUT_SIZE = (513, 513)  # DeepLab's PASCAL VOC crop, for a checkpoint (which fixes no size)
 CITYSCAPES_INPUT_SIZE = (1025, 2049)  # DeepLab's Cityscapes evaluation crop
-
-
-def read_label_file(path: str | os.PathLike) -> tuple[str, ...]:
-    """Class names, one a line, up to the first blank line (Coral's label files end with a paragraph of prose).
-
-    Raises ValueError naming the file when it cannot be read or holds no name.
-    """
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"--labels {path}: cannot read it ({err})") from None
-    names = []
-    for line in lines:
-        if not line.strip():
-            if names:
-                break
-            continue
-        names.append(line.strip())
-    if not names:
-        raise ValueError(f"--labels {path}: no class names in it (one name a line)")
-    return tuple(names)
 
 
 def known_labels(num_classes: int) -> tuple[tuple[str, ...], tuple, tuple[int, int]] | None:
