@@ -195,16 +195,26 @@ def linger(server, seconds: float | None) -> None:
 
 
 def resolve_model(path: str, *, edgetpu: bool) -> str:
-    """``path``, or for a folder the newest ``.tflite`` under it (``*_edgetpu.tflite`` with ``edgetpu``), leaving
-    out artifacts that failed their parity check (``.FAILED.``); logs the one it picked."""
+    """``path``, or for a folder the newest ``.tflite`` under it that is compiled for the Edge TPU (it uses
+    ``edgetpu-custom-op``) with ``edgetpu`` and is not without, leaving out artifacts that failed their parity
+    check (``.FAILED.``) and files that are not models; logs the one it picked."""
     if not os.path.isdir(path):
         return path
-    found = [p for p in glob.glob(os.path.join(path, "**", "*.tflite"), recursive=True)
-             if ".FAILED." not in os.path.basename(p) and p.endswith("_edgetpu.tflite") == edgetpu]
+    from edge.artifact import FlatbufferError, custom_ops
+
+    found = []
+    for p in glob.glob(os.path.join(path, "**", "*.tflite"), recursive=True):
+        try:
+            compiled = "edgetpu-custom-op" in custom_ops(p)
+        except (OSError, FlatbufferError) as err:
+            log.debug("model: skipping %s (%s)", p, err)
+            continue
+        if ".FAILED." not in os.path.basename(p) and compiled == edgetpu:
+            found.append(p)
     if not found:
         from edge.interpreter import ModelError
-        raise ModelError(f"model: no {'*_edgetpu.tflite' if edgetpu else '.tflite'} file under the folder {path!r} "
-                         f"(convert a run with convert.py first)")
+        kind = "Edge TPU-compiled .tflite (from edgetpu_compiler)" if edgetpu else ".tflite"
+        raise ModelError(f"model: no {kind} file under the folder {path!r} (convert a run with convert.py first)")
     newest = max(found, key=os.path.getmtime)
     log.info("model: the newest under %s: %s", path, newest)
     return newest

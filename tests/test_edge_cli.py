@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edge import cli
+from edge.interpreter import ModelError
 from edge_helpers import write_video
 
 
@@ -17,6 +18,36 @@ def test_labels_from_a_file_or_a_list(tmp_path):
     with pytest.raises(argparse.ArgumentTypeError, match="empty.txt: no class names"):
         cli._labels(str(tmp_path / "empty.txt"))
     assert cli._labels("a, b,c") == ("a", "b", "c")
+
+
+def test_a_model_folder_resolves_to_its_newest_passing_model_compiled_or_not_as_asked(tiny_models, tmp_path,
+                                                                                     monkeypatch):
+    import os
+    import shutil
+
+    import edge.artifact
+
+    def place(name: str, age: int) -> str:
+        path = tmp_path / "export" / name
+        path.parent.mkdir(exist_ok=True)
+        shutil.copy(tiny_models.float32, path)
+        os.utime(path, (time.time() - age, time.time() - age))
+        return str(path)
+
+    cpu = place("m_edgetpu.tflite", 30)  # convert.py's uncompiled Edge TPU model runs on the CPU
+    compiled = place("m_edgetpu_edgetpu.tflite", 20)
+    place("m_int8.FAILED.tflite", 0)
+    (tmp_path / "export" / "junk.tflite").write_bytes(b"not a model")
+    real = edge.artifact.custom_ops
+    # edgetpu_compiler is not here: the compiled copy reports the op that the compiler puts in.
+    monkeypatch.setattr(edge.artifact, "custom_ops",
+                        lambda p: ["edgetpu-custom-op"] if str(p) == compiled else real(p))
+    assert cli.resolve_model(str(tmp_path), edgetpu=False) == cpu
+    assert cli.resolve_model(str(tmp_path), edgetpu=True) == compiled
+    os.remove(compiled)
+    with pytest.raises(ModelError, match="no Edge TPU-compiled .tflite .from edgetpu_compiler. file under the folder"):
+        cli.resolve_model(str(tmp_path), edgetpu=True)
+    assert cli.resolve_model(cpu, edgetpu=True) == cpu  # a file is taken as named
 
 
 def test_mean_std_take_one_or_three_numbers():
