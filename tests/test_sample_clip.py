@@ -2,11 +2,13 @@
 built-in dataset when there is no run; it plays through ``python -m edge`` headless."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import cv2
 import pytest
+import yaml
 from edge_helpers import read_video, run_edge
 from export_helpers import TINY_RUN_DATASET, make_tiny_run
 from training_helpers import ROOT
@@ -51,3 +53,13 @@ def test_the_clip_of_a_run_uses_its_dataset_and_refuses_bad_arguments(tmp_path, 
         err = capsys.readouterr().err
         assert len(err.splitlines()) == 1 and phrase in err, err
     assert sorted(os.listdir(tmp_path)) == ["c.avi", "runs"]  # nothing written by the refused ones
+    # An imported model's run (python -m kerasseg.models import) names no dataset.
+    imported = tmp_path / "runs" / "imported"
+    shutil.copytree(run, imported)
+    config = yaml.safe_load((imported / "config.yaml").read_text())
+    config["train"]["dataset"] = None
+    (imported / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["clip", "--output", "e.avi", "--images", "1", "--seconds-per-image", "0.25", "--fps", "4"]) == 0
+    assert "the newest run, runs/imported, names no dataset" in capsys.readouterr().out
+    assert main(["clip", "--output", "f.avi", "--run", "runs/imported"]) == 2
+    assert "--run runs/imported: the run names no dataset" in capsys.readouterr().err

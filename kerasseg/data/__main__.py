@@ -64,22 +64,29 @@ def _clip_parser(commands) -> None:
 
 
 def clip_source(args):
-    """(dataset source, what it is in words) for ``clip``: --dataset, --run, the newest run, else the built-in one."""
+    """(dataset source, what it is in words) for ``clip``: --dataset, --run, the newest run, else the built-in one
+    (also when the newest run was imported and names no dataset)."""
     from kerasseg.data.sources import DEFAULT_URI
-    from kerasseg.training.run import RunError, latest_run, read_config
+    from kerasseg.training.run import RunError, latest_run, load_run
 
     if args.dataset:
         return open_dataset(args.dataset, seed=args.seed), f"dataset {args.dataset}"
-    run = args.run
-    if run is None:
+    if args.run is not None:
         try:
-            run = latest_run(require_model=False).path
+            run = load_run(args.run, require_model=False)
+        except RunError as err:
+            raise ValueError(f"--run: {err}") from None
+        if run.dataset is None:
+            raise ValueError(f"--run {args.run}: the run names no dataset (an imported model); pass --dataset URI")
+    else:
+        try:
+            run = latest_run(require_model=False)
         except RunError:
             return open_dataset(DEFAULT_URI, seed=args.seed), f"the built-in dataset ({DEFAULT_URI}; no run under runs/)"
-    if not os.path.isdir(run):
-        raise ValueError(f"--run: no such directory: {run}")
-    train = read_config(run)["train"]
-    return open_dataset(train["dataset"], seed=train.get("seed", 0)), f"run {run} (dataset {train['dataset']})"
+        if run.dataset is None:
+            return (open_dataset(DEFAULT_URI, seed=args.seed),
+                    f"the built-in dataset ({DEFAULT_URI}; the newest run, {run.path}, names no dataset)")
+    return open_dataset(run.dataset, seed=run.seed), f"run {run.path} (dataset {run.dataset})"
 
 
 def make_clip(args) -> int:
