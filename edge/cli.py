@@ -221,13 +221,13 @@ def resolve_model(path: str, *, edgetpu: bool) -> str:
 
 
 def _smoother(segmenter, weight: float | None):
-    """The smoother for ``--smooth`` (None: the default, which an argmax head goes without, saying why)."""
+    """The smoother for ``--smooth`` (None: off; the default, which an argmax head goes without, saying why)."""
     from edge.segmenter import CLASS_IDS
-    from edge.smoothing import for_segmenter
+    from edge.smoothing import Smoother
 
-    if weight is None and segmenter.kind == CLASS_IDS:
-        return None
-    return for_segmenter(segmenter, DEFAULT_SMOOTH if weight is None else weight)
+    if weight is None:
+        weight = 0 if segmenter.kind == CLASS_IDS else DEFAULT_SMOOTH
+    return Smoother(weight, kind=segmenter.kind, model=segmenter.model_path) if weight else None
 
 
 def _smoothing_note(segmenter, smoother) -> str:

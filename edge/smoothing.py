@@ -45,10 +45,6 @@ class Smoother:
         self._key = None
         self.restarts = 0  # how many times the average started afresh (the first frame included)
 
-    def reset(self) -> None:
-        """Forget the average: the next output starts it afresh."""
-        self._average = None
-
     def update(self, raw: np.ndarray, *, key=None) -> np.ndarray:
         """The average with ``raw`` (the interpreter's output tensor) blended in, float32, same shape.
 
@@ -67,11 +63,4 @@ class Smoother:
         return self._average
 
 
-def for_segmenter(segmenter, weight: float) -> Smoother | None:
-    """The smoother for ``segmenter``'s output (None when ``weight`` is 0: off); SmoothingError for class ids."""
-    if weight == 0:
-        return None
-    return Smoother(weight, kind=segmenter.kind, model=segmenter.model_path)
-
-
-__all__ = ["Smoother", "SmoothingError", "for_segmenter"]
+__all__ = ["Smoother", "SmoothingError"]
