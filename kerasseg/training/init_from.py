@@ -102,15 +102,9 @@ def copy_weights(model, source: InitSource, labels, *, log=print) -> tuple[list,
 
 def initialize(model, setup, *, log=print) -> None:
     """Fill ``model`` from ``setup.config.init_from`` (see the module docstring) before the first step."""
-    from kerasseg.data import build_pipeline
-
     source = open_init_source(os.fspath(setup.config.init_from))
     copy_weights(model, source, setup.spec.labels, log=log)
-    config = setup.config
-    batches = build_pipeline(setup.source, split="train", image_size=config.image_size, batch_size=config.batch_size,
-                             training=True, seed=config.seed, mean_pixel=setup.spec.mean,
-                             scale_range=config.scale_range)
-    count = reestimate_batch_norm(model, batches)
+    count = reestimate_batch_norm(model, setup.pipeline("train"))
     if count:
         log(f"--init-from: {count} batch norms came folded; their statistics were re-estimated on "
             f"{BATCH_NORM_STEPS} training batches (what the model computes is unchanged)")

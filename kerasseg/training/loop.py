@@ -127,20 +127,14 @@ class _Session:
     """One process's part of a run: the step counter, the history and the pipelines, carried over epochs."""
 
     def __init__(self, setup, run, parts: Parts, manager, progress: Progress, *, start_step: int, log, verbose):
-        from kerasseg.data import build_pipeline
-
         self.setup, self.run, self.parts, self.manager = setup, run, parts, manager
         self.log, self.verbose = log, verbose
         self.step, self.history, self.started = start_step, list(progress.history), time.time()
         self.elapsed_before, self.skipped_before = progress.elapsed_seconds, progress.skipped_files
         config, spec, strategy = setup.config, setup.spec, setup.strategy
-        train_ds = build_pipeline(setup.source, split="train", image_size=config.image_size,
-                                  batch_size=config.batch_size, training=True, seed=config.seed,
-                                  mean_pixel=spec.mean, scale_range=config.scale_range)
+        train_ds = setup.pipeline("train")
         self.iterator = iter(strategy.experimental_distribute_dataset(_shardable(train_ds.skip(start_step))))
-        self.val_ds = build_pipeline(setup.source, split="val", image_size=config.image_size,
-                                     batch_size=config.batch_size, training=False, seed=config.seed,
-                                     mean_pixel=spec.mean)
+        self.val_ds = setup.pipeline("val")
         self.train_step = make_train_step(parts.model, parts.optimizer, strategy, class_weights=setup.class_weights,
                                           ignore_label=spec.ignore_label, metric=parts.train_miou)
         self.writers = run.summary_writers()

@@ -35,6 +35,15 @@ class Setup:
     def replicas(self) -> int:
         return self.strategy.num_replicas_in_sync
 
+    def pipeline(self, split: str):
+        """The run's tf.data pipeline of ``split`` ("train": shuffled and augmented; "val": in order)."""
+        from kerasseg.data import build_pipeline
+
+        config = self.config
+        return build_pipeline(self.source, split=split, image_size=config.image_size, batch_size=config.batch_size,
+                              training=split == "train", seed=config.seed, mean_pixel=self.spec.mean,
+                              scale_range=config.scale_range)
+
     def document(self) -> dict:
         """The resolved configuration, as ``config.yaml`` stores it (see ``kerasseg.training.run``)."""
         return {

@@ -19,10 +19,9 @@ import dataclasses
 import numpy as np
 
 from kerasseg.backend import keras
+from kerasseg.models.deeplab import ASPP_FILTERS
 
 BATCH_NORM = ("gamma", "beta", "moving_mean", "moving_variance")
-BRANCH_FILTERS = 256  # each ASPP branch and the image pooling (deeplab.ASPP_FILTERS)
-
 
 @dataclasses.dataclass(frozen=True)
 class Slot:
@@ -31,18 +30,18 @@ class Slot:
     scope: str
     layer: str                    # the Conv2D / DepthwiseConv2D
     batch_norm: str | None        # the BatchNormalization after it (None: the convolution has a bias)
-    branches: int = 0             # concat_projection: input blocks of BRANCH_FILTERS, image pooling first in TF1
+    pooling_first: bool = False   # concat_projection: TF1 puts the image pooling's input channels first
 
     def to_keras(self, kernel: np.ndarray) -> np.ndarray:
         """A TF1-ordered kernel with its input channels in the builder's order."""
-        return kernel[:, :, self._order(kernel.shape[2])] if self.branches else kernel
+        return kernel[:, :, self._order(kernel.shape[2])] if self.pooling_first else kernel
 
     def to_official(self, kernel: np.ndarray) -> np.ndarray:
-        return kernel[:, :, np.argsort(self._order(kernel.shape[2]))] if self.branches else kernel
+        return kernel[:, :, np.argsort(self._order(kernel.shape[2]))] if self.pooling_first else kernel
 
     def _order(self, channels: int) -> np.ndarray:
         # builder block k (aspp0, aspp1.., then image pooling) <- TF1 block k + 1, the last <- TF1 block 0
-        return np.roll(np.arange(channels), -BRANCH_FILTERS)
+        return np.roll(np.arange(channels), -ASPP_FILTERS)
 
 
 def _conv(scope: str, layer: str, bn_suffix: str = "_BN") -> Slot:
@@ -88,7 +87,7 @@ def head_slots(*, aspp: bool, decoder: bool) -> list[Slot]:
         for i in (1, 2, 3):
             slots += _separable(f"aspp{i}", f"aspp{i}")
     slots += [_conv("image_pooling", "image_pooling_conv"),
-              Slot("concat_projection", "concat_projection", "concat_projection_BN", branches=5 if aspp else 2)]
+              Slot("concat_projection", "concat_projection", "concat_projection_BN", pooling_first=True)]
     if decoder:
         slots.append(_conv("decoder/feature_projection0", "decoder_low_level"))
         for i in (0, 1):
