@@ -137,7 +137,7 @@ def profile_rows(built: dict, runs: int) -> list:
     for i, cut in enumerate(cuts):
         before = previous.get(cut["variant"], {"ms": 0.0, "macs": 0, "ops": {}})
         ops = {op: n - before["ops"].get(op, 0) for op, n in cut["ops"].items() if n - before["ops"].get(op, 0) > 0}
-        ops.pop("QUANTIZE", None)  # every cut ends in one (its uint8 output)
+        ops.pop("QUANTIZE", None)  # the input's uint8-to-int8 one, in the first cut only: not a stage's work
         rows.append({"variant": cut["variant"], "stage": cut["stage"], "size": cut["size"],
                      "ms": cumulative[i] - before["ms"], "macs": cut["macs"] - before["macs"], "ops": ops})
         previous[cut["variant"]] = {"ms": cumulative[i], "macs": cut["macs"], "ops": cut["ops"]}

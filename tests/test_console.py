@@ -1,4 +1,5 @@
 """edge.console: native start-up chatter held back (and shown at DEBUG), real lines kept, one-line argument errors."""
+import logging
 import os
 
 import pytest
@@ -18,11 +19,18 @@ XNNPACK = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 
 @pytest.fixture
 def fresh(monkeypatch):
-    """The module's state and level as in a new process."""
+    """The module's state and level as in a new process; the logging that ``configure`` sets is restored after."""
     monkeypatch.delenv(console.ENV, raising=False)
     monkeypatch.setattr(console, "_held", [])
     monkeypatch.setattr(console, "_no_cuda_driver", False)
     monkeypatch.setattr(console, "_configured", None)
+    loggers = [logging.getLogger(), *map(logging.getLogger, console.LIBRARY_LOGGERS)]
+    saved = [(logger, logger.level, logger.propagate, list(logger.handlers)) for logger in loggers]
+    yield
+    for logger, level, propagate, handlers in saved:
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.handlers[:] = handlers
 
 
 def test_chatter_and_real_lines(fresh):

@@ -208,7 +208,7 @@ def export(trained: Trained, modes: Sequence[Mode | str], *, dataset: str | None
             content, spec = _convert(trained, model, static, mode, head, input_size=input_size,
                                      calibration=calibration, finetune_steps=finetune_steps)
             report = parity_report(trained.model, content, validation(), mode=mode.value, head=head,
-                                   max_drop=max_drop, max_images=parity_images)
+                                   max_drop=max_drop, max_images=parity_images, labelled=data.labelled)
             report.finetune_steps = finetune_steps
             report.failure_hint = "" if report.passed else parity_lib.failure_hint(  # only a failure has one
                 mode=mode, head=head.value, finetune_steps=finetune_steps, realigned=realigned and mode is Mode.EDGETPU)

@@ -167,12 +167,13 @@ def _limited(batches: Iterable, max_images: int | None):
 
 
 def parity_report(keras_model, content: bytes, batches: Iterable, *, mode: str, head: str = "full",
-                  max_drop: float = 2.0, max_images: int | None = None,
+                  max_drop: float = 2.0, max_images: int | None = None, labelled: bool = True,
                   threads: int | None = None) -> ParityReport:
     """Run ``batches`` of (RGB image at the input size, mask) through Keras and through the device.
 
     ``content`` is the artifact, with its spec embedded (labels, ignore label,
-    output stride and alignment come from there, as on the device).
+    output stride and alignment come from there, as on the device). Without masks (``labelled=False``: the
+    masks are all the ignore label), the Keras class map is the truth.
     """
     with device_segmenter(content, threads=threads, require_spec=True) as segmenter:
         spec = segmenter.spec
@@ -196,9 +197,12 @@ def parity_report(keras_model, content: bytes, batches: Iterable, *, mode: str, 
                   f"(stride {spec.output_stride}, {spec.output_alignment}), {segmenter.loaded.describe()}")
     if images_seen == 0:
         raise ValueError("validation data: the pipeline yielded no image for the parity report")
-    truth = "masks"
-    if not keras_counts.matrix.any():  # images without masks: the Keras class map is the truth
-        truth, keras_counts.matrix, device_counts = "keras", np.diag(versus_keras.matrix.sum(axis=1)), versus_keras
+    truth = "masks" if labelled else "keras"
+    if not labelled:
+        keras_counts.matrix, device_counts = np.diag(versus_keras.matrix.sum(axis=1)), versus_keras
+    elif not keras_counts.matrix.any():
+        raise ValueError(f"validation data: every pixel of the {images_seen} parity images is the ignore label "
+                         f"{spec.ignore_label}: no mask to measure against")
     before, after = keras_counts.results(labels), device_counts.results(labels)
     return ParityReport(
         mode=mode, head=str(getattr(head, "value", head)), labels=labels, num_images=images_seen,

@@ -10,7 +10,7 @@ classified, and added to a classifier of the stride-8 features; the sum is upsam
 from __future__ import annotations
 
 from kerasseg.backend import layers
-from kerasseg.models.layers import ResizeToReference
+from kerasseg.models.layers import ResizeToReference, resize_alignment
 
 LRASPP_FILTERS = 128
 
@@ -22,7 +22,7 @@ def lraspp_head(image, features, *, num_classes, output_stride, edgetpu_friendly
     resolution is stride 8 (what an export's ``native`` head ends at) whatever the output stride.
     """
     del output_stride  # the head is the same at every output stride
-    half_pixel = not edgetpu_friendly
+    alignment = resize_alignment(edgetpu_friendly=edgetpu_friendly)
     high, low = features["out"], features["stride8"]
     x = layers.Conv2D(LRASPP_FILTERS, 1, use_bias=False, name="lraspp_conv")(high)
     x = layers.BatchNormalization(epsilon=1e-5, name="lraspp_conv_BN")(x)
@@ -31,8 +31,8 @@ def lraspp_head(image, features, *, num_classes, output_stride, edgetpu_friendly
     gate = layers.Conv2D(LRASPP_FILTERS, 1, use_bias=False, name="lraspp_gate_conv")(gate)
     gate = layers.Activation("sigmoid", name="lraspp_gate_sigmoid")(gate)
     x = layers.Multiply(name="lraspp_gate")([x, gate])
-    x = ResizeToReference(half_pixel_centers=half_pixel, name="lraspp_upsample")([x, low])
+    x = ResizeToReference.aligned(alignment, name="lraspp_upsample")([x, low])
     x = layers.Conv2D(num_classes, 1, name="classifier")(x)
     low_scores = layers.Conv2D(num_classes, 1, name="low_classifier")(low)
     x = layers.Add(name="lraspp_add")([low_scores, x])
-    return ResizeToReference(half_pixel_centers=half_pixel, name="logits", dtype="float32")([x, image])
+    return ResizeToReference.aligned(alignment, name="logits", dtype="float32")([x, image])
