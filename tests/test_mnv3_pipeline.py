@@ -13,7 +13,7 @@ import pytest
 
 from kerasseg.export import edgetpu, tflite
 from kerasseg.export.modes import Mode
-from mnv3_helpers import CLASSES, SIZE, run_python
+from mnv3_helpers import CLASSES, MAX_DROP, PARITY_IMAGES, SIZE, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -22,16 +22,16 @@ def test_train_py_writes_an_lraspp_run_that_learned(mnv3_run):
     config = (mnv3_run.run_dir / "config.yaml").read_text()
     assert "arch: lraspp" in config and "backbone: mobilenetv3_small" in config
     metrics = json.loads((mnv3_run.run_dir / "metrics.json").read_text())
-    # Predicting background everywhere scores about 0.15 on this data; 120 steps reach about 0.5.
-    assert metrics["best"]["mean_iou"] > 0.3
+    # Predicting background everywhere scores about 0.15 on this data; 240 steps reach 0.74 to 0.78.
+    assert metrics["best"]["mean_iou"] > 0.5
 
 
 @pytest.mark.parametrize("mode", ["int8", "qat", "edgetpu"])
-def test_int8_qat_and_edgetpu_artifacts_keep_parity_within_2_points(mnv3_run, mode):
+def test_qat_keeps_parity_within_2_points_and_post_training_int8_within_3_5(mnv3_run, mode):
     result = mnv3_run.results[mode]
     report = result.parity
-    assert report.num_images == 16 and report.passed and report.miou_drop < 2.0, report.verdict()
-    assert report.pixel_agreement > 0.9
+    assert report.num_images == PARITY_IMAGES and report.miou_drop < MAX_DROP[mode], report.verdict()
+    assert report.pixel_agreement > 0.95
     content = open(result.path, "rb").read()
     assert tflite.float_ops(content) == []
     from ai_edge_litert.interpreter import Interpreter
