@@ -197,27 +197,26 @@ def linger(server, seconds: float | None) -> None:
 def resolve_model(path: str, *, edgetpu: bool) -> str:
     """``path``, or for a folder the newest ``.tflite`` under it that is compiled for the Edge TPU (it uses
     ``edgetpu-custom-op``) with ``edgetpu`` and is not without, leaving out artifacts that failed their parity
-    check (``.FAILED.``) and files that are not models; logs the one it picked."""
+    check (``.FAILED.``) and files that are not models; logs the one it picked. Files are read newest first, up
+    to the one it picks."""
     if not os.path.isdir(path):
         return path
     from edge.artifact import FlatbufferError, custom_ops
 
-    found = []
-    for p in glob.glob(os.path.join(path, "**", "*.tflite"), recursive=True):
+    candidates = [p for p in glob.glob(os.path.join(path, "**", "*.tflite"), recursive=True)
+                  if ".FAILED." not in os.path.basename(p)]
+    for candidate in sorted(candidates, key=os.path.getmtime, reverse=True):
         try:
-            compiled = "edgetpu-custom-op" in custom_ops(p)
+            compiled = "edgetpu-custom-op" in custom_ops(candidate)
         except (OSError, FlatbufferError) as err:
-            log.debug("model: skipping %s (%s)", p, err)
+            log.debug("model: skipping %s (%s)", candidate, err)
             continue
-        if ".FAILED." not in os.path.basename(p) and compiled == edgetpu:
-            found.append(p)
-    if not found:
-        from edge.interpreter import ModelError
-        kind = "Edge TPU-compiled .tflite (from edgetpu_compiler)" if edgetpu else ".tflite"
-        raise ModelError(f"model: no {kind} file under the folder {path!r} (convert a run with convert.py first)")
-    newest = max(found, key=os.path.getmtime)
-    log.info("model: the newest under %s: %s", path, newest)
-    return newest
+        if compiled == edgetpu:
+            log.info("model: the newest under %s: %s", path, candidate)
+            return candidate
+    from edge.interpreter import ModelError
+    kind = "Edge TPU-compiled .tflite (from edgetpu_compiler)" if edgetpu else ".tflite"
+    raise ModelError(f"model: no {kind} file under the folder {path!r} (convert a run with convert.py first)")
 
 
 def _smoother(segmenter, weight: float | None):

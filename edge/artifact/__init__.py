@@ -11,7 +11,7 @@ from edge.artifact.contents import (RAW_PIXELS, ArtifactMetadata, MetadataMismat
 from edge.artifact.spec import (CHANNEL_ORDERS, IGNORE_LABEL, OUTPUT_ALIGNMENTS, OUTPUT_KINDS, RESIZE_MODES,
                                 SPEC_FILENAME, Spec, SpecError, default_colors, parse_size)
 from edge.artifact.standard import (LABELS_FILENAME, SEGMENTER_OPTIONS_NAME, STANDARD_METADATA_NAME,
-                                    MetadataError, StandardMetadata, label_names, read_label_file)
+                                    MetadataError, StandardMetadata, read_label_file)
 from edge.artifact.tflite_file import (SPEC_METADATA_NAME, FlatbufferError, custom_ops, read_metadata,
                                        spec_path_beside)
 
@@ -29,5 +29,4 @@ __all__ = ["CHANNEL_ORDERS", "IGNORE_LABEL", "LABELS_FILENAME", "OUTPUT_ALIGNMEN
            "RESIZE_MODES", "SEGMENTER_OPTIONS_NAME", "SPEC_FILENAME", "SPEC_METADATA_NAME", "STANDARD_METADATA_NAME",
            "ArtifactMetadata", "FlatbufferError", "MetadataError", "MetadataMismatch", "Spec", "SpecError",
            "StandardMetadata", "check_agreement", "custom_ops", "default_colors", "embed_metadata", "embed_spec",
-           "label_names", "load_spec", "parse_size", "read_artifact", "read_label_file", "read_metadata",
-           "spec_path_beside"]
+           "load_spec", "parse_size", "read_artifact", "read_label_file", "read_metadata", "spec_path_beside"]

@@ -21,7 +21,7 @@ def make_strategy(name: str, *, tpu: str = ""):
     """
     if name == "multi_worker":
         # Before anything else touches the runtime: collectives must be configured at start-up.
-        check_tf_config()
+        _configure_coordination(check_tf_config())
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
@@ -47,6 +47,26 @@ def make_strategy(name: str, *, tpu: str = ""):
             raise RuntimeError(f"strategy 'tpu': no TPU found (tpu={tpu!r}): {err}") from None
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"strategy: expected one of {STRATEGIES}, got {name!r}")
+
+
+# TensorFlow's coordination service ends a multi-worker run when a task misses its heartbeats for 10 s. A worker
+# that the OS starves that long (a loaded 2-core machine) is slow, not gone, so it gets a minute.
+HEARTBEAT_TIMEOUT_MS = 60_000
+
+
+def _configure_coordination(config: dict) -> None:
+    """The coordination service as MultiWorkerMirroredStrategy configures it (which it skips when one is
+    configured already), with ``HEARTBEAT_TIMEOUT_MS``; tf.distribute has no public setting for it."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2  # where tf.distribute takes it from
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    cluster = tf.train.ClusterSpec(config["cluster"])
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=cluster.num_tasks(job))
+            for job in ("chief", "worker") if job in cluster.jobs]
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(cluster),
+        coordinated_jobs=jobs, heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_MS)
 
 
 def check_tf_config() -> dict:

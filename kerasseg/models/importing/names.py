@@ -23,6 +23,7 @@ from kerasseg.models.deeplab import ASPP_FILTERS
 
 BATCH_NORM = ("gamma", "beta", "moving_mean", "moving_variance")
 
+
 @dataclasses.dataclass(frozen=True)
 class Slot:
     """One official convolution scope and its Keras layers."""
