@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from edge import console
@@ -19,8 +20,7 @@ from kerasseg.models.registry import ALPHAS
 def parse_args(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["import"]:  # python -m kerasseg.models import SOURCE --output DIR
-        from kerasseg.models.importing.cli import parse_args as parse_import
-        return parse_import(argv[1:])
+        return _import_command().parse_args(argv[1:])
     parser = console.ArgumentParser(prog="python -m kerasseg.models", description=__doc__.splitlines()[0],
                                     epilog="python -m kerasseg.models import --help: import a released DeepLab "
                                            "model (.tflite or model-zoo checkpoint) as a run directory")
@@ -37,6 +37,13 @@ def parse_args(argv=None):
     if len(args.image_size) not in (1, 2):
         parser.error(f"--image-size: give one or two numbers, got {args.image_size}")
     return args
+
+
+def _import_command():
+    """The ``import`` command's module. It writes a run directory, which sits a floor above the model zoo
+    (kerasseg.runs imports kerasseg.models), so this entry point loads that command by name when it is asked
+    for instead of importing it: the package itself never depends on the floor above it."""
+    return importlib.import_module("kerasseg.runs.imported")
 
 
 def print_registry():
@@ -68,8 +75,7 @@ def main(argv=None):
     args = parse_args(argv)
     console.configure(args.log_level)
     if args.command == "import":
-        from kerasseg.models.importing.cli import run
-        return run(args)
+        return _import_command().run(args)
     if args.arch is None:
         print_registry()
         return 0
