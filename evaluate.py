@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     from kerasseg.training import format_results
     from kerasseg.training.evaluation import evaluate
     from kerasseg.data.sources import open_data
-    from kerasseg.runs import open_trained, target_or_newest
+    from kerasseg.rundir import open_trained, target_or_newest
     from edge.files import write_json
 
     try:

@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     console.configure(args.log_level)
     from kerasseg.data import DatasetError
     from edge.artifact import SpecError
-    from kerasseg.runs import RunError, latest_run, read_config
+    from kerasseg.rundir import RunError, latest_run, read_config
     from kerasseg.training import NonFiniteLossError, TrainingInterrupted, format_results, train
     from kerasseg.training.config import FIELDS, read_yaml
     from kerasseg.training.init_from import resolve_with_source

@@ -46,8 +46,8 @@ def import_and_export(released: str, photos: str, work: str, *, input_size, cali
     from kerasseg.export.modes import Mode
     from kerasseg.models.importing import import_model
     from kerasseg.models.importing.labels import imported_spec
-    from kerasseg.runs import open_trained
-    from kerasseg.runs.imported import write_imported_run
+    from kerasseg.rundir import open_trained
+    from kerasseg.rundir.imported import write_imported_run
 
     started = time.perf_counter()
     imported = import_model(released)

@@ -21,7 +21,7 @@ import os
 import sys
 
 from kerasseg.data.base import DatasetSource, parse_options
-from kerasseg.runs.run import CONFIG_FILENAME
+from kerasseg.rundir.run import CONFIG_FILENAME
 
 SCHEMES = ("synthetic", "voc", "folder", "coco", "ade20k", "images", "tfds")
 FILE_OPTIONS = {"val_fraction": float, "colormap": str}
@@ -122,7 +122,7 @@ def _open_synthetic(uri, argument, query, seed):
 
 def open_data(trained, uri: str | None = None, *, masks: bool = True):
     """Open the dataset ``uri`` (default: the one the model trained on) with the run's seed, for a
-    ``kerasseg.runs.Trained`` model (``evaluate.py``, ``convert.py``'s calibration and parity).
+    ``kerasseg.rundir.Trained`` model (``evaluate.py``, ``convert.py``'s calibration and parity).
 
     A folder of images without masks (``images:PATH``) takes the model's classes; with ``masks`` (evaluation)
     it is refused. Raises ValueError when no dataset is known, or when its classes are not the spec's.

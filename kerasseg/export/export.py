@@ -35,7 +35,7 @@ from kerasseg.data import build_pipeline
 from edge.files import write_bytes
 from kerasseg.training.batchnorm import reestimate_batch_norm
 from kerasseg.data.sources import open_data
-from kerasseg.runs import Trained
+from kerasseg.rundir import Trained
 
 DEFAULT_CALIBRATION_STEPS = 100
 DEFAULT_QAT_STEPS = 200

@@ -41,9 +41,9 @@ def parse_args(argv=None):
 
 def _import_command():
     """The ``import`` command's module. It writes a run directory, which sits a floor above the model zoo
-    (kerasseg.runs imports kerasseg.models), so this entry point loads that command by name when it is asked
+    (kerasseg.rundir imports kerasseg.models), so this entry point loads that command by name when it is asked
     for instead of importing it: the package itself never depends on the floor above it."""
-    return importlib.import_module("kerasseg.runs.imported")
+    return importlib.import_module("kerasseg.rundir.imported")
 
 
 def print_registry():

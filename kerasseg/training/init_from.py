@@ -2,7 +2,7 @@
 
 SOURCE is a released ``.tflite``, a DeepLab model-zoo checkpoint (``.tar.gz``, folder or prefix), a run
 directory (``best.keras``) or a ``.keras`` file with the ``config.yaml`` of its run beside it.
-``resolve_with_source`` opens it once (through ``kerasseg.runs`` or the importer) and fills the build arguments
+``resolve_with_source`` opens it once (through ``kerasseg.rundir`` or the importer) and fills the build arguments
 from it (``resolve_architecture``: a flag that contradicts it is an error); ``train(config, init_source=...)``
 takes the opened source on to ``initialize``, which copies every layer whose weights fit, keeps the classifier
 only when the classes are the same, logs what was and was not loaded, and re-estimates the statistics of folded
@@ -15,7 +15,7 @@ import os
 from typing import Any, Mapping
 
 from kerasseg.models.registry import OPTIONS
-from kerasseg.runs import CONFIG_FILENAME
+from kerasseg.rundir import CONFIG_FILENAME
 from kerasseg.training.batchnorm import BATCH_NORM_STEPS, reestimate_batch_norm
 from kerasseg.training.config import TrainConfig, given_settings, resolve_config
 
@@ -41,7 +41,7 @@ def open_init_source(path: str | os.PathLike) -> InitSource:
     """Read SOURCE (see the module docstring); ValueError / FileNotFoundError naming it when it cannot be used."""
     from kerasseg.models.importing import import_model
     from kerasseg.models.importing.labels import known_labels
-    from kerasseg.runs import open_trained
+    from kerasseg.rundir import open_trained
 
     path = os.fspath(path)
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, CONFIG_FILENAME)) or path.endswith(".keras"):

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from kerasseg.backend import keras, tf
-from kerasseg.runs.run import Progress
+from kerasseg.rundir.run import Progress
 from kerasseg.training.batchnorm import set_batch_norm_momentum, synchronize_batch_norm
 from kerasseg.training.evaluation import evaluate
 from kerasseg.training.losses import cross_entropy_sums, label_weight_sum

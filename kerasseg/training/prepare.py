@@ -45,7 +45,7 @@ class Setup:
                               scale_range=config.scale_range)
 
     def document(self) -> dict:
-        """The resolved configuration, as ``config.yaml`` stores it (see ``kerasseg.runs.run``)."""
+        """The resolved configuration, as ``config.yaml`` stores it (see ``kerasseg.rundir.run``)."""
         return {
             "train": self.config.to_dict(),
             "model": self.model_kwargs,

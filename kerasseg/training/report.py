@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from edge import visualize
 from edge.files import atomic_path
-from kerasseg.runs.run import CONFUSION, OVERLAYS
+from kerasseg.rundir.run import CONFUSION, OVERLAYS
 
 
 # Fixed colours of the error panel and of ignored pixels (VOC draws its "void" border in this cream).
@@ -116,7 +116,7 @@ def save_confusion_matrix(path: str | os.PathLike, matrix, *, labels: Sequence[s
 
 
 def save_run_pictures(run, *, matrix, title: str, images, truths, predictions) -> None:
-    """The confusion matrix and the val overlays of the best model so far, in ``run`` (a ``kerasseg.runs.Run``)."""
+    """The confusion matrix and the val overlays of the best model so far, in ``run`` (a ``kerasseg.rundir.Run``)."""
     if not run.chief:
         return
     spec = run.spec

@@ -3,7 +3,7 @@
 Each step lives in its own module:
 
 * ``prepare.py``: strategy, seed and precision policy; the dataset, the spec and the model arguments (``Setup``).
-* ``kerasseg.runs``: the run directory (``Run``) and every file in it; created, or resumed after a config check.
+* ``kerasseg.rundir``: the run directory (``Run``) and every file in it; created, or resumed after a config check.
 * ``loop.py``: the model and optimizer under the strategy, restore, the epochs, validation and checkpoints.
 * ``evaluation.py``: the one evaluation loop, shared by validation and ``evaluate.py``.
 
@@ -18,7 +18,7 @@ import os
 
 from kerasseg.backend import tf
 from kerasseg.data import DatasetError
-from kerasseg.runs.run import best_entry, open_run
+from kerasseg.rundir.run import best_entry, open_run
 from kerasseg.training.config import TrainConfig
 from kerasseg.training.loop import fit
 from kerasseg.training.prepare import prepare

@@ -20,7 +20,7 @@ import time
 
 from edge import console
 from edge.artifact import Spec
-from kerasseg.runs.run import open_run
+from kerasseg.rundir.run import open_run
 
 IMPORT_SEED = 0
 COMMAND = """Import a released DeepLab model into the Keras builders and write it as a run directory.

@@ -10,7 +10,7 @@ import dataclasses
 import os
 
 from edge.artifact import SPEC_FILENAME, Spec
-from kerasseg.runs.run import CONFIG_FILENAME, DEFAULT_ROOT, Run, RunError, latest_run, load_run
+from kerasseg.rundir.run import CONFIG_FILENAME, DEFAULT_ROOT, Run, RunError, latest_run, load_run
 
 WHICH = ("best", "last")
 
