@@ -38,13 +38,12 @@ class Alignment(str, enum.Enum):
 
     @classmethod
     def parse(cls, value: "str | Alignment", *, name: str = "alignment") -> "Alignment":
-        """``value`` as an Alignment; ValueError naming ``name``, the value and the valid choices otherwise."""
-        if isinstance(value, cls):
-            return value
-        for alignment in cls:
-            if value == alignment.value:
-                return alignment
-        raise ValueError(f"{name}: unknown value {value!r}; valid choices are {[a.value for a in cls]}")
+        """``value`` (a member or its value) as an Alignment; ValueError naming ``name``, the value and the valid
+        choices otherwise."""
+        try:
+            return cls(value)
+        except (ValueError, TypeError):
+            raise ValueError(f"{name}: unknown value {value!r}; valid choices are {[a.value for a in cls]}") from None
 
     @classmethod
     def of_resize(cls, *, align_corners: bool, half_pixel_centers: bool) -> "Alignment":
