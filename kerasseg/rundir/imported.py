@@ -20,7 +20,7 @@ import time
 
 from edge import console
 from edge.artifact import Spec
-from kerasseg.rundir.run import open_run
+from kerasseg.rundir.run import config_document, open_run
 
 IMPORT_SEED = 0
 COMMAND = """Import a released DeepLab model into the Keras builders and write it as a run directory.
@@ -88,12 +88,10 @@ def run(args: argparse.Namespace) -> int:
 
 def run_config(imported, spec: Spec) -> dict:
     """The ``config.yaml`` of an imported run (the sections a trained run has, and ``source``)."""
-    return {"train": {"dataset": None, "image_size": list(spec.input_size), "seed": IMPORT_SEED},
-            "model": dict(imported.config),
-            "derived": {"labels": list(spec.labels)},
-            "hardware": {},
-            "source": {**imported.source, "layers_filled": len(imported.filled),
-                       "tensors_left_out": list(imported.unused)}}
+    return config_document(train={"dataset": None, "image_size": list(spec.input_size), "seed": IMPORT_SEED},
+                           model=dict(imported.config), derived={"labels": list(spec.labels)}, hardware={},
+                           source={**imported.source, "layers_filled": len(imported.filled),
+                                   "tensors_left_out": list(imported.unused)})
 
 
 def write_imported_run(imported, output: str | os.PathLike, spec: Spec):

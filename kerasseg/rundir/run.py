@@ -189,6 +189,12 @@ class Run:
             os.rmdir(self.path)
 
 
+def config_document(*, train: dict, model: dict, derived: dict, hardware: dict, **more) -> dict:
+    """What ``config.yaml`` holds: the sections every run has (``SECTIONS``), then a run's own (an import's
+    ``source``)."""
+    return {**dict(zip(SECTIONS, (train, model, derived, hardware))), **more}
+
+
 def best_entry(history: list) -> dict:
     """The first epoch of ``history`` with the highest val mean IoU."""
     return max(history, key=lambda h: -1.0 if h["val"]["mean_iou"] is None else h["val"]["mean_iou"])

@@ -8,6 +8,7 @@ import dataclasses
 
 from edge.artifact import Spec
 from kerasseg.backend import keras
+from kerasseg.rundir.run import config_document
 from kerasseg.training import distribute
 from kerasseg.training.config import TrainConfig
 
@@ -46,16 +47,15 @@ class Setup:
 
     def document(self) -> dict:
         """The resolved configuration, as ``config.yaml`` stores it (see ``kerasseg.rundir.run``)."""
-        return {
-            "train": self.config.to_dict(),
-            "model": self.model_kwargs,
-            "derived": {"labels": list(self.spec.labels),
-                        "scale_range": list(self.config.scale_range or self.source.scale_range),
-                        "class_weights": self.class_weights, "steps_per_epoch": self.steps_per_epoch,
-                        "total_steps": self.total_steps},
-            "hardware": {"strategy": distribute.describe(self.strategy), "replicas": self.replicas,
-                         "precision_policy": self.policy},
-        }
+        return config_document(
+            train=self.config.to_dict(),
+            model=self.model_kwargs,
+            derived={"labels": list(self.spec.labels),
+                     "scale_range": list(self.config.scale_range or self.source.scale_range),
+                     "class_weights": self.class_weights, "steps_per_epoch": self.steps_per_epoch,
+                     "total_steps": self.total_steps},
+            hardware={"strategy": distribute.describe(self.strategy), "replicas": self.replicas,
+                      "precision_policy": self.policy})
 
 
 def prepare(config: TrainConfig, *, check_data: bool = False, log=print) -> Setup:
