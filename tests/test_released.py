@@ -19,7 +19,7 @@ AGREEMENT = 0.98  # share of pixels on which two models must give the same class
 
 
 def _import(*args, capsys=None):
-    from kerasseg.models.__main__ import main
+    from kerasseg.__main__ import main
 
     code = main(["import", *map(str, args)])
     return code, capsys.readouterr() if capsys else None

@@ -2,13 +2,10 @@
 
     python -m kerasseg.models
     python -m kerasseg.models --arch deeplabv3plus --backbone mobilenetv2 --no-aspp --no-decoder --image-size 513
-    python -m kerasseg.models import SOURCE --output DIR   # a released DeepLab model as a run directory
     python -m kerasseg.models --arch lraspp --backbone mobilenetv3_large --image-size 520
 """
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 
 from edge import console
@@ -19,11 +16,11 @@ from kerasseg.models.registry import ALPHAS
 
 def parse_args(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["import"]:  # python -m kerasseg.models import SOURCE --output DIR
-        return _import_command().parse_args(argv[1:])
     parser = console.ArgumentParser(prog="python -m kerasseg.models", description=__doc__.splitlines()[0],
-                                    epilog="python -m kerasseg.models import --help: import a released DeepLab "
-                                           "model (.tflite or model-zoo checkpoint) as a run directory")
+                                    epilog="python -m kerasseg import --help: import a released DeepLab model "
+                                           "(.tflite or model-zoo checkpoint) as a run directory")
+    if argv[:1] == ["import"]:  # the command of an earlier release; it writes a run, a floor above the models
+        parser.error("the import command is `python -m kerasseg import SOURCE --output DIR`")
     parser.add_argument("--arch", choices=list_models(), help="count this arch (without it: list the registry)")
     parser.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int, default=21,
                         help="classes, background included (default 21, PASCAL VOC)")
@@ -33,17 +30,10 @@ def parse_args(argv=None):
                                                       "dropout": "the arch's"})
     console.add_log_level(parser)
     args = parser.parse_args(argv)
-    args.command = None
     if len(args.image_size) not in (1, 2):
         parser.error(f"--image-size: give one or two numbers, got {args.image_size}")
     return args
 
-
-def _import_command():
-    """The ``import`` command's module. It writes a run directory, which sits a floor above the model zoo
-    (kerasseg.rundir imports kerasseg.models), so this entry point loads that command by name when it is asked
-    for instead of importing it: the package itself never depends on the floor above it."""
-    return importlib.import_module("kerasseg.rundir.imported")
 
 
 def print_registry():
@@ -74,8 +64,6 @@ def print_counts(args):
 def main(argv=None):
     args = parse_args(argv)
     console.configure(args.log_level)
-    if args.command == "import":
-        return _import_command().run(args)
     if args.arch is None:
         print_registry()
         return 0

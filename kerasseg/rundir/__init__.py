@@ -8,7 +8,7 @@ entry points, which all read or write runs through it:
   ``load_run``, ``latest_run`` (the newest-run rules) and ``read_config``.
 - ``trained.py``: ``open_trained``, a run directory or a ``.keras`` file with its spec, loaded as
   ``evaluate.py``, ``predict.py``, ``convert.py`` and ``train.py --init-from`` need it.
-- ``imported.py``: a released DeepLab model written as a run (``python -m kerasseg.models import``).
+- ``imported.py``: a released DeepLab model written as a run (``python -m kerasseg import``).
 """
 from kerasseg.rundir.run import (BEST_MODEL, CONFIG_FILENAME, DEFAULT_ROOT, LAST_MODEL, Run, RunError, config_differences,
                                latest_run, load_run, open_run, read_config)

@@ -1,4 +1,4 @@
-"""An imported model as a run directory, and the command that writes one (``python -m kerasseg.models import``).
+"""An imported model as a run directory, and the command that writes one (``python -m kerasseg import``).
 
 ::
 
@@ -25,9 +25,9 @@ from kerasseg.rundir.run import config_document, open_run
 IMPORT_SEED = 0
 COMMAND = """Import a released DeepLab model into the Keras builders and write it as a run directory.
 
-    python -m kerasseg.models import deeplabv3_mnv2_dm05_pascal_quant.tflite --output runs/voc-dm05
-    python -m kerasseg.models import deeplabv3_pascal_trainval_2018_01_04.tar.gz --output runs/voc-x65
-    python -m kerasseg.models import model.tflite --output runs/mine --labels labels.txt
+    python -m kerasseg import deeplabv3_mnv2_dm05_pascal_quant.tflite --output runs/voc-dm05
+    python -m kerasseg import deeplabv3_pascal_trainval_2018_01_04.tar.gz --output runs/voc-x65
+    python -m kerasseg import model.tflite --output runs/mine --labels labels.txt
 
 SOURCE: a released .tflite (int8/uint8 or float), a DeepLab model-zoo .tar.gz, the folder it unpacks
 to, or a checkpoint prefix. DIR gets best.keras, spec.json and config.yaml; evaluate.py, predict.py,
@@ -36,7 +36,7 @@ convert.py and train.py --init-from take it as a trained run. Exit 2 on bad inpu
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = console.ArgumentParser(prog="python -m kerasseg.models import", description=COMMAND,
+    parser = console.ArgumentParser(prog="python -m kerasseg import", description=COMMAND,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", metavar="SOURCE", help=".tflite, model-zoo .tar.gz, its folder or a checkpoint "
                                                          "prefix")
@@ -50,7 +50,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "checkpoint DeepLab's crop: 513 513 for VOC, 1025 2049 for Cityscapes)")
     console.add_log_level(parser)
     args = parser.parse_args(argv)
-    args.command = "import"
     return args
 
 
