@@ -44,7 +44,8 @@ from edge.stats import Stats
 
 log = logging.getLogger(__name__)
 
-REASONS = ("end_of_stream", "max_frames", "quit", "signal", "source_lost")
+# Why a run ended; "closed": the caller left the iteration of Loop.results (a break, an exception in its code).
+REASONS = ("end_of_stream", "max_frames", "quit", "signal", "source_lost", "closed")
 _CLOSED = object()
 
 
@@ -424,6 +425,12 @@ class Loop:
             threads, previous = self._start(handle_signals)
             try:
                 yield from self._main()
+            except GeneratorExit:
+                self.stop("closed")
+                raise
+            except KeyboardInterrupt:
+                self.stop("signal")
+                raise
             finally:
                 self._finish(threads, previous)
             if self._error is not None:
