@@ -147,6 +147,9 @@ def test_preview_shows_the_stats_beside_the_stream_in_headless_chromium(tiny_mod
              "runtime": "ai_edge_litert on CPU, threads 4, XNNPACK"}  # as long as a real model's names are
     shot = tmp_path / "preview.png"
     with serving(tiny_models.uint8, EndlessCamera(480, 640), about) as (loop, server):  # a 640x480 camera
+        deadline = time.monotonic() + 20
+        while "fps" not in server.stats() and time.monotonic() < deadline:  # the page's first poll shows them
+            time.sleep(0.1)
         command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
                    "--hide-scrollbars", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",

@@ -45,7 +45,7 @@ PIP_INSTALL = {"pip install -e '.[train,edge]'", "pip install -e '.[edge]'", "pi
 
 PYTEST_SELECTIONS = {"python -m pytest -m 'not slow'"}  # the markers it names are declared
 
-NAMES_ONLY = {"python -m edge.benchmark"}  # a program named in a sentence; its command lines are in code blocks
+NAMES_ONLY = {"python -m edge.benchmark", "python -m edge"}  # named in a sentence; their commands are in blocks
 
 SYSTEM = {  # Debian, the Pi's venv and Coral's apt repository: set-up of the machine, not run here
     "sudo apt install python3-venv python3-picamera2",
