@@ -50,7 +50,7 @@ def ensure(jobs, *, cache: str = CACHE) -> dict:
 
 
 def ensure_imported(*, cache: str = CACHE) -> dict:
-    """{"native": path, "full": path}: Coral's depth-0.5 VOC file imported (``python -m kerasseg.models import``)
+    """{"native": path, "full": path}: Coral's depth-0.5 VOC file imported (``python -m kerasseg import``)
     and exported by ``convert.py --int8 --head native full`` at its 513x513, calibrated on the two photos of
     tests/data (``images:``), as the README's commands do; made once in subprocesses, then cached."""
     run, photos = os.path.join(cache, "voc-dm05"), os.path.join(cache, "voc-photos")
@@ -64,7 +64,7 @@ def ensure_imported(*, cache: str = CACHE) -> dict:
     for name in PHOTOS:
         shutil.copy(os.path.join(DATA, name), photos)
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    for command in (["-m", "kerasseg.models", "import", VOC_RELEASED, "--output", run],
+    for command in (["-m", "kerasseg", "import", VOC_RELEASED, "--output", run],
                     ["convert.py", "--run", run, "--int8", "--head", "native", "full", "--dataset", f"images:{photos}",
                      "--calibration-steps", str(VOC_CALIBRATION_STEPS)]):
         done = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, stdout=subprocess.PIPE,

@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=None, help="requested camera width")
     parser.add_argument("--height", type=int, default=None, help="requested camera height")
     parser.add_argument("--no-display", dest="display", action="store_false", help="no OpenCV window")
+    _add_output_arguments(parser)
+    console.add_log_level(parser)
+    return parser
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the results go (recording, masks, preview, stats) and when the run stops."""
     parser.add_argument("--record", type=_record_path, default=None,
                         help="write the overlay video to this .mp4/.avi file (its folder must exist)")
     parser.add_argument("--record-fps", dest="record_fps", type=float, default=None,
@@ -168,8 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--snapshot-dir", dest="snapshot_dir", default=".", help="where the s key saves snapshots (default: the current folder)")
     parser.add_argument("--no-stats-overlay", dest="show_stats", action="store_false",
                         help="do not draw FPS and latency on the frame")
-    console.add_log_level(parser)
-    return parser
 
 
 def pace_fps(source, *, watched: bool, as_fast_as_possible: bool) -> float | None:

@@ -69,6 +69,12 @@ def run(argv) -> int:
         return stop.code
 
 
+def test_the_command_lines_upsample_choices_are_the_segmenters():
+    from edge.upsample import Upsample
+
+    assert cli.UPSAMPLE_CHOICES == tuple(mode.value for mode in Upsample)
+
+
 def test_the_indexed_png_holds_ids_and_the_specs_palette():
     ids = np.random.default_rng(0).integers(0, 3, (37, 53)).astype(np.uint8)
     colors = ((0, 0, 0), (128, 0, 0), (0, 128, 0))

@@ -46,7 +46,8 @@ PIP_INSTALL = {"pip install -e '.[train,edge]'", "pip install -e '.[edge]'", "pi
 
 PYTEST_SELECTIONS = {"python -m pytest -m 'not slow'"}  # the markers it names are declared
 
-NAMES_ONLY = {"python -m edge.benchmark", "python -m edge"}  # named in a sentence; their commands are in blocks
+# Programs named in a sentence; their command lines are in code blocks.
+NAMES_ONLY = {"python -m edge.benchmark", "python -m edge", "python -m kerasseg import"}
 
 SYSTEM = {  # Debian, the Pi's venv and Coral's apt repository: set-up of the machine, not run here
     "sudo apt install python3-venv python3-picamera2",
@@ -118,6 +119,8 @@ ELSEWHERE = {  # command -> the test that runs it for real
         "tests/test_export_heads.py::test_convert_writes_one_artifact_per_head_with_its_spec",
     "python benchmarks/run.py": "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
     "python benchmarks/bench_models.py": "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
+    "python benchmarks/bench_edge_loop.py":  # there with --built tiny65 --upsample-models built (random weights)
+        "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
     "python benchmarks/bench_smoothing.py --run RUN":  # there with --tiny (the quick run's model barely flickers)
         "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
     **{f"python train.py --dataset {rest}": _LAYOUTS_TEST for rest in (  # one fixture per export, trained
