@@ -5,10 +5,10 @@
     python predict.py --run runs/20260101-120000-deeplabv3plus --input photos/ --output predictions/
     python predict.py --model best.keras --spec spec.json --input photos/ --output predictions/
 
-For each image NAME.ext it writes NAME_mask.png (colours), NAME_overlay.png (mask over the image, with a
-legend of the classes present: on the image, its text scaled with the image, or on a panel to its right when the
-image is too small to hold it) and NAME_labels.png (class ids, 8-bit). The image is stretched to the spec's input size, as on the
-device, and the class map is resized back (nearest neighbour).
+For each image NAME.ext it writes NAME_mask.png (colours), NAME_overlay.png (mask over the image, the background
+class untinted, with a legend of the other classes present: on the image, its text scaled with the image, or on a
+panel to its right when the image is too small to hold it) and NAME_labels.png (class ids, 8-bit). The image is
+stretched to the spec's input size, as on the device, and the class map is resized back (nearest neighbour).
 
 Every image is decoded before anything is written: if any cannot be read, predict.py names each one, writes
 nothing and exits 2 (as for any bad input).
@@ -94,8 +94,9 @@ def write_outputs(stem: str, image, class_map, spec, *, alpha: float) -> None:
     """STEM_mask.png, STEM_overlay.png (with a legend of the classes present) and STEM_labels.png."""
     from edge import visualize
 
-    drawn = visualize.overlay(image, class_map, spec.colors, alpha=alpha, ignore_label=spec.ignore_label)
-    present = visualize.classes_present(class_map, spec.num_classes, ignore_label=spec.ignore_label)
+    untinted = visualize.untinted_classes(spec.labels, spec.ignore_label)  # the background keeps the photo's look
+    drawn = visualize.overlay(image, class_map, spec.colors, alpha=alpha, untinted=untinted)
+    present = [c for c in visualize.classes_present(class_map, spec.num_classes) if c not in untinted]
     write_png(stem + "_mask.png", visualize.colorize(class_map, spec.colors, ignore_label=spec.ignore_label))
     write_png(stem + "_overlay.png", visualize.legend_with_image(drawn, present, spec.labels, spec.colors))
     write_png(stem + "_labels.png", class_map)

@@ -10,7 +10,7 @@ on the same interpreter outputs:
   per frame; the share of frame pixels whose class (the segmenter's exact class map) changes between
   consecutive frames. Goal: at most half of the share without smoothing, at ``--goal-weight``.
 - cost: CPU per frame of the smoothing plus the post-processing, minus the post-processing alone (medians),
-  for the segmenter's exact class map at the frame and for the loop's output-resolution map. Goal: <= 0.5 ms.
+  for the segmenter's exact class map at the frame (the map the loop shows). Goal: <= 0.5 ms.
 - lag: the same image panning sideways (``--pan`` pixels per frame, noise sigma 2); for each frame the
   delay d (0..8 frames) whose unsmoothed class map agrees best with the smoothed one, averaged. An
   exponential moving average with weight w trails a steady motion by w / (1 - w) frames.
@@ -195,16 +195,15 @@ def cpu_ms(function, repeats: int) -> float:
 
 
 def cost(seg, scene, weight: float, repeats: int) -> dict:
-    """CPU ms per frame: post-processing alone and with smoothing, for the frame map and the loop's map."""
+    """CPU ms per frame: post-processing alone and with smoothing, for the class map at the frame."""
     raw, geometry = outputs(seg, [scene])
     raw = raw[0]
     smoother = Smoother(weight)
     smoother.update(raw)
     out = {}
-    for name, to_frame in (("frame", True), ("loop", False)):
-        alone = cpu_ms(lambda: seg.postprocess(raw, geometry, to_frame=to_frame), repeats)
-        smoothed = cpu_ms(lambda: seg.postprocess(smoother.update(raw), geometry, to_frame=to_frame), repeats)
-        out[name] = {"alone_ms": alone, "smoothed_ms": smoothed, "extra_ms": smoothed - alone}
+    alone = cpu_ms(lambda: seg.postprocess(raw, geometry), repeats)
+    smoothed = cpu_ms(lambda: seg.postprocess(smoother.update(raw), geometry), repeats)
+    out["frame"] = {"alone_ms": alone, "smoothed_ms": smoothed, "extra_ms": smoothed - alone}
     out["update_ms"] = cpu_ms(lambda: smoother.update(raw), repeats)
     return out
 
@@ -229,13 +228,12 @@ def report(what, seg, flickers, lags, costs, args) -> list:
         print(f"  w {weight:g}: {delay:.2f} frames ({miss:.2f}%); an average with this weight trails by {expected:.2f}")
     print(f"cost at w {args.goal_weight:g}, CPU ms per frame (median of {args.repeats}): update alone "
           f"{costs['update_ms']:.3f}")
-    for name in ("frame", "loop"):
-        c = costs[name]
-        print(f"  {name:5s} map: post-processing {c['alone_ms']:.3f}, with smoothing {c['smoothed_ms']:.3f}, "
-              f"extra {c['extra_ms']:.3f}")
+    c = costs["frame"]
+    print(f"  frame map: post-processing {c['alone_ms']:.3f}, with smoothing {c['smoothed_ms']:.3f}, "
+          f"extra {c['extra_ms']:.3f}")
     worst = max((r for r in (_ratio(row, args.goal_weight) for row in flickers.values()) if r is not None),
                 default=None)
-    extra = max(costs[name]["extra_ms"] for name in ("frame", "loop"))
+    extra = costs["frame"]["extra_ms"]
     return [results.goal("smoothing_flicker", f"flicker with --smooth {args.goal_weight:g} over without, worst "
                          f"sigma", compare="<=", target=0.5, measured=worst),
             results.goal("smoothing_cost", f"extra CPU per 640x480 frame for --smooth {args.goal_weight:g}, ms",

@@ -5,15 +5,21 @@
 Random weights (speed only), 21 classes, calibration on random images. Each file carries its spec
 (stride and alignment included), so ``edge.Segmenter`` runs it as it runs any artifact. The
 benchmarks import :func:`ensure` only: the build runs in a subprocess, so they never import TensorFlow.
+:func:`ensure_imported` makes real weights the same way: Coral's released VOC file imported and re-exported.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "tests", "data")
+VOC_RELEASED = os.path.join(DATA, "deeplabv3_mnv2_dm05_pascal_quant.tflite")  # Coral: depth 0.5, OS16, 513
+PHOTOS = ("cat.bmp", "grace_hopper.bmp")
+VOC_CALIBRATION_STEPS = 32
 CLASSES = 21
 MODELS = {
     "mobile513": dict(size=513, alpha=1.0, aspp=False, decoder=False),  # DeepLab MobileNetV2's mobile head, OS16
@@ -40,6 +46,31 @@ def ensure(jobs, *, cache: str = CACHE) -> dict:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"building the models failed:\n{done.stdout[-3000:]}")
+    return paths
+
+
+def ensure_imported(*, cache: str = CACHE) -> dict:
+    """{"native": path, "full": path}: Coral's depth-0.5 VOC file imported (``python -m kerasseg import``)
+    and exported by ``convert.py --int8 --head native full`` at its 513x513, calibrated on the two photos of
+    tests/data (``images:``), as the README's commands do; made once in subprocesses, then cached."""
+    run, photos = os.path.join(cache, "voc-dm05"), os.path.join(cache, "voc-photos")
+    paths = {head: os.path.join(run, "export", f"deeplabv3plus_mobilenetv2_int8{suffix}.tflite")
+             for head, suffix in (("native", ""), ("full", "_full"))}
+    if all(os.path.isfile(p) for p in paths.values()):
+        return paths
+    print(f"importing {VOC_RELEASED} and exporting it int8 (native and full heads) into {run} ...", flush=True)
+    shutil.rmtree(run, ignore_errors=True)
+    os.makedirs(photos, exist_ok=True)
+    for name in PHOTOS:
+        shutil.copy(os.path.join(DATA, name), photos)
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    for command in (["-m", "kerasseg", "import", VOC_RELEASED, "--output", run],
+                    ["convert.py", "--run", run, "--int8", "--head", "native", "full", "--dataset", f"images:{photos}",
+                     "--calibration-steps", str(VOC_CALIBRATION_STEPS)]):
+        done = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}")
     return paths
 
 

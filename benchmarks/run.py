@@ -76,7 +76,8 @@ def flags(quick: bool) -> dict:
             "bench_heads.py": ["--models", "tiny65", "--heads", "full", "native", "--frames", "3"],
             "bench_mobilenetv3.py": ["--smoke", "--frames", "3", "--profile-runs", "3"],
             "bench_upsample.py": ["--repeats", "2", "--kinds", "scene"],
-            "bench_edge_loop.py": ["--built", "tiny65", "--frames", "10", "--repeats", "1", "--skip-tensorflow"],
+            "bench_edge_loop.py": ["--built", "tiny65", "--frames", "10", "--repeats", "1", "--skip-tensorflow",
+                                   "--upsample-models", "built"],
             "bench_edge_startup.py": ["--built", "tiny65", "--repeats", "1"],
             "bench_smoothing.py": ["--tiny", "--frames", "10", "--repeats", "3"],  # a colour model, no training
             "bench_released.py": ["--smoke"],

@@ -1,10 +1,13 @@
 """The command line of the camera loop: parse, build the pieces, run, map the outcome to an exit code.
 
+The loop itself is ``edge.streaming.stream``, the one a program of yours iterates.
+
 Exit codes: 0 the stream ended, --max-frames was reached, or the user quit
 (q, Esc, Ctrl-C, SIGTERM); 1 bad input (model, spec, source, display,
-runtime); 2 bad arguments (a bad --serve address and a --record or --stats-json
-folder that does not exist included: checked before the model loads); 3 the source was lost mid-stream and did not come
-back within --reconnect-seconds (the recording is closed and playable).
+runtime); 2 bad arguments (a bad --serve address, a --record or --stats-json
+folder that does not exist and a --masks folder that does not exist or is not writable included: checked before the
+model loads); 3 the source was lost mid-stream and did not come back within --reconnect-seconds (the recording is
+closed and playable).
 """
 from __future__ import annotations
 
@@ -24,8 +27,7 @@ from edge.interpreter import RUNTIMES
 log = logging.getLogger("edge")
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_SOURCE_LOST = 0, 1, 2, 3
-# Halves the flicker of a still scene under camera noise for under a frame of lag (benchmarks/bench_smoothing.py).
-DEFAULT_SMOOTH = 0.5
+UPSAMPLE_CHOICES = ("exact", "nearest")  # edge.upsample.Upsample's values (not imported before the arguments parse)
 
 
 def _floats3(text: str) -> tuple[float, float, float]:
@@ -78,6 +80,20 @@ def _stats_path(text: str) -> str:
     return _checked(check_output_folder, text, what="stats-json")
 
 
+def _masks_folder(text: str) -> str:
+    """--masks: a folder that exists and is writable."""
+    from edge.sinks import check_masks_folder
+
+    return _checked(check_masks_folder, text)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _smooth(text: str) -> float:
     """--smooth: the previous frames' share in [0, 1); 0 is off."""
     value = float(text)
@@ -112,18 +128,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mean", type=_floats3, default=None, help="device-side normalisation mean, pixel units")
     parser.add_argument("--std", type=_floats3, default=None, help="device-side normalisation std, pixel units")
     parser.add_argument("--labels", type=_labels, default=None, help="labels file (one per line) or a,b,c")
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default: %(default)s)")
+    parser.add_argument("--alpha", type=float, default=0.5,
+                        help="overlay opacity in [0, 1]; the background class stays untinted (default: %(default)s)")
+    parser.add_argument("--upsample", choices=UPSAMPLE_CHOICES, default="exact", help=(
+        "how a coarse (native head) score map reaches the frame: exact, the classes of the bilinear scores the "
+        "full head computes; nearest, the output-resolution classes in blocks, cheaper and coarser "
+        "(default: %(default)s)"))
     parser.add_argument("--smooth", type=_smooth, default=None, metavar="WEIGHT", help=(
         "temporal smoothing: each frame's scores are averaged with the previous frames', which keep this share "
         "(0 off; higher is steadier but slower to follow); restarts when the source jumps. Needs a model with "
-        f"scores: an argmax head runs unsmoothed by default and is refused with --smooth (default: {DEFAULT_SMOOTH})"))
+        "scores: an argmax head runs unsmoothed by default and is refused with --smooth (default: 0.5)"))
     parser.add_argument("--width", type=int, default=None, help="requested camera width")
     parser.add_argument("--height", type=int, default=None, help="requested camera height")
     parser.add_argument("--no-display", dest="display", action="store_false", help="no OpenCV window")
+    _add_output_arguments(parser)
+    console.add_log_level(parser)
+    return parser
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the results go (recording, masks, preview, stats) and when the run stops."""
     parser.add_argument("--record", type=_record_path, default=None,
                         help="write the overlay video to this .mp4/.avi file (its folder must exist)")
     parser.add_argument("--record-fps", dest="record_fps", type=float, default=None,
                         help="frame rate of the recording (default: the source's, else 15)")
+    parser.add_argument("--masks", type=_masks_folder, default=None, metavar="DIR", help=(
+        "write each processed frame's class map to DIR/NNNNNN.png (the frame's number): an indexed PNG at the "
+        "frame's size, pixel value = class id, palette = the spec's colours (DIR must exist)"))
+    parser.add_argument("--masks-every", dest="masks_every", type=_positive, default=1, metavar="N",
+                        help="with --masks: only every N-th frame's map (frames 0, N, 2N, ...; default: %(default)s)")
     parser.add_argument("--serve", type=_address, default=None, metavar="[HOST:]PORT",
                         help="live preview page with an MJPEG stream (host defaults to 127.0.0.1)")
     parser.add_argument("--linger", type=_seconds, default=None, metavar="SECONDS",
@@ -134,15 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "or --serve shows it (headless runs are never paced); for benchmarks")
     parser.add_argument("--stats-json", dest="stats_json", type=_stats_path, default=None,
                         help="append one JSON line of stats per second, and a final summary line (FPS, ms per "
-                             "stage, cpu_ms_outside_invoke: CPU per frame spent outside the interpreter)")
+                             "stage, cpu_ms_outside_invoke: CPU per frame spent outside the interpreter, "
+                             "class_share: each class's mean share of a frame's pixels)")
     parser.add_argument("--max-frames", dest="max_frames", type=int, default=None, help="stop after N frames")
     parser.add_argument("--reconnect-seconds", dest="reconnect_seconds", type=float, default=10.0,
                         help="how long to try reopening a camera or stream that stopped (default: %(default)s)")
     parser.add_argument("--snapshot-dir", dest="snapshot_dir", default=".", help="where the s key saves snapshots (default: the current folder)")
     parser.add_argument("--no-stats-overlay", dest="show_stats", action="store_false",
                         help="do not draw FPS and latency on the frame")
-    console.add_log_level(parser)
-    return parser
 
 
 def pace_fps(source, *, watched: bool, as_fast_as_possible: bool) -> float | None:
@@ -152,13 +184,13 @@ def pace_fps(source, *, watched: bool, as_fast_as_possible: bool) -> float | Non
     return getattr(source, "fps", None)
 
 
-def _open_sinks(args: argparse.Namespace, segmenter, source):
-    """The window, preview server and recorder the arguments ask for (None for the others)."""
+def _open_display(args: argparse.Namespace, segmenter):
+    """The window and preview server the arguments ask for (None for the others)."""
     from edge.serve import PreviewServer
-    from edge.sinks import Recorder, Window
+    from edge.sinks import Window
 
     window = Window("kerasseg") if args.display else None
-    server = recorder = None
+    server = None
     try:
         if args.serve is not None:
             model = (f"{os.path.basename(args.model)} ({segmenter.input_size[0]}x{segmenter.input_size[1]} "
@@ -166,14 +198,11 @@ def _open_sinks(args: argparse.Namespace, segmenter, source):
             runtime = segmenter.loaded.describe().removeprefix("runtime ")
             server = PreviewServer(*args.serve, about={"model": model, "runtime": runtime})
             print(f"preview: {server.url}", flush=True)
-        if args.record:
-            recorder = Recorder(args.record, fps=args.record_fps or getattr(source, "fps", None) or 15.0)
     except BaseException:
-        for sink in (window, server):
-            if sink is not None:
-                sink.close()
+        if window is not None:
+            window.close()
         raise
-    return window, server, recorder
+    return window, server
 
 
 def linger(server, seconds: float | None) -> None:
@@ -219,16 +248,6 @@ def resolve_model(path: str, *, edgetpu: bool) -> str:
     raise ModelError(f"model: no {kind} file under the folder {path!r} (convert a run with convert.py first)")
 
 
-def _smoother(segmenter, weight: float | None):
-    """The smoother for ``--smooth`` (None: off; the default, which an argmax head goes without, saying why)."""
-    from edge.segmenter import CLASS_IDS
-    from edge.smoothing import Smoother
-
-    if weight is None:
-        weight = 0 if segmenter.kind == CLASS_IDS else DEFAULT_SMOOTH
-    return Smoother(weight, kind=segmenter.kind, model=segmenter.model_path) if weight else None
-
-
 def _smoothing_note(segmenter, smoother) -> str:
     from edge.segmenter import CLASS_IDS
 
@@ -241,33 +260,33 @@ def _smoothing_note(segmenter, smoother) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build segmenter, source and sinks from parsed arguments and run the loop; returns the exit code."""
-    from edge.loop import Loop
+    """Build segmenter, source and display from parsed arguments and run the loop (``stream``); the exit code."""
     from edge.segmenter import Segmenter
     from edge.sources import open_source
+    from edge.streaming import stream
 
     segmenter = Segmenter.from_file(args.model, runtime=args.runtime, threads=args.threads, edgetpu=args.edgetpu,
                                     fallback_cpu=args.fallback_cpu, use_spec=args.use_spec, mean=args.mean,
-                                    std=args.std, labels=args.labels)
-    smoother = _smoother(segmenter, args.smooth)
+                                    std=args.std, labels=args.labels, upsample=args.upsample)
     print(f"interpreter: {segmenter.loaded.describe()}", flush=True)
     log.info("%s", segmenter.describe())
-    log.info("smoothing: %s", _smoothing_note(segmenter, smoother))
     source = open_source(args.source, width=args.width, height=args.height)
-    window = server = recorder = None
+    window = server = None
     try:
-        window, server, recorder = _open_sinks(args, segmenter, source)
+        window, server = _open_display(args, segmenter)
         fps = pace_fps(source, watched=window is not None or server is not None,
                        as_fast_as_possible=args.as_fast_as_possible)
         if fps is not None:
             log.info("playing %s at its own %.3g FPS (--as-fast-as-possible to not wait)", source.name, fps)
-        if args.stats_json and os.path.exists(args.stats_json):
-            os.remove(args.stats_json)
-        loop = Loop(segmenter, source, alpha=args.alpha, max_frames=args.max_frames, window=window,
-                    recorder=recorder, server=server, stats_json=args.stats_json,
-                    reconnect_seconds=args.reconnect_seconds, snapshot_dir=args.snapshot_dir,
-                    show_stats=args.show_stats, pace_fps=fps, smoother=smoother)
-        result = loop.run()
+        frames = stream(segmenter, source, smooth=args.smooth, alpha=args.alpha, max_frames=args.max_frames,
+                        record=args.record, record_fps=args.record_fps, masks=args.masks,
+                        masks_every=args.masks_every, stats_json=args.stats_json, window=window, server=server,
+                        show_stats=args.show_stats, pace_fps=fps, reconnect_seconds=args.reconnect_seconds,
+                        snapshot_dir=args.snapshot_dir, handle_signals=True)
+        log.info("smoothing: %s", _smoothing_note(segmenter, frames.loop.smoother))
+        for _ in frames:
+            pass
+        result = frames.outcome
         if server is not None and result.reason == "end_of_stream" and args.linger != 0:
             linger(server, args.linger)
     finally:
@@ -276,8 +295,10 @@ def run(args: argparse.Namespace) -> int:
             if sink is not None:
                 sink.close()
     log.info("stopped (%s) after %d frames, %.1f FPS", result.reason, result.frames, result.stats["fps"])
-    if recorder is not None:
-        log.info("recorded %d frames to %s", recorder.frames, args.record)
+    if args.record:
+        log.info("recorded %d frames to %s", result.stats["recorded_frames"], args.record)
+    if args.masks:
+        log.info("wrote %d masks to %s", result.stats["masks_written"], args.masks)
     return EXIT_SOURCE_LOST if result.reason == "source_lost" else EXIT_OK
 
 
@@ -286,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.linger is not None and args.serve is None:
         parser.error("--linger keeps the --serve page up; it needs --serve")
+    if args.masks_every != 1 and args.masks is None:
+        parser.error("--masks-every picks the frames --masks writes; it needs --masks")
     console.configure(args.log_level)
     from edge.interpreter import EdgeTPUError, ModelError, RuntimeNotFound
     from edge.sinks import DisplayError

@@ -21,14 +21,17 @@ def atomic_path(path: str | os.PathLike):
             os.remove(tmp)
 
 
-def write_bytes(path: str | os.PathLike, content: bytes) -> str:
-    """Write ``content`` to ``path`` atomically and durably; returns ``path``."""
+def write_bytes(path: str | os.PathLike, content: bytes, *, durable: bool = True) -> str:
+    """Write ``content`` to ``path`` atomically, and durably (flushed to the disk first) unless ``durable`` is
+    False, as for a camera's per-frame files, where a sync per frame would cost more than the frame; returns
+    ``path``."""
     path = os.fspath(path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
     return path
 
 

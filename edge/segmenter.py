@@ -53,6 +53,18 @@ def letterbox_geometry(frame_size: tuple[int, int], input_size: tuple[int, int],
     return Geometry(frame_size=(h, w), box=((ih - nh) // 2, (iw - nw) // 2, nh, nw))
 
 
+def place(image: np.ndarray, geometry: Geometry, size: tuple[int, int]) -> np.ndarray:
+    """``image`` resized (bilinear) into ``geometry.box`` of a black image of ``size`` (height, width)."""
+    top, left, nh, nw = geometry.box
+    # Bilinear: INTER_AREA is ~10x slower for 640x480 -> 224x224, which costs FPS on a Pi.
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    if (nh, nw) == tuple(size):
+        return resized
+    height, width = size
+    return cv2.copyMakeBorder(resized, top, height - nh - top, left, width - nw - left, cv2.BORDER_CONSTANT,
+                              value=(0, 0, 0))
+
+
 def input_lut(*, dtype, quantization: tuple[float, int], mean, std) -> np.ndarray | None:
     """A (1, 256, 3) table mapping each raw pixel to the input tensor value, per RGB channel.
 
@@ -294,14 +306,7 @@ class Segmenter:
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
             raise ValueError(f"frame: expected an (H, W, 3) uint8 BGR image, got {frame_bgr.shape} {frame_bgr.dtype}")
         geometry = letterbox_geometry(frame_bgr.shape[:2], self.input_size, self.spec.resize_mode)
-        top, left, nh, nw = geometry.box
-        # Bilinear: INTER_AREA is ~10x slower for 640x480 -> 224x224, which costs FPS on a Pi.
-        resized = cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        if (nh, nw) != self.input_size:
-            ih, iw = self.input_size
-            resized = cv2.copyMakeBorder(resized, top, ih - nh - top, left, iw - nw - left,
-                                         cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+        rgb = cv2.cvtColor(place(frame_bgr, geometry, self.input_size), cv2.COLOR_BGR2RGB)
         if self._lut is not None:
             rgb = cv2.LUT(rgb, self._lut) if self._lut.dtype in (np.uint8, np.float32) else \
                 cv2.LUT(rgb, self._lut.view(np.uint8)).view(self._lut.dtype)
@@ -317,14 +322,13 @@ class Segmenter:
         """The output dequantized with the interpreter's own (scale, zero_point)."""
         return dequantize(raw, self.output_quantization)
 
-    def postprocess(self, raw: np.ndarray, geometry: Geometry, *, to_frame: bool = True) -> np.ndarray:
+    def postprocess(self, raw: np.ndarray, geometry: Geometry) -> np.ndarray:
         """Raw output -> class map at the frame's size (uint8 when ids fit, else int32).
 
         Scores coarser than the input reach the frame per ``upsample``: ``exact`` gives the classes of
         the bilinear scores the full head computes (see :mod:`edge.upsample`). Class ids, and outputs at
-        the input size, are scaled with nearest neighbour. With ``to_frame=False`` the map stays at the
-        output resolution (letterbox padding included): :meth:`grid` places it, and
-        :func:`edge.visualize.render` colours it there, which is cheaper than colouring the frame.
+        the input size, are scaled with nearest neighbour. ``raw`` may also be an average of outputs
+        (``edge.smoothing``), as float32: its classes are decided the same way.
         """
         values, threshold = raw[0], None
         scale, zero_point = self.output_quantization
@@ -339,8 +343,6 @@ class Segmenter:
         # Dequantizing is x -> scale * (x - zero_point), increasing for scale > 0, so the classes of the
         # integers are the classes of the real scores (and so are those of their bilinear blends).
         ids = (values if self.kind == CLASS_IDS else decide(values, threshold)).astype(dtype)
-        if not to_frame:
-            return ids
         placement = self.grid(geometry)
         if self.kind == CLASS_IDS or self.output_size == self.input_size or self.upsample is Upsample.NEAREST:
             return nearest(placement, ids)
@@ -378,4 +380,5 @@ class Segmenter:
 
 
 __all__ = ["CLASS_IDS", "PROBABILITY", "SCORES", "Geometry", "Segmenter", "SpecMismatch", "Upsample", "check_spec",
-           "default_colors", "dequantize", "derived_normalisation", "grid_for", "input_lut", "letterbox_geometry"]
+           "default_colors", "dequantize", "derived_normalisation", "grid_for", "input_lut", "letterbox_geometry",
+           "place"]

@@ -2,7 +2,8 @@
 
 ``GET /`` is a small page, ``/stream.mjpg`` the stream (multipart/x-mixed-replace),
 ``/frame.jpg`` the latest frame and ``/stats.json`` the latest stats, which the page shows
-as a table (FPS, ms per stage, frames, the model and the runtime). Each
+as a table beside the stream (FPS, ms per stage, frames, the model, the runtime, each class's share of the
+frame); a narrow window puts the table below. Each
 client has its own handler thread; a client that goes away only ends its own
 thread, never the camera loop. Frames are JPEG-encoded once, on demand, by
 whichever client asks first.
@@ -31,12 +32,14 @@ PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>kerasseg live</title>
 <style>
 body {{ margin: 0; background: #111; color: #eee; font: 14px system-ui, sans-serif; }}
-main {{ display: flex; flex-wrap: wrap; gap: 12px; padding: 12px; }}
-img {{ max-width: 100%; background: #000; }}
-table {{ border-collapse: collapse; min-width: 16em; align-self: flex-start; }}
-th {{ text-align: left; font-weight: normal; color: #aaa; padding: 2px 12px 2px 0; }}
-td {{ text-align: right; font-variant-numeric: tabular-nums; }}
+main {{ display: grid; grid-template-columns: minmax(0, max-content) 26em; gap: 12px; padding: 12px;
+        align-items: start; }}
+img {{ display: block; max-width: 100%; max-height: calc(100vh - 24px); background: #000; }}
+table {{ border-collapse: collapse; width: 26em; table-layout: fixed; }}
+th {{ text-align: left; font-weight: normal; color: #aaa; padding: 2px 12px 2px 0; width: 9em; vertical-align: top; }}
+td {{ text-align: right; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }}
 caption {{ text-align: left; font-weight: bold; padding-bottom: 4px; }}
+@media (max-width: 40em) {{ main {{ grid-template-columns: minmax(0, 1fr); }} }}
 </style></head>
 <body><main>
 <img id="stream" src="/stream.mjpg" alt="live segmentation">
@@ -59,6 +62,9 @@ function show(s) {{
   if (s.dropped != null) row(body, "dropped", String(s.dropped));
   for (const k of STAGES) if (s.stages_ms && k in s.stages_ms) row(body, k, ms(s.stages_ms[k]));
   if (s.cpu_ms_outside_invoke != null) row(body, "CPU outside invoke", ms(s.cpu_ms_outside_invoke));
+  const shares = Object.entries(s.class_share || {{}}).sort((a, b) => b[1] - a[1]);
+  if (shares.length) row(body, "classes", "share of the frame");
+  for (const [name, share] of shares) row(body, "\u2003" + name, (100 * share).toFixed(1) + " %");
   if (s.final) return "finished (" + s.reason.replace(/_/g, " ") + ")";
   return "live, updated " + new Date(s.time * 1000).toLocaleTimeString();
 }}
@@ -172,7 +178,7 @@ class PreviewServer:
         self._closed = False
         self.clients = 0
         self.disconnects = 0
-        stages = json.dumps([*visualize.STAGES, "sink"])
+        stages = json.dumps(list(visualize.STAGES))
         self.page = PAGE.format(interval_ms=int(stats_interval_ms), stages=stages).encode("utf-8")
         try:
             self._httpd = ThreadingHTTPServer((host, port), _Handler)

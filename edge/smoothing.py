@@ -23,6 +23,9 @@ import numpy as np
 
 from edge.segmenter import CLASS_IDS
 
+# Halves the flicker of a still scene under camera noise for under a frame of lag (benchmarks/bench_smoothing.py).
+DEFAULT_SMOOTH = 0.5
+
 
 class SmoothingError(ValueError):
     """Smoothing asked of a model whose output it cannot average."""
@@ -63,4 +66,13 @@ class Smoother:
         return self._average
 
 
-__all__ = ["Smoother", "SmoothingError"]
+def smoother_for(kind: str, weight: float | None, *, model: str = "model") -> Smoother | None:
+    """The smoother for an output of ``kind`` (``edge.segmenter``'s SCORES, PROBABILITY or CLASS_IDS) and ``weight``:
+    None for off (weight 0), :data:`DEFAULT_SMOOTH` for ``weight`` None, which a class-ids output goes without
+    (and with any other weight raises :class:`SmoothingError`)."""
+    if weight is None:
+        weight = 0 if kind == CLASS_IDS else DEFAULT_SMOOTH
+    return Smoother(weight, kind=kind, model=model) if weight else None
+
+
+__all__ = ["DEFAULT_SMOOTH", "Smoother", "SmoothingError", "smoother_for"]

@@ -1,8 +1,12 @@
-"""The camera loop's numbers: FPS, per-stage latency and CPU outside invoke, per second and over the run."""
+"""The camera loop's numbers: FPS, per-stage latency, CPU outside invoke and each class's share of the pixels, per
+second and over the run."""
 from __future__ import annotations
 
 import threading
 import time
+from typing import Sequence
+
+import numpy as np
 
 
 def _ms(table: dict[str, list[float]]) -> dict[str, float]:
@@ -14,10 +18,14 @@ class Stats:
 
     ``cpu_ms_outside_invoke``: the process's CPU time per frame minus the inference thread's CPU time in
     invoke (:meth:`add_invoke_cpu`): what decoding, resizing, post-processing and drawing cost.
+    ``class_share``: for each class present, the mean over the frames of its share of each frame's pixels
+    (:meth:`add_counts`), by label.
     """
 
-    def __init__(self, *, clock=time.perf_counter, cpu_clock=time.process_time):
+    def __init__(self, *, clock=time.perf_counter, cpu_clock=time.process_time, labels: Sequence[str] = ()):
         self.clock, self.cpu_clock = clock, cpu_clock
+        self.labels = tuple(labels)
+        self._shares = [None, None]  # window, total: sums of per-frame shares by class id
         self.started, self.cpu_started = clock(), cpu_clock()
         self.frames = 0
         self._window_start, self._window_cpu = self.started, self.cpu_started
@@ -34,6 +42,23 @@ class Stats:
             entry = table.setdefault(stage, [0.0, 0])
             entry[0] += seconds
             entry[1] += 1
+
+    def add_counts(self, counts: np.ndarray) -> None:
+        """One frame's pixel count per class id (``edge.visualize.class_counts``)."""
+        shares = counts / max(1, int(counts.sum()))
+        for i, total in enumerate(self._shares):
+            if total is None or len(total) < len(shares):
+                grown = np.zeros(len(shares))
+                if total is not None:
+                    grown[:len(total)] = total
+                self._shares[i] = total = grown
+            total[:len(shares)] += shares
+
+    def _class_share(self, sums: np.ndarray | None, frames: int) -> dict[str, float]:
+        if sums is None or not frames:
+            return {}
+        return {(self.labels[i] if i < len(self.labels) else str(i)): round(float(sums[i]) / frames, 4)
+                for i in np.flatnonzero(sums)}
 
     def add_invoke_cpu(self, seconds: float) -> None:
         """CPU seconds the inference thread spent in one invoke (``time.thread_time`` around it); any thread."""
@@ -70,8 +95,9 @@ class Stats:
         self.current = {"time": round(time.time(), 3), "frames": self.frames, "fps": round(fps, 2),
                         "stages_ms": _ms(self._window),
                         "cpu_ms_outside_invoke": self._cpu_ms(cpu - self._window_cpu, invoke_cpu, self._window_frames),
-                        **(extra or {})}
+                        "class_share": self._class_share(self._shares[0], self._window_frames), **(extra or {})}
         self._window_start, self._window_cpu, self._window_frames, self._window = now, cpu, 0, {}
+        self._shares[0] = None
         self.rolled = True
         return self.current
 
@@ -81,7 +107,8 @@ class Stats:
                 "fps": round(self.frames / elapsed, 2) if elapsed > 0 else 0.0,
                 "stages_ms": _ms(self._total),
                 "cpu_ms_outside_invoke": self._cpu_ms(self.cpu_clock() - self.cpu_started, self._invoke_cpu[1],
-                                                      self.frames)}
+                                                      self.frames),
+                "class_share": self._class_share(self._shares[1], self.frames)}
 
 
 __all__ = ["Stats"]

@@ -129,6 +129,7 @@ ENTRY_POINTS = {
     ("python", "benchmarks/bench_smoothing.py"): "benchmarks/bench_smoothing.py",
     ("python", "benchmarks/bench_released.py"): "benchmarks/bench_released.py",
     ("python", "benchmarks/bench_mobilenetv3.py"): "benchmarks/bench_mobilenetv3.py",
+    ("python", "benchmarks/bench_edge_loop.py"): "benchmarks/bench_edge_loop.py",
     ("python", "-m", "edge"): "edge.cli",
     ("python", "-m", "edge.benchmark"): "edge.benchmark",
     ("python", "-m", "kerasseg.data"): "kerasseg.data.__main__",

@@ -16,6 +16,8 @@ GOALS = (
     "int8 share of the runtime's int8 1x1-conv peak",
     "camera loop FPS / interpreter-only FPS",
     "loop CPU outside invoke, default head / full head",
+    "live view with --upsample exact: loop FPS / interpreter-only FPS",
+    "live view with --upsample exact: mIoU of the written masks against the full head",
     "per-frame time, full head / default CPU head",
     "per-frame time, DeepLab MobileNetV2 mobile head / LR-ASPP MobileNetV3-Small",
     "default upsampling agrees with the full head's bilinear",

@@ -32,8 +32,9 @@ class FakeCamera:
     fps = None
     name = "fake camera"
 
-    def __init__(self, frames, *, comeback=0, interval=0.0):
+    def __init__(self, frames, *, comeback=0, interval=0.0, frame=None):
         self.left, self.comeback, self.interval = frames, comeback, interval
+        self.frame = stripes_frame() if frame is None else frame
         self.opens = 0
         self.served = 0
 
@@ -51,7 +52,7 @@ class FakeCamera:
             return None
         self.left -= 1
         self.served += 1
-        return stripes_frame()
+        return self.frame.copy()
 
     def close(self):
         pass
@@ -378,17 +379,20 @@ class Collect:
 
 
 @pytest.mark.parametrize("resize_mode", ["stretch", "letterbox"])
-def test_native_head_is_coloured_at_its_resolution_and_placed_on_the_frame(native_models, tmp_path, resize_mode):
+def test_the_loop_shows_the_segmenters_class_map_of_a_native_head(native_models, tmp_path, resize_mode):
     model = tmp_path / "native.tflite"
     model.write_bytes(open(native_models.uint8, "rb").read())
     spec_for_native(resize_mode=resize_mode, output_alignment="stride").save(tmp_path / "native.spec.json")
     seg = Segmenter.from_file(str(model))
+    frame = stripes_frame(48, 70)  # stripe edges at columns 17 and 43: inside the output's 4-pixel blocks
+    frame[np.tril(np.ones((48, 70), bool), -10)] = (255, 0, 0)  # and a diagonal edge of blue
     server = Collect()
-    Loop(seg, FakeCamera(3), alpha=1.0, max_frames=2, server=server, show_stats=False).run(handle_signals=False)
-    frame = stripes_frame()
+    Loop(seg, FakeCamera(3, frame=frame), alpha=1.0, max_frames=1, server=server, show_stats=False).run(
+        handle_signals=False)
+    expected = palette_bgr(seg.spec.colors)[seg.segment(frame)]
     tensor, geometry = seg.preprocess(frame)
-    ids = np.argmax(seg.invoke(tensor)[0], axis=-1)
-    expected = palette_bgr(seg.spec.colors)[nearest(seg.grid(geometry), ids)]
+    blocks = nearest(seg.grid(geometry), np.argmax(seg.invoke(tensor)[0], axis=-1))  # what the loop drew before
+    assert (palette_bgr(seg.spec.colors)[blocks] != expected).any(axis=-1).mean() > 0.02
     drawn = server.frames[-1]
     assert drawn.shape == frame.shape
     legend_left = min(swatch[1] for _, swatch, _ in legend_layout(frame.shape, seg.labels, [0, 1, 2])) - 4

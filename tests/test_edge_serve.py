@@ -64,20 +64,28 @@ def read_mjpeg_frame(url, timeout=10.0):
     return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), content_type
 
 
-@pytest.fixture
-def running_loop(tiny_models):
-    """A loop feeding a preview server on a free port, in a background thread."""
-    server = PreviewServer("127.0.0.1", 0)
-    loop = Loop(Segmenter.from_file(tiny_models.uint8), EndlessCamera(), alpha=1.0, server=server)
+@contextlib.contextmanager
+def serving(model, camera, about=None):
+    """A loop feeding a preview server on a free port, in a background thread, until at least 3 frames went out."""
+    server = PreviewServer("127.0.0.1", 0, about=about)
+    loop = Loop(Segmenter.from_file(model), camera, alpha=1.0, server=server)
     thread = threading.Thread(target=loop.run, kwargs={"handle_signals": False}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while loop.stats.frames < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield loop, server
-    loop.stop()
-    thread.join(timeout=10)
-    server.close()
+    try:
+        yield loop, server
+    finally:
+        loop.stop()
+        thread.join(timeout=10)
+        server.close()
+
+
+@pytest.fixture
+def running_loop(tiny_models):
+    with serving(tiny_models.uint8, EndlessCamera()) as (loop, server):
+        yield loop, server
 
 
 def test_parse_address_defaults_to_localhost():
@@ -130,29 +138,45 @@ def test_a_browser_that_disconnects_does_not_stop_the_loop(running_loop):
     assert frame is not None
 
 
-def test_preview_renders_in_headless_chromium(running_loop, tmp_path):
+def test_preview_shows_the_stats_beside_the_stream_in_headless_chromium(tiny_models, tmp_path):
     if CHROMIUM is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed, and CI must run the browser test (apt-get install chromium)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    loop, server = running_loop
+    about = {"model": "deeplabv3plus_mobilenetv2_int8.tflite (513x513 uint8, 21 classes)",
+             "runtime": "ai_edge_litert on CPU, threads 4, XNNPACK"}  # as long as a real model's names are
     shot = tmp_path / "preview.png"
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-               "--window-size=800,600", "--timeout=4000", server.url]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
-    assert shot.exists(), done.stderr[-2000:]
+    with serving(tiny_models.uint8, EndlessCamera(480, 640), about) as (loop, server):  # a 640x480 camera
+        deadline = time.monotonic() + 20
+        while "fps" not in server.stats() and time.monotonic() < deadline:  # the page's first poll shows them
+            time.sleep(0.1)
+        command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   "--hide-scrollbars", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+                   f"--screenshot={shot}", "--window-size=1200,700", "--timeout=4000", server.url]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=90)
+        assert shot.exists(), done.stderr[-2000:]
+        assert loop.stats.frames > 3
     image = cv2.imread(str(shot))
-    assert image is not None and image.shape[:2] == (600, 800)
-    rgb = image[..., ::-1].reshape(-1, 3).astype(int)
+    assert image is not None and image.shape[:2] == (700, 1200)
+    rgb = image[..., ::-1].astype(int)
 
-    def share(color):
-        return (np.abs(rgb - np.array(color)).max(axis=1) < 25).mean()
+    def where(color):
+        return (np.abs(rgb - np.array(color)).max(axis=-1) < 25)
 
     # Both overlay colours fill a visible part of the page: the stream rendered, not a blank page.
-    assert share(GREEN_CLASS) > 0.01 and share(BLUE_CLASS) > 0.01, (share(GREEN_CLASS), share(BLUE_CLASS))
-    assert loop.stats.frames > 3
+    stream = where(GREEN_CLASS) | where(BLUE_CLASS)
+    assert where(GREEN_CLASS).mean() > 0.01 and where(BLUE_CLASS).mean() > 0.01
+    rows, cols = np.nonzero(stream)
+    right, bottom = cols.max(), rows.max()
+    # The table's text (light grey on the page's #111) sits to the right of the stream, within the window,
+    # and none of it wrapped below the stream.
+    text = (rgb.min(axis=-1) > 140) & ~stream
+    beside = text[:bottom, right + 8:]
+    assert beside.sum() > 500, beside.sum()
+    text_rows = np.flatnonzero(beside.any(axis=1))
+    assert text_rows.max() - text_rows.min() > 300  # a dozen rows of stats, not one line
+    assert not text[bottom + 8:, :right].any()
 
 
 class Publisher:

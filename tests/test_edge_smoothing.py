@@ -13,7 +13,7 @@ import pytest
 from edge import cli
 from edge.loop import Loop
 from edge.segmenter import Segmenter
-from edge.smoothing import Smoother, SmoothingError
+from edge.smoothing import DEFAULT_SMOOTH, Smoother, SmoothingError
 from edge.sources import ImageSource, SourceError
 
 H, W = 48, 64
@@ -187,5 +187,6 @@ def test_smoothing_is_refused_for_an_argmax_head_and_left_off_by_default(native_
     assert "smoothing" not in json.loads(stats.read_text().splitlines()[-1])
     assert cli.main(["--model", native_models.uint8, "--source", str(frames), "--no-display", "--stats-json",
                      str(stats)]) == cli.EXIT_OK
-    assert json.loads(stats.read_text().splitlines()[-1])["smoothing"] == {"weight": cli.DEFAULT_SMOOTH,
+    assert f"(default: {DEFAULT_SMOOTH})" in " ".join(cli.build_parser().format_help().split())  # as --help says
+    assert json.loads(stats.read_text().splitlines()[-1])["smoothing"] == {"weight": DEFAULT_SMOOTH,
                                                                            "restarts": 1}

@@ -25,7 +25,7 @@ def test_overlay_blends_with_alpha_and_is_pure():
     class_map[:, 3:] = 2
     class_map[0, 0] = 255
     before = frame.copy()
-    out = visualize.overlay(frame, class_map, COLORS, alpha=0.25, ignore_label=255)
+    out = visualize.overlay(frame, class_map, COLORS, alpha=0.25, untinted=(255,))
     np.testing.assert_array_equal(frame, before)
     # 0.75 * 100 + 0.25 * 255 = 138.75; other channels 75.
     assert out[1, 0].tolist() == [75, 75, 139]
@@ -38,19 +38,41 @@ def test_overlay_blends_with_alpha_and_is_pure():
         visualize.overlay(frame, class_map[..., None], COLORS)
 
 
-def test_a_model_resolution_map_gives_the_pixels_of_the_map_scaled_first():
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32])
+def test_the_overlay_tints_each_class_through_the_table_and_leaves_the_background_as_it_is(dtype):
+    labels = ("background", "person", "cat")
+    colors = ((0, 0, 0), (192, 128, 128), (64, 0, 0))  # VOC's background, person, cat
     rng = np.random.default_rng(0)
-    frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    small = rng.integers(0, 3, (13, 17), dtype=np.uint8)
-    small[2:5, 3:9] = 255  # ignored pixels keep the frame
-    scaled = cv2.resize(small, (64, 48), interpolation=cv2.INTER_NEAREST)
-    kwargs = dict(labels=LABELS, colors=COLORS, alpha=0.6, ignore_label=255, fps=12.0, stages_ms={"invoke": 3.0})
-    np.testing.assert_array_equal(visualize.render(frame, small, **kwargs), visualize.render(frame, scaled, **kwargs))
-    out = visualize.overlay(frame, small, COLORS, alpha=0.6, ignore_label=255)
-    ignored = scaled == 255
-    assert ignored.any() and (~ignored).any()
-    np.testing.assert_array_equal(out[ignored], frame[ignored])
-    assert not np.array_equal(out[~ignored], frame[~ignored])
+    frame = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)  # more pixels than LUT_PIXELS: OpenCV's tables
+    class_map = rng.integers(0, 3, (240, 320)).astype(dtype)
+    class_map[:10, :10] = 255
+    untinted = visualize.untinted_classes(labels, 255)
+    assert untinted == (0, 255) and visualize.untinted_classes(("_Background_", "x"), None) == (0,)
+    assert visualize.untinted_classes(LABELS, 255) == (255,)  # no class named background: every class is tinted
+    out = visualize.overlay(frame, class_map, colors, alpha=0.6, untinted=untinted)
+    table = np.array([c[::-1] for c in colors] + [(0, 0, 0)] * 253, np.float64)
+    expected = 0.4 * frame + 0.6 * table[np.minimum(class_map, 255)]
+    kept = np.isin(class_map, untinted)
+    expected[kept] = frame[kept]
+    assert kept.any() and (~kept).any()
+    assert np.abs(out.astype(np.float64) - expected).max() <= 1  # OpenCV rounds the blend
+    np.testing.assert_array_equal(out[kept], frame[kept])  # the photo keeps its brightness there
+    with pytest.raises(ValueError, match="does not match"):
+        visualize.overlay(frame, class_map[:100], colors)
+
+
+def test_render_leaves_untinted_classes_out_of_the_legend():
+    labels = ("background", "person", "cat")
+    frame = np.full((120, 320, 3), 90, np.uint8)
+    class_map = np.zeros((120, 320), np.uint8)
+    class_map[60:, :100] = 1
+    out = visualize.render(frame, class_map, labels=labels, colors=((0, 0, 0), (192, 128, 128), (64, 0, 0)),
+                           alpha=0.5, ignore_label=255)
+    rows = visualize.legend_layout(out.shape, labels, [1], scale=0.4)
+    (top, left, bottom, right) = rows[0][1]
+    assert out[(top + bottom) // 2, (left + right) // 2].tolist() == [128, 128, 192]  # person's swatch, the only one
+    assert out[top - 4 + (bottom - top) + 8 + 4, left].tolist() == [90, 90, 90]  # no second row (background)
+    assert out[100, 200].tolist() == [90, 90, 90] and out[100, 50].tolist() == [109, 109, 141]
 
 
 def test_classes_present_skips_ignore_and_out_of_range():

@@ -54,6 +54,12 @@ def test_readable_images_give_three_files_each_in_the_spec_colours(tiny_run, pho
     np.testing.assert_array_equal(mask, expected)
     overlay = cv2.imread(str(out / "c_overlay.png"))  # too small to hold its legend: the legend sits beside it
     assert overlay.shape[0] >= 30 and overlay.shape[1] > 30
+    # The background class is left untinted: there the overlay is the photo itself; elsewhere, blended.
+    image, drawn = cv2.imread(str(photos / "a.png")), cv2.imread(str(out / "a_overlay.png"))[:40, :50]
+    background = labels == 0
+    assert background.any() and (~background).any(), np.unique(labels)
+    np.testing.assert_array_equal(drawn[background], image[background])
+    assert (drawn[~background] != image[~background]).any(axis=-1).mean() > 0.5
     # The model file with its spec gives the same class map as its run directory.
     other = tmp_path / "from_model"
     argv = ["--model", os.path.join(tiny_run, "best.keras"), "--spec", os.path.join(tiny_run, "spec.json"),

@@ -14,6 +14,7 @@ A README command that is in none of them fails ``test_every_readme_command_is_cl
 """
 import contextlib
 import dataclasses
+import importlib
 import io
 import json
 import os
@@ -45,8 +46,8 @@ PIP_INSTALL = {"pip install -e '.[train,edge]'", "pip install -e '.[edge]'", "pi
 
 PYTEST_SELECTIONS = {"python -m pytest -m 'not slow'"}  # the markers it names are declared
 
-NAMES_ONLY = {"python -m edge.benchmark",  # programs named in a sentence; their command lines are in code blocks
-              "python -m kerasseg import"}
+# Programs named in a sentence; their command lines are in code blocks.
+NAMES_ONLY = {"python -m edge.benchmark", "python -m edge", "python -m kerasseg import"}
 
 SYSTEM = {  # Debian, the Pi's venv and Coral's apt repository: set-up of the machine, not run here
     "sudo apt install python3-venv python3-picamera2",
@@ -118,6 +119,8 @@ ELSEWHERE = {  # command -> the test that runs it for real
         "tests/test_export_heads.py::test_convert_writes_one_artifact_per_head_with_its_spec",
     "python benchmarks/run.py": "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
     "python benchmarks/bench_models.py": "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
+    "python benchmarks/bench_edge_loop.py":  # there with --built tiny65 --upsample-models built (random weights)
+        "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
     "python benchmarks/bench_smoothing.py --run RUN":  # there with --tiny (the quick run's model barely flickers)
         "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
     **{f"python train.py --dataset {rest}": _LAYOUTS_TEST for rest in (  # one fixture per export, trained
@@ -687,8 +690,29 @@ def test_the_files_the_readme_lists_are_written(exported):
     assert "kerasseg_spec" in entries and "TFLITE_METADATA" in entries, sorted(entries)
 
 
+# Python blocks that need a camera and a run the README's commands made: the test named runs each one as written, on
+# the photos of tests/data and the session's import of the released model (marker: a line only that block has).
+PYTHON_ELSEWHERE = {
+    "from edge import stream":
+        "tests/test_released.py::test_the_readmes_stream_example_blurs_the_background_behind_the_person",
+}
+
+
+def _python_blocks(*, elsewhere: bool) -> list:
+    """The first lines of the README's Python blocks that run here (or, ``elsewhere``, in PYTHON_ELSEWHERE's tests)."""
+    return [start for start, _, lines in code_blocks(languages={"python"})
+            if any(marker in "\n".join(lines) for marker in PYTHON_ELSEWHERE) == elsewhere]
+
+
+def test_the_python_blocks_run_elsewhere_have_their_test():
+    assert len(_python_blocks(elsewhere=True)) == len(PYTHON_ELSEWHERE), "a PYTHON_ELSEWHERE marker matches no block"
+    for test in PYTHON_ELSEWHERE.values():
+        path, name = test.split("::")
+        assert callable(getattr(importlib.import_module(pathlib.Path(path).stem), name, None)), f"{test} does not exist"
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("start", [start for start, _, _ in code_blocks(languages={"python"})])
+@pytest.mark.parametrize("start", _python_blocks(elsewhere=False))
 def test_readme_python_block_runs(start):
     """Slow: a README Python block may build a model or open a dataset."""
     [lines] = [lines for first, _, lines in code_blocks(languages={"python"}) if first == start]

@@ -93,6 +93,69 @@ def test_round_trip_import_convert_int8_edge_agrees_with_the_released_file(impor
         assert np.mean(ours[photo] == released[photo]) >= AGREEMENT, photo
 
 
+@pytest.mark.slow
+def test_the_camera_loop_writes_segments_exact_map_of_the_imported_model(imported_int8_export, imported_runs,
+                                                                        tmp_path):
+    """Slow: shares the int8 conversion above. python -m edge --masks on the two photos (their own sizes) writes
+    exactly the map Segmenter.segment computes (exact upsampling of the 33x33 scores at stride 16,
+    align_corners), not the output's 16-pixel blocks, and the recording keeps both photos (two sizes)."""
+    import cv2
+    from PIL import Image
+
+    from edge import cli
+    from edge.segmenter import Segmenter
+
+    masks, record = tmp_path / "masks", tmp_path / "photos.mp4"
+    masks.mkdir()
+    assert cli.main(["--model", imported_int8_export, "--source", imported_runs.photos, "--no-display", "--smooth",
+                     "0", "--threads", "1", "--masks", str(masks), "--record", str(record)]) == 0
+    exact, blocks = (Segmenter.from_file(imported_int8_export, threads=1, upsample=up) for up in ("exact", "nearest"))
+    for index, name in enumerate(sorted(PHOTOS)):  # the image source reads them in sorted order
+        photo = cv2.imread(str(DATA / name))
+        mask = Image.open(masks / f"{index:06d}.png")
+        assert mask.mode == "P" and mask.getpalette()[8 * 3:9 * 3] == [64, 0, 0]  # VOC's cat
+        np.testing.assert_array_equal(np.asarray(mask), exact.segment(photo))
+        assert dominant(np.asarray(mask), skip_background=True) == PHOTOS[name]
+        assert np.mean(blocks.segment(photo) != exact.segment(photo)) > 0.005  # what the loop drew before
+    capture = cv2.VideoCapture(str(record))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    assert count == 2
+
+
+@pytest.mark.slow
+def test_the_readmes_stream_example_blurs_the_background_behind_the_person(imported_int8_export, imported_runs,
+                                                                         monkeypatch):
+    """Slow: shares the int8 conversion above. The README's 15-line stream() example, run as written but on the two
+    photos instead of a camera and with the window replaced: on Grace Hopper the person stays sharp and the rest is
+    blurred."""
+    import cv2
+    from readme_helpers import README
+
+    from edge.segmenter import Segmenter
+
+    text = README.read_text(encoding="utf-8")
+    [code] = [block.split("```", 1)[0] for block in text.split("```python\n")[1:] if "from edge import stream" in block]
+    assert len(code.strip().splitlines()) <= 15
+    model = '"runs/voc-dm05/export/deeplabv3plus_mobilenetv2_int8.tflite"'
+    assert model in code and "source=0" in code
+    code = code.replace(model, repr(imported_int8_export)).replace("source=0", f"source={imported_runs.photos!r}")
+    shown = []
+    monkeypatch.setattr(cv2, "imshow", lambda title, image: shown.append(image))
+    monkeypatch.setattr(cv2, "waitKey", lambda delay: -1)
+    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+    exec(compile(code, "README.md", "exec"), {})
+    assert len(shown) == 2  # cat.bmp, then grace_hopper.bmp
+    photo = cv2.imread(str(DATA / "grace_hopper.bmp"))
+    person = Segmenter.from_file(imported_int8_export).segment(photo) == 15
+    inside = cv2.erode(person.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+    outside = ~cv2.dilate(person.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+    change = np.abs(shown[1].astype(int) - photo).mean(axis=-1)
+    assert inside.mean() > 0.2 and outside.mean() > 0.1
+    assert change[inside].mean() < 1 and change[outside].mean() > 5, (change[inside].mean(), change[outside].mean())
+
+
 def test_label_file_ends_at_the_first_blank_line():
     from kerasseg.data.files import VOC_LABELS
     from edge.artifact import read_label_file

@@ -115,9 +115,14 @@ def test_evaluate_and_predict_commands(tiny_run, tmp_path):
     mask = cv2.imread(str(tmp_path / "pred" / "a_mask.png"))
     colors = {tuple(int(v) for v in c[::-1]) for c in Spec.load(run_dir).colors}  # BGR on disk
     assert {tuple(p) for p in mask.reshape(-1, 3)} <= colors
-    overlay = cv2.imread(str(tmp_path / "pred" / "b_overlay.png"))  # the legend sits beside a 30x30 image
-    assert overlay.shape[0] >= 30 and overlay.shape[1] > 30 and overlay.shape[2] == 3
-    assert {tuple(p) for p in overlay[:30, 30:].reshape(-1, 3)} - {(32, 32, 32)}  # the legend panel is drawn on
+    for stem, (height, width) in (("a", (40, 50)), ("b", (30, 30))):
+        ids = cv2.imread(str(tmp_path / "pred" / f"{stem}_labels.png"), cv2.IMREAD_UNCHANGED)
+        overlay = cv2.imread(str(tmp_path / "pred" / f"{stem}_overlay.png"))
+        if (ids > 0).any():  # a tinted class: its legend sits beside an image this small, on a panel
+            assert overlay.shape[0] >= height and overlay.shape[1] > width and overlay.shape[2] == 3
+            assert {tuple(p) for p in overlay[:height, width:].reshape(-1, 3)} - {(32, 32, 32)}
+        else:  # background only: left untinted, and no colour for a legend to explain
+            assert overlay.shape == (height, width, 3)
 
 
 def test_evaluate_and_predict_report_bad_input(tmp_path, capsys):
