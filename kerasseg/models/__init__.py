@@ -5,10 +5,10 @@ and LR-ASPP (MobileNetV3).
 whose input "image" takes RGB pixels in [0, 255] and whose output "logits" is
 float32 (batch, H, W, num_classes) at exactly the input's H and W.
 """
-from kerasseg.models.backbones import BACKBONES, MOBILENETV2_ALPHAS
 from kerasseg.models.counting import count_params_and_macs
+from kerasseg.models.mobilenetv2 import MOBILENETV2_ALPHAS
 from kerasseg.models.mobilenetv3 import MOBILENETV3_ALPHAS
-from kerasseg.models.registry import (MODELS, OPTION_DOCS, build_model, custom_objects, list_models, load_model,
+from kerasseg.models.registry import (BACKBONES, MODELS, OPTION_DOCS, build_model, custom_objects, list_models, load_model,
                                       min_input_size, model_config, preprocessing_for)
 
 __all__ = ["BACKBONES", "MOBILENETV2_ALPHAS", "MOBILENETV3_ALPHAS", "MODELS", "OPTION_DOCS", "build_model",

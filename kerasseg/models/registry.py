@@ -7,14 +7,49 @@ import os
 from typing import Callable
 
 from kerasseg.backend import keras
-from kerasseg.models.backbones import BACKBONES, MOBILENETV2_ALPHAS, MOBILENETV2_CHANNEL_ROUNDINGS
+from kerasseg.models.backbones import resnet50, resnet101, vgg16, xception65
+from kerasseg.models.blocks import CUSTOM_OBJECTS as BLOCK_OBJECTS
 from kerasseg.models.deeplab import deeplab_head
 from kerasseg.models.fcn import FCN_VARIANTS, fcn_head
 from kerasseg.models.layers import CUSTOM_OBJECTS, Normalize
 from kerasseg.models.lraspp import lraspp_head
-from kerasseg.models.mobilenetv3 import CUSTOM_OBJECTS as MOBILENETV3_OBJECTS, MOBILENETV3_ALPHAS
+from kerasseg.models.mobilenetv2 import MOBILENETV2_ALPHAS, MOBILENETV2_CHANNEL_ROUNDINGS, mobilenetv2
+from kerasseg.models.mobilenetv3 import MOBILENETV3_ALPHAS, mobilenetv3_large, mobilenetv3_small
 from kerasseg.models.weights import (download_imagenet_weights, hdf5_layer_names, load_vgg16_classifier_as_fcn,
                                       load_weights_by_name)
+
+CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)  # keras.applications "caffe" mode, RGB order
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """A backbone builder with its normalisation and ImageNet weight files."""
+
+    name: str
+    build: Callable
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    channel_order: str
+    output_strides: tuple[int, ...]
+    paper: str
+
+
+BACKBONES: dict[str, Backbone] = {
+    "vgg16": Backbone("vgg16", vgg16, CAFFE_MEAN_RGB, (1.0, 1.0, 1.0), "bgr", (32,),
+                      "https://arxiv.org/abs/1409.1556"),
+    "mobilenetv2": Backbone("mobilenetv2", mobilenetv2, (127.5,) * 3, (127.5,) * 3, "rgb", (8, 16, 32),
+                            "https://arxiv.org/abs/1801.04381"),
+    "mobilenetv3_large": Backbone("mobilenetv3_large", mobilenetv3_large, (127.5,) * 3, (127.5,) * 3, "rgb",
+                                  (8, 16, 32), "https://arxiv.org/abs/1905.02244"),
+    "mobilenetv3_small": Backbone("mobilenetv3_small", mobilenetv3_small, (127.5,) * 3, (127.5,) * 3, "rgb",
+                                  (8, 16, 32), "https://arxiv.org/abs/1905.02244"),
+    "xception65": Backbone("xception65", xception65, (127.5,) * 3, (127.5,) * 3, "rgb", (8, 16, 32),
+                           "https://arxiv.org/abs/1802.02611"),
+    "resnet50": Backbone("resnet50", resnet50, CAFFE_MEAN_RGB, (1.0, 1.0, 1.0), "bgr", (8, 16, 32),
+                         "https://arxiv.org/abs/1512.03385"),
+    "resnet101": Backbone("resnet101", resnet101, CAFFE_MEAN_RGB, (1.0, 1.0, 1.0), "bgr", (8, 16, 32),
+                          "https://arxiv.org/abs/1512.03385"),
+}
 
 # Options each backbone adds to its arch's options, with defaults.
 BACKBONE_OPTIONS = {"mobilenetv2": {"alpha": 1.0, "channel_rounding": "keras"},
@@ -211,7 +246,7 @@ def _resolve_backbone_weights(backbone_weights, backbone, options):
 
 def custom_objects() -> dict:
     """The custom layers and initializer, for ``keras.models.load_model``."""
-    return {**CUSTOM_OBJECTS, **MOBILENETV3_OBJECTS}
+    return {**CUSTOM_OBJECTS, **BLOCK_OBJECTS}
 
 
 def load_model(path):

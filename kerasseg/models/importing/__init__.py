@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import os
 
-from kerasseg.models.backbones import MOBILENETV2_ALPHAS
+from kerasseg.models.mobilenetv2 import MOBILENETV2_ALPHAS
 from kerasseg.models.importing.names import (BACKBONE_ROOTS, NameMapError, Official, assign, official_weights,
                                              slots_for)
 
