@@ -35,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help="resizes the Edge TPU compiler maps (half_pixel_centers=False; default: off)")
     model.add_argument("--minimalistic", action=argparse.BooleanOptionalAction, default=None,
                        help="MobileNetV3 without squeeze-excite and h-swish, 3x3 kernels (default: off)")
+    model.add_argument("--head-filters", type=int, metavar="N",
+                       help="DeepLab's head width: each ASPP branch and its projection (default: 256)")
     model.add_argument("--dropout", type=float, help="dropout rate in the head (default: the arch's)")
     model.add_argument("--backbone-weights", type=str, metavar="PATH_OR_imagenet",
                        help="initial backbone weights: 'imagenet' or a weights file (default: random)")

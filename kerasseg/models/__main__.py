@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from edge import console
+from kerasseg.models.mobilenet_edgetpu import MOBILENET_EDGETPU_ALPHAS
 from kerasseg.models import (BACKBONES, MOBILENETV2_ALPHAS, MOBILENETV3_ALPHAS, MODELS, OPTION_DOCS, build_model,
                              count_params_and_macs, list_models, model_config)
 
@@ -34,6 +35,8 @@ def parse_args(argv=None):
     parser.add_argument("--alpha", type=float, choices=sorted(set(MOBILENETV2_ALPHAS + MOBILENETV3_ALPHAS)),
                         help=OPTION_DOCS["alpha"])
     parser.add_argument("--dropout", type=float, help=OPTION_DOCS["dropout"])
+    parser.add_argument("--head-filters", "--head_filters", dest="head_filters", type=int,
+                        help=OPTION_DOCS["head_filters"])
     for flag in ("aspp", "decoder", "edgetpu_friendly", "minimalistic"):
         parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, action=argparse.BooleanOptionalAction,
                             help=OPTION_DOCS[flag])
@@ -56,11 +59,13 @@ def print_registry():
     print("mobilenetv2 adds alpha=1.0, one of", ", ".join(map(str, MOBILENETV2_ALPHAS)))
     print("mobilenetv3_large and mobilenetv3_small add alpha=1.0, one of", ", ".join(map(str, MOBILENETV3_ALPHAS)),
           "and minimalistic=False")
+    print("mobilenet_edgetpu adds alpha=1.0, one of", ", ".join(map(str, MOBILENET_EDGETPU_ALPHAS)),
+          "(0.75: Google's 'slim' DeepLab)")
 
 
 def print_counts(args):
     height, width = (args.image_size * 2)[:2]
-    names = ("alpha", "dropout", "aspp", "decoder", "edgetpu_friendly", "minimalistic")
+    names = ("alpha", "dropout", "head_filters", "aspp", "decoder", "edgetpu_friendly", "minimalistic")
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     config = model_config(arch=args.arch, num_classes=args.num_classes, backbone=args.backbone,
                           output_stride=args.output_stride, **options)

@@ -9,10 +9,11 @@ from typing import Callable
 from kerasseg.backend import keras
 from kerasseg.models.backbones import resnet50, resnet101, vgg16, xception65
 from kerasseg.models.blocks import CUSTOM_OBJECTS as BLOCK_OBJECTS
-from kerasseg.models.deeplab import deeplab_head
+from kerasseg.models.deeplab import ASPP_FILTERS, deeplab_head
 from kerasseg.models.fcn import FCN_VARIANTS, fcn_head
 from kerasseg.models.layers import CUSTOM_OBJECTS, Normalize
 from kerasseg.models.lraspp import lraspp_head
+from kerasseg.models.mobilenet_edgetpu import MOBILENET_EDGETPU_ALPHAS, mobilenet_edgetpu
 from kerasseg.models.mobilenetv2 import MOBILENETV2_ALPHAS, MOBILENETV2_CHANNEL_ROUNDINGS, mobilenetv2
 from kerasseg.models.mobilenetv3 import MOBILENETV3_ALPHAS, mobilenetv3_large, mobilenetv3_small
 from kerasseg.models.weights import (download_imagenet_weights, hdf5_layer_names, load_vgg16_classifier_as_fcn,
@@ -43,6 +44,8 @@ BACKBONES: dict[str, Backbone] = {
                                   (8, 16, 32), "https://arxiv.org/abs/1905.02244"),
     "mobilenetv3_small": Backbone("mobilenetv3_small", mobilenetv3_small, (127.5,) * 3, (127.5,) * 3, "rgb",
                                   (8, 16, 32), "https://arxiv.org/abs/1905.02244"),
+    "mobilenet_edgetpu": Backbone("mobilenet_edgetpu", mobilenet_edgetpu, (127.5,) * 3, (127.5,) * 3, "rgb",
+                                  (8, 16, 32), "https://arxiv.org/abs/2003.02838"),
     "xception65": Backbone("xception65", xception65, (127.5,) * 3, (127.5,) * 3, "rgb", (8, 16, 32),
                            "https://arxiv.org/abs/1802.02611"),
     "resnet50": Backbone("resnet50", resnet50, CAFFE_MEAN_RGB, (1.0, 1.0, 1.0), "bgr", (8, 16, 32),
@@ -54,10 +57,11 @@ BACKBONES: dict[str, Backbone] = {
 # Options each backbone adds to its arch's options, with defaults.
 BACKBONE_OPTIONS = {"mobilenetv2": {"alpha": 1.0, "channel_rounding": "keras"},
                     "mobilenetv3_large": {"alpha": 1.0, "minimalistic": False},
-                    "mobilenetv3_small": {"alpha": 1.0, "minimalistic": False}}
+                    "mobilenetv3_small": {"alpha": 1.0, "minimalistic": False},
+                    "mobilenet_edgetpu": {"alpha": 1.0}}
 # The widths each backbone with an ``alpha`` option accepts.
 ALPHAS = {"mobilenetv2": MOBILENETV2_ALPHAS, "mobilenetv3_large": MOBILENETV3_ALPHAS,
-          "mobilenetv3_small": MOBILENETV3_ALPHAS}
+          "mobilenetv3_small": MOBILENETV3_ALPHAS, "mobilenet_edgetpu": MOBILENET_EDGETPU_ALPHAS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,19 +90,25 @@ def _fcn(arch):
 MODELS: dict[str, Arch] = {arch: _fcn(arch) for arch in FCN_VARIANTS}
 MODELS["deeplabv3plus"] = Arch(
     "deeplabv3plus", deeplab_head,
-    ("mobilenetv2", "xception65", "resnet50", "resnet101", "mobilenetv3_large", "mobilenetv3_small"), (8, 16, 32), 16,
-    {"aspp": True, "decoder": True, "dropout": 0.1, "edgetpu_friendly": False, "align_corners": False},
+    ("mobilenetv2", "xception65", "resnet50", "resnet101", "mobilenetv3_large", "mobilenetv3_small",
+     "mobilenet_edgetpu"), (8, 16, 32), 16,
+    {"aspp": True, "decoder": True, "dropout": 0.1, "edgetpu_friendly": False, "align_corners": False,
+     "head_filters": ASPP_FILTERS},
     "https://arxiv.org/abs/1802.02611",
     "DeepLabv3+ (decoder=False: DeepLabv3; aspp=False, decoder=False: the DeepLab MobileNetV2 head)")
 MODELS["lraspp"] = Arch(
-    "lraspp", lraspp_head, ("mobilenetv3_large", "mobilenetv3_small"), (8, 16, 32), 16, {"edgetpu_friendly": False},
+    "lraspp", lraspp_head, ("mobilenetv3_large", "mobilenetv3_small", "mobilenet_edgetpu"), (8, 16, 32), 16,
+    {"edgetpu_friendly": False},
     "https://arxiv.org/abs/1905.02244", "Lite R-ASPP of MobileNetV3: gated 1x1 on the deepest features + stride-8 skip")
 
 OPTION_DOCS = {
-    "alpha": f"width multiplier: MobileNetV2 one of {MOBILENETV2_ALPHAS}, MobileNetV3 one of {MOBILENETV3_ALPHAS}",
+    "alpha": f"width multiplier: MobileNetV2 one of {MOBILENETV2_ALPHAS}, MobileNetV3 one of {MOBILENETV3_ALPHAS}, "
+             f"MobileNet-EdgeTPU one of {MOBILENET_EDGETPU_ALPHAS} (0.75: Google's 'slim' DeepLab)",
     "minimalistic": "MobileNetV3 without squeeze-excite and h-swish, 3x3 kernels only (the Edge-TPU-friendly variant)",
     "aspp": "True: ASPP with 1x1, three atrous separable 3x3 and image pooling; False: 1x1 and image pooling only",
     "decoder": "True: DeepLabv3+ decoder on stride-4 features; False: DeepLabv3 (classifier at the output stride)",
+    "head_filters": f"DeepLab's head width: the filters of each ASPP branch, the image pooling and their projection "
+                    f"(default {ASPP_FILTERS}; Google's MobileNet-EdgeTPU 'slim' DeepLab uses 128)",
     "dropout": "dropout rate in [0, 1): after fc6 and fc7 (FCN), after the ASPP projection (DeepLab)",
     "edgetpu_friendly": "True: every resize uses half_pixel_centers=False (what the Edge TPU compiler maps); "
                         "dilations are equal in x and y in every model. FCN has no resize, so nothing changes there",
@@ -134,6 +144,10 @@ def _check_option(name, value, backbone):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) not in ALPHAS[backbone]:
             raise ValueError(f"alpha: got {value!r}; valid choices for {backbone} are {list(ALPHAS[backbone])}")
         value = float(value)
+    elif name == "head_filters":
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"head_filters: expected a positive integer, got {value!r}")
+        value = int(value)
     elif name == "channel_rounding":
         _choice("channel_rounding", value, MOBILENETV2_CHANNEL_ROUNDINGS)
     return value

@@ -47,6 +47,7 @@ class TrainConfig:
     align_corners: bool | None = None
     channel_rounding: str | None = None
     minimalistic: bool | None = None
+    head_filters: int | None = None
     dropout: float | None = None
     backbone_weights: str | None = None
     init_from: str | None = None  # a trained model to fine-tune (kerasseg.training.init_from)
@@ -116,7 +117,7 @@ class TrainConfig:
 
 # Passed to build_model when set.
 MODEL_OPTIONS = ("alpha", "aspp", "decoder", "edgetpu_friendly", "minimalistic", "align_corners",
-                 "channel_rounding", "dropout")
+                 "channel_rounding", "head_filters", "dropout")
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
