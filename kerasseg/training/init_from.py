@@ -16,7 +16,8 @@ from kerasseg.training.batchnorm import BATCH_NORM_STEPS, reestimate_batch_norm
 
 # Build arguments the weights fix: a flag may not contradict them. The others (output_stride, dropout,
 # edgetpu_friendly) come from the source unless a flag sets them.
-FIXED_BY_WEIGHTS = ("arch", "backbone", "alpha", "channel_rounding", "minimalistic", "aspp", "decoder")
+FIXED_BY_WEIGHTS = ("arch", "backbone", "alpha", "channel_rounding", "minimalistic", "aspp", "decoder",
+                    "head_filters")
 FROM_SOURCE = FIXED_BY_WEIGHTS + ("output_stride", "dropout", "edgetpu_friendly", "align_corners")
 CLASSIFIER = "classifier"
 
