@@ -12,6 +12,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from kerasseg.models.registry import OPTIONS
+
 OPTIMIZERS = ("sgd", "adamw")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 CLASS_WEIGHTS = ("none", "auto")
@@ -33,22 +35,27 @@ PRETRAINED_LEARNING_RATE = 1e-3
 DEEPLAB_MOBILENETV2_ALPHA = 0.35
 
 
+def _with_model_options(cls):
+    """Give ``cls`` one field per option of the model registry's table (``OPTIONS``), after ``arch``, each
+    defaulting to None: "not given", so that the arch, the YAML file and the flags can fill it."""
+    notes = dict(cls.__annotations__)
+    cls.__annotations__ = {"arch": notes.pop("arch"),
+                           **{name: f"{option.type.__name__} | None" for name, option in OPTIONS.items()}, **notes}
+    for name in OPTIONS:
+        setattr(cls, name, None)
+    return cls
+
+
 @dataclasses.dataclass
+@_with_model_options
 class TrainConfig:
-    """Everything a training run needs; field names are the flag and YAML key names."""
+    """Everything a training run needs; field names are the flag and YAML key names.
+
+    Besides these, one field per build option of the model registry (``OPTIONS``: backbone, output_stride,
+    alpha, aspp, ...), None when not given.
+    """
 
     arch: str = "deeplabv3plus"
-    backbone: str | None = None
-    output_stride: int | None = None
-    alpha: float | None = None
-    aspp: bool | None = None
-    decoder: bool | None = None
-    edgetpu_friendly: bool | None = None
-    align_corners: bool | None = None
-    channel_rounding: str | None = None
-    minimalistic: bool | None = None
-    head_filters: int | None = None
-    dropout: float | None = None
     backbone_weights: str | None = None
     init_from: str | None = None  # a trained model to fine-tune (kerasseg.training.init_from)
     dataset: str = "synthetic"
@@ -115,9 +122,8 @@ class TrainConfig:
         return data
 
 
-# Passed to build_model when set.
-MODEL_OPTIONS = ("alpha", "aspp", "decoder", "edgetpu_friendly", "minimalistic", "align_corners",
-                 "channel_rounding", "head_filters", "dropout")
+# Passed to build_model when set (backbone and output_stride always are).
+MODEL_OPTIONS = tuple(name for name in OPTIONS if name not in ("backbone", "output_stride"))
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 

@@ -12,13 +12,13 @@ import dataclasses
 import functools
 import os
 
+from kerasseg.models.registry import OPTIONS
 from kerasseg.training.batchnorm import BATCH_NORM_STEPS, reestimate_batch_norm
 
-# Build arguments the weights fix: a flag may not contradict them. The others (output_stride, dropout,
-# edgetpu_friendly) come from the source unless a flag sets them.
-FIXED_BY_WEIGHTS = ("arch", "backbone", "alpha", "channel_rounding", "minimalistic", "aspp", "decoder",
-                    "head_filters")
-FROM_SOURCE = FIXED_BY_WEIGHTS + ("output_stride", "dropout", "edgetpu_friendly", "align_corners")
+# Build arguments the weights fix (the arch and the registry's options marked so): a flag may not contradict
+# them. The others (output_stride, dropout, edgetpu_friendly, ...) come from the source unless a flag sets them.
+FIXED_BY_WEIGHTS = ("arch",) + tuple(name for name, option in OPTIONS.items() if option.fixed_by_weights)
+FROM_SOURCE = FIXED_BY_WEIGHTS + tuple(name for name, option in OPTIONS.items() if not option.fixed_by_weights)
 CLASSIFIER = "classifier"
 
 
