@@ -20,8 +20,8 @@ import dataclasses
 import numpy as np
 
 from kerasseg.backend import keras
-from kerasseg.models import mobilenet_edgetpu
 from kerasseg.models.deeplab import ASPP_FILTERS
+from kerasseg.models.mobilenet_edgetpu import NAMES as EDGETPU_NAMES, convolutions as edgetpu_convolutions
 
 BATCH_NORM = ("gamma", "beta", "moving_mean", "moving_variance")
 
@@ -64,8 +64,8 @@ def mobilenetv2_slots() -> list[Slot]:
 
 def mobilenet_edgetpu_slots(*, alpha: float) -> list[Slot]:
     """``MobilenetEdgeTPU/...`` -> the builder's layers, which carry slim's names below that root."""
-    return [Slot(f"MobilenetEdgeTPU/{name}", name, name + mobilenet_edgetpu.NAMES.batch_norm)
-            for name in mobilenet_edgetpu.convolutions(alpha=alpha)]
+    return [Slot(f"MobilenetEdgeTPU/{name}", name, name + EDGETPU_NAMES.batch_norm)
+            for name in edgetpu_convolutions(alpha=alpha)]
 
 
 def _separable(official: str, keras_name: str) -> list[Slot]:
