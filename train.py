@@ -92,10 +92,10 @@ def main(argv=None) -> int:
     console.configure(args.log_level)
     from kerasseg.data import DatasetError
     from edge.artifact import SpecError
-    from kerasseg.training import (NonFiniteLossError, RunError, TrainingInterrupted, format_results, latest_run,
-                                   resolve_config, train)
+    from kerasseg.rundir import RunError, latest_run, read_config
+    from kerasseg.training import NonFiniteLossError, TrainingInterrupted, format_results, train
     from kerasseg.training.config import FIELDS, read_yaml
-    from kerasseg.training.run import read_config
+    from kerasseg.training.init_from import resolve_with_source
 
     try:
         # Settings: saved run (when resuming) < arch defaults < YAML < flags.
@@ -113,9 +113,9 @@ def main(argv=None) -> int:
             from kerasseg.data import DEFAULT_URI, with_options
             uri = overrides.get("dataset") or yaml_values.get("dataset") or (base or {}).get("dataset") or DEFAULT_URI
             overrides["dataset"] = with_options(uri, val_fraction=args.val_fraction, colormap=args.colormap)
-        config = resolve_config(overrides=overrides, yaml_values=yaml_values, base=base)
+        config, init_source = resolve_with_source(overrides=overrides, yaml_values=yaml_values, base=base)
         result = train(config, output_dir=output_dir, resume=resume, check_data=args.check_data,
-                       verbose=not args.quiet)
+                       verbose=not args.quiet, init_source=init_source)
     except TrainingInterrupted as stop:
         print(stop, file=sys.stderr)
         return 130 if stop.signal_name == "SIGINT" else 143

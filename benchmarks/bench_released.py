@@ -6,7 +6,7 @@
 
 Imports each released int8 file (default, both from tests/data: Coral's DeepLabv3 MobileNetV2 depth 0.5 for
 VOC, and Google's DeepLabv3 MobileNet-EdgeTPU "slim" for Cityscapes; with --smoke only the second) with
-``python -m kerasseg.models import``'s library calls, timing the import and counting the multiply-adds at the
+``python -m kerasseg import``'s library calls, timing the import and counting the multiply-adds at the
 file's input size, then exports it as ``convert.py --int8`` does (default CPU head, calibrated on the photos with
 ``images:``). ``edge.Segmenter`` runs both (1 interpreter thread, 1 OpenCV thread) on the two photos stretched to
 640x480 camera frames, in alternating rounds: per-frame CPU time (preprocess + invoke + post-processing to a
@@ -49,8 +49,9 @@ def import_and_export(released: str, photos: str, work: str, *, input_size, cali
     from kerasseg.export.modes import Mode
     from kerasseg.models import count_params_and_macs
     from kerasseg.models.importing import import_model
-    from kerasseg.models.importing.rundir import imported_spec, write_imported_run
-    from kerasseg.training.trained import open_trained
+    from kerasseg.models.importing.labels import imported_spec
+    from kerasseg.rundir import open_trained
+    from kerasseg.rundir.imported import write_imported_run
 
     started = time.perf_counter()
     imported = import_model(released)

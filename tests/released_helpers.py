@@ -97,18 +97,18 @@ def edgetpu_compiled_copy(source, target) -> str:
 
 @dataclasses.dataclass
 class Imported:
-    runs: dict  # "int8" / "float257" -> run directory written by python -m kerasseg.models import
+    runs: dict  # "int8" / "float257" -> run directory written by python -m kerasseg import
     outputs: dict  # the same -> what the command printed
     photos: str  # the folder of the two photos
 
 
 @pytest.fixture(scope="session")
 def imported_runs(tmp_path_factory) -> Imported:
-    """Both released files imported once, through ``python -m kerasseg.models import`` (in-process)."""
+    """Both released files imported once, through ``python -m kerasseg import`` (in-process)."""
     import contextlib
     import io
 
-    from kerasseg.models.__main__ import main
+    from kerasseg.__main__ import main
 
     root = tmp_path_factory.mktemp("imported")
     runs, outputs = {}, {}
@@ -134,19 +134,19 @@ def imported_int8_export(imported_runs) -> str:
 
 @dataclasses.dataclass
 class CityscapesRun:
-    path: str  # the run directory written by python -m kerasseg.models import
+    path: str  # the run directory written by python -m kerasseg import
     output: str  # what the command printed
     seconds: float  # how long the import took
 
 
 @pytest.fixture(scope="session")
 def cityscapes_run(tmp_path_factory) -> CityscapesRun:
-    """Google's MobileNet-EdgeTPU Cityscapes file imported once, through ``python -m kerasseg.models import``."""
+    """Google's MobileNet-EdgeTPU Cityscapes file imported once, through ``python -m kerasseg import``."""
     import contextlib
     import io
     import time
 
-    from kerasseg.models.__main__ import main
+    from kerasseg.__main__ import main
 
     path, out = str(tmp_path_factory.mktemp("cityscapes") / "run"), io.StringIO()
     started = time.perf_counter()

@@ -110,7 +110,7 @@ def test_features_and_output_strides():
 
 
 def test_an_edgetpu_compiled_file_is_refused_in_one_line_naming_the_cpu_file(tmp_path, capsys):
-    from kerasseg.models.__main__ import main
+    from kerasseg.__main__ import main
 
     compiled = edgetpu_compiled_copy(CITYSCAPES, tmp_path / (CITYSCAPES.stem + "_edgetpu.tflite"))
     assert main(["import", compiled, "--output", str(tmp_path / "run")]) == 2
@@ -122,7 +122,7 @@ def test_an_edgetpu_compiled_file_is_refused_in_one_line_naming_the_cpu_file(tmp
 
 def test_coral_label_file_is_refused_naming_its_background_line():
     from kerasseg.models.importing import Imported
-    from kerasseg.models.importing.rundir import imported_spec
+    from kerasseg.models.importing.labels import imported_spec
 
     imported = Imported(model=None, config={"arch": "deeplabv3plus", "backbone": "mobilenet_edgetpu",
                                             "num_classes": 19}, input_size=(513, 513), source={}, filled=[], unused=[])
@@ -158,7 +158,7 @@ def test_imported_model_agrees_with_googles_file_as_well_as_the_file_agrees_with
     that against itself: an invisible +-1 grey-level change moves 6-13% of its class map (VOC's file: under 1%),
     and our float model of its exact weights sits within that noise. So the bound is the file's own floor.
     """
-    from kerasseg.training.trained import open_trained
+    from kerasseg.rundir import open_trained
 
     trained = open_trained(cityscapes_run.path)
     frames = frames_at(trained.spec.input_size)
@@ -180,7 +180,7 @@ def test_int8_reexport_differs_from_googles_file_no_more_than_their_own_noise(ci
     their own disagreements under that noise; a wrong layer or resize would disagree on far more.
     """
     from kerasseg.export.export import export
-    from kerasseg.training.trained import open_trained
+    from kerasseg.rundir import open_trained
 
     [result] = export(open_trained(cityscapes_run.path), ["int8"], dataset=f"images:{photos_folder(tmp_path)}",
                       calibration_steps=4, out_dir=str(tmp_path / "export"), max_drop=100.0, log=lambda line: None)
@@ -207,7 +207,7 @@ def test_each_imported_layer_computes_what_googles_layer_computes(cityscapes_run
     from kerasseg.backend import tf
     from kerasseg.models.importing import slots_for
     from kerasseg.models.importing.tflite import CONVOLUTIONS, kernel_scope
-    from kerasseg.training.trained import open_trained
+    from kerasseg.rundir import open_trained
 
     trained = open_trained(cityscapes_run.path)
     slots = {slot.scope: slot for slot in slots_for(trained.model_kwargs)}
@@ -290,7 +290,7 @@ def pipeline(cityscapes_run, tmp_path_factory):
     import io
 
     from kerasseg.export.export import export
-    from kerasseg.training.trained import open_trained
+    from kerasseg.rundir import open_trained
 
     run, out = tmp_path_factory.mktemp("edgetpu_pipeline") / "run", io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -5,7 +5,8 @@ import pathlib
 import pytest
 
 from kerasseg.training import resolve_config
-from kerasseg.training.config import FIELDS, TrainConfig, config_differences, normalize_image_size, read_yaml
+from kerasseg.rundir import config_differences
+from kerasseg.training.config import FIELDS, TrainConfig, normalize_image_size, read_yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

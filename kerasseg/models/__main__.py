@@ -2,12 +2,10 @@
 
     python -m kerasseg.models
     python -m kerasseg.models --arch deeplabv3plus --backbone mobilenetv2 --no-aspp --no-decoder --image-size 513
-    python -m kerasseg.models import SOURCE --output DIR   # a released DeepLab model as a run directory
     python -m kerasseg.models --arch lraspp --backbone mobilenetv3_large --image-size 520
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from edge import console
@@ -18,12 +16,11 @@ from kerasseg.models.registry import ALPHAS
 
 def parse_args(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["import"]:  # python -m kerasseg.models import SOURCE --output DIR
-        from kerasseg.models.importing.cli import parse_args as parse_import
-        return parse_import(argv[1:])
     parser = console.ArgumentParser(prog="python -m kerasseg.models", description=__doc__.splitlines()[0],
-                                    epilog="python -m kerasseg.models import --help: import a released DeepLab "
-                                           "model (.tflite or model-zoo checkpoint) as a run directory")
+                                    epilog="python -m kerasseg import --help: import a released DeepLab model "
+                                           "(.tflite or model-zoo checkpoint) as a run directory")
+    if argv[:1] == ["import"]:  # the command of an earlier release; it writes a run, a floor above the models
+        parser.error("the import command is `python -m kerasseg import SOURCE --output DIR`")
     parser.add_argument("--arch", choices=list_models(), help="count this arch (without it: list the registry)")
     parser.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int, default=21,
                         help="classes, background included (default 21, PASCAL VOC)")
@@ -33,10 +30,10 @@ def parse_args(argv=None):
                                                       "dropout": "the arch's"})
     console.add_log_level(parser)
     args = parser.parse_args(argv)
-    args.command = None
     if len(args.image_size) not in (1, 2):
         parser.error(f"--image-size: give one or two numbers, got {args.image_size}")
     return args
+
 
 
 def print_registry():
@@ -67,9 +64,6 @@ def print_counts(args):
 def main(argv=None):
     args = parse_args(argv)
     console.configure(args.log_level)
-    if args.command == "import":
-        from kerasseg.models.importing.cli import run
-        return run(args)
     if args.arch is None:
         print_registry()
         return 0

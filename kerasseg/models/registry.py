@@ -68,7 +68,7 @@ class Option:
     help: str
     fixed_by_weights: bool     # trained weights fix it: --init-from refuses a flag that contradicts them
     choices: tuple | None = None
-    training_flag: bool = True  # False: released weights set it (python -m kerasseg.models import), not train.py
+    training_flag: bool = True  # False: released weights set it (python -m kerasseg import), not train.py
 
 
 OPTIONS: dict[str, Option] = {option.name: option for option in (

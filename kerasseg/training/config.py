@@ -17,7 +17,6 @@ from kerasseg.models.registry import OPTIONS
 OPTIMIZERS = ("sgd", "adamw")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 CLASS_WEIGHTS = ("none", "auto")
-CONFIG_FILENAME = "config.yaml"
 
 # Paper settings for FCN (Long et al., 2015, section 4.3); the main job's settings for the others.
 FCN_DEFAULTS = {"optimizer": "sgd", "learning_rate": 1e-4, "momentum": 0.9, "weight_decay": 5e-4,
@@ -170,11 +169,11 @@ def read_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
-def resolve_config(*, overrides: Mapping[str, Any] | None = None, yaml_values: Mapping[str, Any] | None = None,
-                   base: Mapping[str, Any] | None = None) -> TrainConfig:
-    """Merge defaults < arch defaults < ``yaml_values`` < ``overrides`` (``None`` values are "not given").
+def given_settings(*, overrides: Mapping[str, Any] | None = None, yaml_values: Mapping[str, Any] | None = None,
+                   base: Mapping[str, Any] | None = None) -> dict:
+    """The settings given, merged: ``base`` (a saved run's, when resuming) < ``yaml_values`` < ``overrides``.
 
-    With ``base`` (a saved run's config, when resuming) it replaces the defaults and arch defaults.
+    ``None`` values are "not given"; an unknown key is a ValueError naming where it came from.
     """
     given: dict[str, Any] = {}
     for source_name, source in (("saved config", base or {}), ("config file", yaml_values or {}),
@@ -183,24 +182,25 @@ def resolve_config(*, overrides: Mapping[str, Any] | None = None, yaml_values: M
         if unknown:
             raise ValueError(f"{source_name}: unknown keys {unknown}; valid keys are {sorted(FIELDS)}")
         given.update({k: v for k, v in source.items() if v is not None})
+    return given
+
+
+def resolve_config(*, overrides: Mapping[str, Any] | None = None, yaml_values: Mapping[str, Any] | None = None,
+                   base: Mapping[str, Any] | None = None, architecture: Mapping[str, Any] | None = None
+                   ) -> TrainConfig:
+    """Merge defaults < arch defaults < ``yaml_values`` < ``overrides`` (``None`` values are "not given").
+
+    With ``base`` (a saved run's config, when resuming) it replaces the defaults and arch defaults. A new run
+    that fine-tunes (``init_from``) takes its build arguments from that model: ``architecture``, which
+    ``kerasseg.training.init_from.resolve_with_source`` reads from it.
+    """
+    given = given_settings(overrides=overrides, yaml_values=yaml_values, base=base)
     if given.get("init_from") and not base:  # the architecture comes from the model to fine-tune
-        from kerasseg.training.init_from import resolve_architecture
-        given.update(resolve_architecture(given, given["init_from"]))
+        if architecture is None:
+            raise ValueError(f"init_from {given['init_from']}: the build arguments come from that model; resolve "
+                             f"the settings with kerasseg.training.init_from.resolve_with_source")
+        given.update(architecture)
     values = {} if base else arch_defaults(given.get("arch", TrainConfig.arch), given.get("backbone"),
                                             given.get("backbone_weights"), given.get("init_from"))
     values.update(given)
     return TrainConfig(**values)
-
-
-def config_differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    """Human-readable differences between two config dicts, for refusing a mismatched resume."""
-    out = []
-    for key in sorted(set(saved) | set(wanted)):
-        a, b = saved.get(key), wanted.get(key)
-        if isinstance(a, tuple):
-            a = list(a)
-        if isinstance(b, tuple):
-            b = list(b)
-        if a != b:
-            out.append(f"{key}: checkpoint has {a!r}, now {b!r}")
-    return out
