@@ -1,7 +1,8 @@
-"""LR-ASPP MobileNetV3 against DeepLab MobileNetV2's mobile head: val mIoU after the same short training, per-frame
-time, multiply-adds, and where the time of MobileNetV3-Large goes.
+"""LR-ASPP MobileNetV3 and DeepLab on MobileNet-EdgeTPU against DeepLab MobileNetV2's mobile head: val mIoU after
+the same short training, per-frame time, multiply-adds, and where the time of MobileNetV3-Large goes.
 
-    python benchmarks/bench_mobilenetv3.py                        # 513 and 257, five models, training at 256 px
+    python benchmarks/bench_mobilenetv3.py                        # 513 and 257, seven models, training at 256 px
+    python benchmarks/bench_mobilenetv3.py --models deeplab_mnv2 deeplab_edgetpu deeplab_edgetpu_slim
     python benchmarks/bench_mobilenetv3.py --smoke --json R.json  # checks the script (run.py --quick): 65 px
 
 Quality: train.py trains each model for the same steps on the built-in dataset at 256 px (``--train-steps``,
@@ -44,7 +45,9 @@ BASELINE = "deeplab_mnv2"
 GOALS = {"lraspp_small": 1.5, "lraspp_large_min": 1.3}  # per-frame speed-up over BASELINE at 513
 LABELS = {"lraspp_large": "LR-ASPP MobileNetV3-Large", "lraspp_large_min": "LR-ASPP MobileNetV3-Large minimalistic",
           "lraspp_small": "LR-ASPP MobileNetV3-Small", "lraspp_small_min": "LR-ASPP MobileNetV3-Small minimalistic",
-          "deeplab_mnv2": "DeepLab MobileNetV2 mobile head (OS16)"}
+          "deeplab_mnv2": "DeepLab MobileNetV2 mobile head (OS16)",
+          "deeplab_edgetpu": "DeepLab MobileNet-EdgeTPU mobile head (OS16)",
+          "deeplab_edgetpu_slim": "DeepLab MobileNet-EdgeTPU 0.75, head 128 (OS16)"}
 TRAIN_DATASET = "synthetic:1000?val=100&size=256"
 ROUNDS = 5
 
@@ -52,7 +55,8 @@ ROUNDS = 5
 def build(out_dir: str, runs: dict, *, sizes, profile_size, smoke: bool) -> dict:
     """Run mnv3_models.py in a subprocess (TensorFlow stays out of this process); its models.json."""
     command = [sys.executable, os.path.join(HERE, "mnv3_models.py"), out_dir, "--sizes", *map(str, sizes),
-               "--runs", *(f"{name}={path}" for name, path in runs.items()), "--profile-size", str(profile_size)]
+               "--runs", *(f"{name}={path}" for name, path in runs.items())]
+    command += ["--profile-size", str(profile_size)] if profile_size else []
     command += ["--smoke"] if smoke else []
     print(f"\nconverting the runs and the profile cuts into {out_dir} ...", flush=True)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2")
@@ -160,6 +164,8 @@ def train_flags(name: str, smoke: bool) -> list:
     flags += ["--arch", kwargs["arch"], "--backbone", kwargs["backbone"]]
     if "alpha" in kwargs:
         flags += ["--alpha", "0.35" if smoke else str(kwargs["alpha"])]
+    if "head_filters" in kwargs:
+        flags += ["--head-filters", str(kwargs["head_filters"])]
     flags += ["--no-aspp"] if kwargs.get("aspp") is False else []
     flags += ["--no-decoder"] if kwargs.get("decoder") is False else []
     return flags + (["--minimalistic"] if kwargs.get("minimalistic") else [])
@@ -212,6 +218,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--profile-runs", type=int, default=20, help="timed invokes per profile cut (median)")
     parser.add_argument("--train-steps", type=int, default=None, help="steps per epoch of the training runs")
     parser.add_argument("--train-epochs", type=int, default=None, help="epochs of the quality runs (default: 3)")
+    parser.add_argument("--models", nargs="+", choices=sorted(mnv3_models.MODELS), default=None,
+                        help=f"the models to train and time (default: all; the baseline {BASELINE} is always in)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, two models, a 2-step run: checks the script")
     parser.add_argument("--json", default=None, help="also write the results here (benchmarks/results.py)")
     return parser.parse_args(argv)
@@ -228,11 +236,14 @@ def main(argv=None) -> int:
     cv2.setNumThreads(1)
     load = os.getloadavg()
     names = mnv3_models.SMOKE_MODELS if args.smoke else list(mnv3_models.MODELS)
+    if args.models:
+        names = [name for name in mnv3_models.MODELS if name in args.models or name == BASELINE]
     print(f"CPU: {cpu_simd()}")
     with tempfile.TemporaryDirectory() as tmp:
         miou, runs = quality(names, tmp, steps=steps, epochs=epochs, size=train_size, batch_size=batch_size,
                              dataset=dataset, smoke=args.smoke)
-        built = build(os.path.join(tmp, "artifacts"), runs, sizes=sizes, profile_size=max(sizes), smoke=args.smoke)
+        profile_size = max(sizes) if "lraspp_large" in names or args.smoke else None  # the profile is Large's
+        built = build(os.path.join(tmp, "artifacts"), runs, sizes=sizes, profile_size=profile_size, smoke=args.smoke)
         rows = frame_rows(built, sizes, args.frames)
         profile = profile_rows(built, args.profile_runs)
     goal_size = 513 if 513 in sizes else max(sizes)

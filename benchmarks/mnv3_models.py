@@ -27,6 +27,11 @@ MODELS = {
     "lraspp_small_min": dict(arch="lraspp", backbone="mobilenetv3_small", minimalistic=True),
     # The DeepLab MobileNetV2 mobile head (1x1 + image pooling, no decoder, OS16) of the released Coral/TF models.
     "deeplab_mnv2": dict(arch="deeplabv3plus", backbone="mobilenetv2", alpha=1.0, aspp=False, decoder=False),
+    # The same head on MobileNet-EdgeTPU (its head as wide as deeplab_mnv2's, 256), and Google's "slim" Cityscapes
+    # configuration (depth 0.75, a 128-filter head).
+    "deeplab_edgetpu": dict(arch="deeplabv3plus", backbone="mobilenet_edgetpu", alpha=1.0, aspp=False, decoder=False),
+    "deeplab_edgetpu_slim": dict(arch="deeplabv3plus", backbone="mobilenet_edgetpu", alpha=0.75, head_filters=128,
+                                 aspp=False, decoder=False),
 }
 SMOKE_MODELS = ("lraspp_small", "deeplab_mnv2")
 # (stage, last layer of the full model, of the minimalistic model): cumulative cut points through LR-ASPP Large.

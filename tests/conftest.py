@@ -36,7 +36,8 @@ import time
 import mediapipe_client
 import pytest
 from edge_helpers import Models, NativeModels, make_models, make_native_models
-from released_helpers import imported_int8_export, imported_runs  # noqa: F401 (fixtures: Google's files imported)
+from released_helpers import (cityscapes_run, imported_int8_export,  # noqa: F401 (fixtures: Google's files imported)
+                              imported_runs)
 from shared_helpers import Artifacts, copy_run, made_once_in, shared_root, train_and_convert_fcn8s, train_shared_run
 
 SESSION_STARTED = time.time()

@@ -28,6 +28,8 @@ SLOW_CONFIGS = [
     dict(arch="lraspp", backbone="mobilenetv3_large", minimalistic=True, output_stride=8),
     dict(arch="deeplabv3plus", backbone="mobilenetv3_large", decoder=False, output_stride=32),
     dict(arch="deeplabv3plus", backbone="mobilenetv3_small", minimalistic=True),
+    dict(arch="deeplabv3plus", backbone="mobilenet_edgetpu", alpha=0.5, output_stride=8, head_filters=64),
+    dict(arch="lraspp", backbone="mobilenet_edgetpu", alpha=0.75, output_stride=32),
 ]
 NUM_CLASSES = 3
 

@@ -18,6 +18,9 @@ FLOAT257 = DATA / "deeplabv3_257_mv_gpu.tflite"  # TF Lite example: depth 0.5, O
 LABELS_FILE = DATA / "pascal_voc_segmentation_labels.txt"
 PHOTOS = {"grace_hopper.bmp": 15, "cat.bmp": 8}  # photo -> its subject's VOC class (person, cat)
 RELEASED = {"int8": INT8, "float257": FLOAT257}
+# Google's DeepLab on MobileNet-EdgeTPU "slim" (depth 0.75, head 128), OS16, 513, Cityscapes' 19 classes, uint8
+CITYSCAPES = DATA / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"
+CITYSCAPES_LABELS_FILE = DATA / "cityscapes_segmentation_labels.txt"  # Coral's: "background" + the 19 names
 # convert.py's calibration images for the round trip: few, since calibration at 513 px dominates its time.
 CALIBRATION_STEPS = 8
 
@@ -46,6 +49,13 @@ def segment(model_path, frames: dict) -> dict:
     return {name: np.asarray(segmenter.segment(frame), np.int64) for name, frame in frames.items()}
 
 
+def noisy(frames: dict, seed: int) -> dict:
+    """``frames`` with every pixel value moved by -1, 0 or +1 grey level at random: an invisible change."""
+    rng = np.random.default_rng(seed)
+    return {name: np.clip(frame.astype(np.int16) + rng.integers(-1, 2, frame.shape), 0, 255).astype(np.uint8)
+            for name, frame in frames.items()}
+
+
 def keras_class_maps(model, frames: dict) -> dict:
     return {name: np.argmax(np.asarray(model(frame[None, ..., ::-1].astype(np.float32), training=False))[0], -1)
             for name, frame in frames.items()}
@@ -66,6 +76,23 @@ def write_official_checkpoint(prefix: str, weights: dict) -> str:
     tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
                       tensors=[tf.constant(weights[n]) for n in names])
     return prefix
+
+
+def edgetpu_compiled_copy(source, target) -> str:
+    """``source`` as ``edgetpu_compiler`` leaves it (no compiler here): one ``edgetpu-custom-op`` from the input to
+    the outputs in place of every operator, the CPU graph's tensors kept."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(source))
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode, code.version = "edgetpu-custom-op", 1
+    graph, op = model.subgraphs[0], schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs, op.customOptions = 0, graph.inputs, graph.outputs, list(b"compiled")
+    model.operatorCodes, graph.operators = [code], [op]
+    flatbuffer_utils.write_model(model, str(target))
+    return str(target)
 
 
 @dataclasses.dataclass
@@ -103,3 +130,26 @@ def imported_int8_export(imported_runs) -> str:
     assert convert.main(["--run", run, "--int8", "--dataset", f"images:{imported_runs.photos}",
                          "--calibration-steps", str(CALIBRATION_STEPS)]) == 0
     return os.path.join(run, "export", "deeplabv3plus_mobilenetv2_int8.tflite")
+
+
+@dataclasses.dataclass
+class CityscapesRun:
+    path: str  # the run directory written by python -m kerasseg import
+    output: str  # what the command printed
+    seconds: float  # how long the import took
+
+
+@pytest.fixture(scope="session")
+def cityscapes_run(tmp_path_factory) -> CityscapesRun:
+    """Google's MobileNet-EdgeTPU Cityscapes file imported once, through ``python -m kerasseg import``."""
+    import contextlib
+    import io
+    import time
+
+    from kerasseg.__main__ import main
+
+    path, out = str(tmp_path_factory.mktemp("cityscapes") / "run"), io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        assert main(["import", str(CITYSCAPES), "--output", path]) == 0
+    return CityscapesRun(path=path, output=out.getvalue(), seconds=time.perf_counter() - started)

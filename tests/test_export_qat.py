@@ -69,3 +69,29 @@ def test_qat_fine_tunes_and_converts_to_a_full_integer_model_that_beats_chance()
 def test_zero_qat_steps_is_an_error():
     with pytest.raises(ValueError, match="qat_steps"):
         qat.fine_tune(None, None, steps=0)
+
+
+@pytest.mark.slow
+def test_the_quantization_aware_copy_keeps_each_concatenation_input_order(monkeypatch):
+    """Slow: two quantize_apply calls (a few seconds). tfmot 0.8 finds a layer's inputs in the model's layer order
+    (tensorflow/model-optimization#1179): without our fix, this DeepLab-like head (a 1x1 branch and an image-pooling
+    branch, concatenated) came out as [pooling, 1x1], and QAT fine-tuned a different model than the one trained."""
+    from kerasseg.models.layers import ResizeToReference
+
+    def conv_bn_relu(x, name):
+        x = layers.Conv2D(4, 1, use_bias=False, name=name)(x)
+        return layers.ReLU(name=name + "_relu")(layers.BatchNormalization(name=name + "_bn")(x))
+
+    image = keras.Input((8, 8, 3), name="image")
+    features = conv_bn_relu(image, "features")
+    pooled = conv_bn_relu(layers.GlobalAveragePooling2D(keepdims=True, name="pool")(features), "pooled")
+    branches = [conv_bn_relu(features, "branch"), ResizeToReference(name="resize")([pooled, features])]
+    model = keras.Model(image, layers.Concatenate(name="concat")(branches))
+    quantized = qat.quantize_aware(model)
+    inbound = quantized.get_layer("quant_concat")._inbound_nodes[0].inbound_layers
+    assert [layer.name for layer in inbound] == ["quant_branch_relu", "quant_resize"]
+
+    import contextlib
+    monkeypatch.setattr(qat, "_inputs_in_order", contextlib.nullcontext)  # tfmot as it is
+    with pytest.raises(RuntimeError, match=r"reordered the inputs of layer 'concat': \['branch_relu', 'resize'\]"):
+        qat.quantize_aware(model)

@@ -47,7 +47,7 @@ def test_model_config_is_resolved_and_rebuilds_the_same_model():
     config = model_config(arch="deeplabv3plus", num_classes=4, alpha=0.35)
     assert config == dict(arch="deeplabv3plus", num_classes=4, backbone="mobilenetv2", output_stride=16,
                           aspp=True, decoder=True, dropout=0.1, edgetpu_friendly=False, align_corners=False,
-                          alpha=0.35, channel_rounding="keras")
+                          head_filters=256, alpha=0.35, channel_rounding="keras")
     assert model_config(**config) == config
     fcn = model_config(arch="fcn8s", num_classes=21)
     assert fcn == dict(arch="fcn8s", num_classes=21, backbone="vgg16", output_stride=32, dropout=0.5,

@@ -91,7 +91,7 @@ def test_custom_objects_lists_the_custom_layers():
     assert set(custom_objects()) == {"Normalize", "ResizeToReference", "CropToReference", "BilinearUpsampling",
                                      "HardSwish", "HardSigmoid"}
     assert set(BACKBONES) == {"vgg16", "mobilenetv2", "xception65", "resnet50", "resnet101", "mobilenetv3_large",
-                              "mobilenetv3_small"}
+                              "mobilenetv3_small", "mobilenet_edgetpu"}
 
 
 @pytest.mark.parametrize("config", [SMALL, pytest.param(dict(arch="fcn8s"), marks=pytest.mark.slow)],

@@ -225,4 +225,5 @@ def test_cli_prints_lraspp_counts(capsys):
     assert float(match[2]) == pytest.approx(macs / 1e9, abs=1e-3)
     assert "minimalistic=True" in out and "alpha=0.75" in out
     assert main([]) == 0
-    assert re.search(r"^lraspp\s+mobilenetv3_large, mobilenetv3_small\s+8/16/32", capsys.readouterr().out, re.M)
+    assert re.search(r"^lraspp\s+mobilenetv3_large, mobilenetv3_small, mobilenet_edgetpu\s+8/16/32",
+                     capsys.readouterr().out, re.M)

@@ -65,6 +65,7 @@ SYSTEM = {  # Debian, the Pi's venv and Coral's apt repository: set-up of the ma
     "tensorboard --logdir runs",
     "wget https://github.com/google-coral/test_data/raw/master/deeplabv3_mnv2_dm05_pascal_quant.tflite",
     "wget http://download.tensorflow.org/models/deeplabv3_mnv2_pascal_trainval_2018_01_29.tar.gz",
+    "wget https://github.com/google-coral/test_data/raw/master/deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite",
 }
 
 RUN = {
@@ -114,6 +115,14 @@ ELSEWHERE = {  # command -> the test that runs it for real
         "tests/test_released.py::test_checkpoint_reader_restores_a_checkpoint_under_the_official_names_exactly",
     "python benchmarks/bench_released.py":
         "tests/test_e2e_benchmarks.py::test_quick_run_writes_every_goal_with_a_number",
+    # Google's MobileNet-EdgeTPU Cityscapes file (tests/data): imported once per session, fine-tuned and exported once.
+    "python -m kerasseg import deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite --output "
+    "runs/cityscapes-edgetpu": "tests/test_mobilenet_edgetpu.py::test_import_writes_a_cityscapes_run",
+    "python train.py --init-from runs/cityscapes-edgetpu --dataset folder:/data/streets --image-size 513 513 "
+    "--output-dir runs/streets":
+        "tests/test_mobilenet_edgetpu.py::test_train_init_from_the_import_fine_tunes_it_to_other_classes",
+    "python convert.py --run runs/streets --qat --edgetpu":
+        "tests/test_mobilenet_edgetpu.py::test_qat_and_edgetpu_exports_keep_parity",
     "python convert.py --edgetpu": "tests/test_export_cli.py::test_edgetpu_from_the_newest_run",
     "python convert.py --int8 --head native full argmax":
         "tests/test_export_heads.py::test_convert_writes_one_artifact_per_head_with_its_spec",

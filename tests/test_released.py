@@ -41,8 +41,8 @@ def test_import_writes_a_run_directory_the_tools_open(imported_runs, tmp_path):
     assert config["source"]["path"] == str(INT8) and config["source"]["layers_filled"] == 109
     assert config["model"] == {"arch": "deeplabv3plus", "num_classes": 21, "backbone": "mobilenetv2",
                                "output_stride": 16, "aspp": False, "decoder": False, "dropout": 0.1,
-                               "edgetpu_friendly": False, "align_corners": True, "alpha": 0.5,
-                               "channel_rounding": "slim"}
+                               "edgetpu_friendly": False, "align_corners": True, "head_filters": 256,
+                               "alpha": 0.5, "channel_rounding": "slim"}
     assert "alpha 0.5, output stride 16" in imported_runs.outputs["int8"]
     assert yaml.safe_load(open(os.path.join(imported_runs.runs["float257"], "config.yaml")))["model"][
         "output_stride"] == 8

@@ -35,6 +35,8 @@ _quantizers = tfmot.quantization.keras.quantizers
 from tensorflow_model_optimization.python.core.quantization.keras import quant_ops as _quant_ops  # noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
     default_8bit_quantize_registry as _registry_module)
+from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import (  # noqa: E402
+    model_transformer as _model_transformer)
 
 QAT_LEARNING_RATE = 3e-5  # DeepLab's fine-tuning rate for quantization-aware training
 # Kernels above this many weights get one weight range per tensor instead of per output channel: the TFLite
@@ -197,12 +199,55 @@ def quantize_aware(model):
             return copy
         return annotate(copy, quantize_config=config) if config is not None else annotate(copy)
 
-    with scope():
+    with scope(), _inputs_in_order():
         annotated = keras.models.clone_model(model, clone_function=clone)
         annotated.set_weights(model.get_weights())
         quantized = tfmot.quantization.keras.quantize_apply(annotated)
+    _check_input_order(model, quantized)
     _fix_input_range(quantized)
     return quantized
+
+
+@contextlib.contextmanager
+def _inputs_in_order():
+    """While inside, tfmot's ModelTransformer finds a layer's inputs in the layer's own order.
+
+    tfmot 0.8 looks them up in the model's layer order (tensorflow/model-optimization#1179, #1061), so a
+    Concatenate whose first input was built after another came out of ``quantize_apply`` with its inputs
+    reordered: DeepLab's ``[aspp0, ..., image pooling]`` became ``[image pooling, aspp0, ...]``, and the
+    quantization-aware copy computed something else than the model it copied.
+    """
+    transformer = _model_transformer.ModelTransformer
+    original = transformer._get_layers
+
+    def get_layers(self, layer_names):
+        by_name = {layer["config"]["name"]: layer for layer in self._config["layers"]}
+        return [by_name[name] for name in layer_names if name in by_name]
+
+    transformer._get_layers = get_layers
+    try:
+        yield
+    finally:
+        transformer._get_layers = original
+
+
+def _inbound_names(layer, prefix: str = "") -> list[str]:
+    inbound = layer._inbound_nodes[0].inbound_layers if layer._inbound_nodes else []
+    names = [other.name for other in (inbound if isinstance(inbound, list) else [inbound])]
+    return [name[len(prefix):] if name.startswith(prefix) else name for name in names]
+
+
+def _check_input_order(model, quantized) -> None:
+    """Every layer with several inputs takes them in the same order in the quantization-aware copy (inputs that
+    tfmot replaced, such as the image by its quantizer, aside)."""
+    copies = {layer.name: layer for layer in quantized.layers}
+    for layer in model.layers:
+        copy, names = copies.get("quant_" + layer.name), _inbound_names(layer)
+        if copy is None or len(names) < 2:
+            continue
+        copied = _inbound_names(copy, "quant_")
+        if [n for n in copied if n in names] != [n for n in names if n in copied]:
+            raise RuntimeError(f"qat: tfmot reordered the inputs of layer {layer.name!r}: {names} became {copied}")
 
 
 def _fix_input_range(model) -> None:

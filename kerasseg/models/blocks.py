@@ -144,6 +144,7 @@ class InvertedResidual:
     squeeze_excite: bool = False          # after the depthwise (or fused) convolution
     activation: str = "relu6"             # one of ACTIVATIONS, after the expansion and the depthwise
     fused: bool = False                   # one regular KxK conv expands; no depthwise (MobileNet-EdgeTPU)
+    residual: bool = True                 # add the input back when the shape is kept (False: never)
 
 
 def inverted_residual(x, block: InvertedResidual, *, prefix, names: BlockNames, schedule: AtrousSchedule):
@@ -151,12 +152,13 @@ def inverted_residual(x, block: InvertedResidual, *, prefix, names: BlockNames, 
     (``x`` itself without one), which MobileNetV2 taps as its stride-4 feature."""
     inputs, in_channels = x, x.shape[-1]
     layer_stride, rate = schedule(block.stride)
-    if block.fused:
-        if block.expanded_channels is None:
-            raise ValueError(f"{prefix}: a fused block needs expanded_channels")
-        conv, bn, act = names.of(prefix, "expand", block.activation)
-        x = conv_bn(x, block.expanded_channels, block.kernel, stride=layer_stride, rate=rate, name=conv, bn_name=bn,
-                    activation_kind=block.activation, activation_name=act)
+    if block.fused:  # without expanded_channels only the projection is left (slim skips an expansion of 1)
+        if block.expanded_channels is None and block.stride != 1:
+            raise ValueError(f"{prefix}: a fused block without expanded_channels cannot take stride {block.stride}")
+        if block.expanded_channels is not None:
+            conv, bn, act = names.of(prefix, "expand", block.activation)
+            x = conv_bn(x, block.expanded_channels, block.kernel, stride=layer_stride, rate=rate, name=conv,
+                        bn_name=bn, activation_kind=block.activation, activation_name=act)
         expanded = x
     else:
         if block.expanded_channels is not None:
@@ -172,6 +174,6 @@ def inverted_residual(x, block: InvertedResidual, *, prefix, names: BlockNames, 
         x = squeeze_excite(x, prefix)
     conv, bn, _ = names.of(prefix, "project", block.activation)
     x = conv_bn(x, block.out_channels, 1, name=conv, bn_name=bn)
-    if block.stride == 1 and in_channels == block.out_channels:
+    if block.residual and block.stride == 1 and in_channels == block.out_channels:
         x = layers.Add(name=prefix + names.add)([inputs, x])
     return x, expanded

@@ -10,7 +10,8 @@ from kerasseg.backend import layers
 from kerasseg.models.layers import ResizeToReference, resize_alignment
 
 ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
-ASPP_FILTERS = 256
+ASPP_FILTERS = 256  # the default head width (``head_filters``); DeepLab's EdgeTPU-DeepLab-slim uses 128
+DECODER_FILTERS = 256
 DECODER_LOW_LEVEL_FILTERS = 48
 
 
@@ -29,8 +30,9 @@ def _separable_bn_relu(x, filters, *, rate, name):
 
 
 def deeplab_head(image, features, *, num_classes, output_stride, aspp=True, decoder=True, dropout=0.1,
-                 edgetpu_friendly=False, align_corners=False):
-    """ASPP (1x1, three atrous separable 3x3 if ``aspp``, image pooling), decoder if ``decoder``.
+                 edgetpu_friendly=False, align_corners=False, head_filters=ASPP_FILTERS):
+    """ASPP (1x1, three atrous separable 3x3 if ``aspp``, image pooling; each branch and the projection
+    ``head_filters`` wide), decoder if ``decoder``.
 
     DeepLabv3+ paper: https://arxiv.org/abs/1802.02611. Reads ``features["out"]`` and, with the
     decoder, ``features["stride4"]``. Every resize takes ``resize_alignment(edgetpu_friendly=...,
@@ -39,21 +41,21 @@ def deeplab_head(image, features, *, num_classes, output_stride, aspp=True, deco
     """
     alignment = resize_alignment(edgetpu_friendly=edgetpu_friendly, align_corners=align_corners)
     x = features["out"]
-    branches = [_conv_bn_relu(x, ASPP_FILTERS, name="aspp0")]
+    branches = [_conv_bn_relu(x, head_filters, name="aspp0")]
     if aspp:
         for i, rate in enumerate(ASPP_RATES[output_stride], start=1):
-            branches.append(_separable_bn_relu(x, ASPP_FILTERS, rate=rate, name=f"aspp{i}"))
+            branches.append(_separable_bn_relu(x, head_filters, rate=rate, name=f"aspp{i}"))
     pooled = layers.GlobalAveragePooling2D(keepdims=True, name="image_pooling")(x)
-    pooled = _conv_bn_relu(pooled, ASPP_FILTERS, name="image_pooling_conv")
+    pooled = _conv_bn_relu(pooled, head_filters, name="image_pooling_conv")
     branches.append(ResizeToReference.aligned(alignment, name="image_pooling_resize")([pooled, x]))
     x = layers.Concatenate(name="aspp_concat")(branches)
-    x = _conv_bn_relu(x, ASPP_FILTERS, name="concat_projection")
+    x = _conv_bn_relu(x, head_filters, name="concat_projection")
     x = layers.Dropout(dropout, name="concat_projection_dropout")(x)
     if decoder:
         low = _conv_bn_relu(features["stride4"], DECODER_LOW_LEVEL_FILTERS, name="decoder_low_level")
         x = ResizeToReference.aligned(alignment, name="decoder_upsample")([x, low])
         x = layers.Concatenate(name="decoder_concat")([x, low])
-        x = _separable_bn_relu(x, ASPP_FILTERS, rate=1, name="decoder_conv0")
-        x = _separable_bn_relu(x, ASPP_FILTERS, rate=1, name="decoder_conv1")
+        x = _separable_bn_relu(x, DECODER_FILTERS, rate=1, name="decoder_conv0")
+        x = _separable_bn_relu(x, DECODER_FILTERS, rate=1, name="decoder_conv1")
     x = layers.Conv2D(num_classes, 1, name="classifier")(x)
     return ResizeToReference.aligned(alignment, name="logits", dtype="float32")([x, image])

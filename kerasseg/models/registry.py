@@ -10,10 +10,11 @@ from typing import Callable
 from kerasseg.backend import keras
 from kerasseg.models.backbones import resnet50, resnet101, vgg16, xception65
 from kerasseg.models.blocks import CUSTOM_OBJECTS as BLOCK_OBJECTS
-from kerasseg.models.deeplab import deeplab_head
+from kerasseg.models.deeplab import ASPP_FILTERS, deeplab_head
 from kerasseg.models.fcn import FCN_VARIANTS, fcn_head
 from kerasseg.models.layers import CUSTOM_OBJECTS, Normalize
 from kerasseg.models.lraspp import lraspp_head
+from kerasseg.models.mobilenet_edgetpu import MOBILENET_EDGETPU_ALPHAS, mobilenet_edgetpu
 from kerasseg.models.mobilenetv2 import MOBILENETV2_ALPHAS, MOBILENETV2_CHANNEL_ROUNDINGS, mobilenetv2
 from kerasseg.models.mobilenetv3 import MOBILENETV3_ALPHAS, mobilenetv3_large, mobilenetv3_small
 from kerasseg.models.weights import (download_imagenet_weights, hdf5_layer_names, load_vgg16_classifier_as_fcn,
@@ -44,6 +45,8 @@ BACKBONES: dict[str, Backbone] = {
                                   (8, 16, 32), "https://arxiv.org/abs/1905.02244"),
     "mobilenetv3_small": Backbone("mobilenetv3_small", mobilenetv3_small, (127.5,) * 3, (127.5,) * 3, "rgb",
                                   (8, 16, 32), "https://arxiv.org/abs/1905.02244"),
+    "mobilenet_edgetpu": Backbone("mobilenet_edgetpu", mobilenet_edgetpu, (127.5,) * 3, (127.5,) * 3, "rgb",
+                                  (8, 16, 32), "https://arxiv.org/abs/2003.02838"),
     "xception65": Backbone("xception65", xception65, (127.5,) * 3, (127.5,) * 3, "rgb", (8, 16, 32),
                            "https://arxiv.org/abs/1802.02611"),
     "resnet50": Backbone("resnet50", resnet50, CAFFE_MEAN_RGB, (1.0, 1.0, 1.0), "bgr", (8, 16, 32),
@@ -73,8 +76,9 @@ OPTIONS: dict[str, Option] = {option.name: option for option in (
     Option("output_stride", int, None, "DeepLab and LR-ASPP: 8, 16 or 32; FCN is fixed at 32", False,
            (8, 16, 32)),
     Option("alpha", float, 1.0, f"width multiplier: MobileNetV2 one of {MOBILENETV2_ALPHAS}, MobileNetV3 one of "
-                                f"{MOBILENETV3_ALPHAS}", True,
-           tuple(sorted(set(MOBILENETV2_ALPHAS + MOBILENETV3_ALPHAS)))),
+                                f"{MOBILENETV3_ALPHAS}, MobileNet-EdgeTPU one of {MOBILENET_EDGETPU_ALPHAS} (0.75: "
+                                f"Google's 'slim' DeepLab)", True,
+           tuple(sorted(set(MOBILENETV2_ALPHAS + MOBILENETV3_ALPHAS + MOBILENET_EDGETPU_ALPHAS)))),
     Option("aspp", bool, True, "True: ASPP with 1x1, three atrous separable 3x3 and image pooling; False: 1x1 and "
                                "image pooling only", True),
     Option("decoder", bool, True, "True: DeepLabv3+ decoder on stride-4 features; False: DeepLabv3 (classifier at "
@@ -91,6 +95,9 @@ OPTIONS: dict[str, Option] = {option.name: option for option in (
            training_flag=False),
     Option("minimalistic", bool, False, "MobileNetV3 without squeeze-excite and h-swish, 3x3 kernels only (the "
                                         "Edge-TPU-friendly variant)", True),
+    Option("head_filters", int, ASPP_FILTERS, "DeepLab's head width: the filters of each ASPP branch, the image "
+                                              "pooling and their projection (Google's MobileNet-EdgeTPU 'slim' "
+                                              "DeepLab: 128)", True),
     Option("dropout", float, None, "dropout rate in [0, 1): after fc6 and fc7 (FCN), after the ASPP projection "
                                    "(DeepLab)", False),
 )}
@@ -104,10 +111,11 @@ def _options(*names, **defaults) -> dict:
 # Options each backbone adds to its arch's options, with defaults.
 BACKBONE_OPTIONS = {"mobilenetv2": _options("alpha", "channel_rounding"),
                     "mobilenetv3_large": _options("alpha", "minimalistic"),
-                    "mobilenetv3_small": _options("alpha", "minimalistic")}
+                    "mobilenetv3_small": _options("alpha", "minimalistic"),
+                    "mobilenet_edgetpu": _options("alpha")}
 # The widths each backbone with an ``alpha`` option accepts.
 ALPHAS = {"mobilenetv2": MOBILENETV2_ALPHAS, "mobilenetv3_large": MOBILENETV3_ALPHAS,
-          "mobilenetv3_small": MOBILENETV3_ALPHAS}
+          "mobilenetv3_small": MOBILENETV3_ALPHAS, "mobilenet_edgetpu": MOBILENET_EDGETPU_ALPHAS}
 
 
 def add_option_flags(parser, *, training=False, notes=None, underscores=False) -> None:
@@ -161,12 +169,14 @@ def _fcn(arch):
 MODELS: dict[str, Arch] = {arch: _fcn(arch) for arch in FCN_VARIANTS}
 MODELS["deeplabv3plus"] = Arch(
     "deeplabv3plus", deeplab_head,
-    ("mobilenetv2", "xception65", "resnet50", "resnet101", "mobilenetv3_large", "mobilenetv3_small"), (8, 16, 32), 16,
-    _options("aspp", "decoder", "dropout", "edgetpu_friendly", "align_corners", dropout=0.1),
+    ("mobilenetv2", "xception65", "resnet50", "resnet101", "mobilenetv3_large", "mobilenetv3_small",
+     "mobilenet_edgetpu"), (8, 16, 32), 16,
+    _options("aspp", "decoder", "dropout", "edgetpu_friendly", "align_corners", "head_filters", dropout=0.1),
     "https://arxiv.org/abs/1802.02611",
     "DeepLabv3+ (decoder=False: DeepLabv3; aspp=False, decoder=False: the DeepLab MobileNetV2 head)")
 MODELS["lraspp"] = Arch(
-    "lraspp", lraspp_head, ("mobilenetv3_large", "mobilenetv3_small"), (8, 16, 32), 16, _options("edgetpu_friendly"),
+    "lraspp", lraspp_head, ("mobilenetv3_large", "mobilenetv3_small", "mobilenet_edgetpu"), (8, 16, 32), 16,
+    _options("edgetpu_friendly"),
     "https://arxiv.org/abs/1905.02244", "Lite R-ASPP of MobileNetV3: gated 1x1 on the deepest features + stride-8 skip")
 
 def list_models() -> list[str]:

@@ -21,13 +21,18 @@ import hashlib
 import os
 
 from edge.artifact.spec import Alignment
+from kerasseg.models.mobilenet_edgetpu import MOBILENET_EDGETPU_ALPHAS
 from kerasseg.models.mobilenetv2 import MOBILENETV2_ALPHAS
 from kerasseg.models.importing.names import (BACKBONE_ROOTS, NameMapError, Official, assign, official_weights,
                                              slots_for)
 
 TFLITE_SUFFIX = ".tflite"
 CHECKPOINT_OUTPUT_STRIDE = 16  # a checkpoint fixes no output stride; DeepLab evaluates its models at 8 or 16
-MOBILENETV2_LAST = "MobilenetV2/expanded_conv_16/project"  # 320 x alpha channels
+# Backbones with a depth multiplier: (the scope of their last projection, its channels at 1.0, the multipliers the
+# builder has, the other options their weights imply).
+WIDTHS = {"mobilenetv2": ("MobilenetV2/expanded_conv_16/project", 320, MOBILENETV2_ALPHAS,
+                          {"channel_rounding": "slim"}),
+          "mobilenet_edgetpu": ("MobilenetEdgeTPU/expanded_conv_21/project", 192, MOBILENET_EDGETPU_ALPHAS, {})}
 
 
 @dataclasses.dataclass
@@ -75,22 +80,26 @@ def infer_config(official: Official, *, output_stride: int, alignment: Alignment
     for scope in ("logits/semantic", "aspp0", "image_pooling"):
         if "weights" not in official.tensors.get(scope, {}):
             raise NameMapError(f"{official.source}: not a DeepLab model: missing tensor {scope}/weights")
-    options = {}
-    if backbones[0] == "mobilenetv2":
-        if "weights" not in official.tensors.get(MOBILENETV2_LAST, {}):
-            raise NameMapError(f"{official.source}: missing tensor {MOBILENETV2_LAST}/weights")
-        alpha = official.tensors[MOBILENETV2_LAST]["weights"].shape[-1] / 320
-        if round(alpha, 2) not in MOBILENETV2_ALPHAS:
-            raise NameMapError(f"{official.source}: tensor {MOBILENETV2_LAST}/weights has "
-                               f"{official.tensors[MOBILENETV2_LAST]['weights'].shape[-1]} outputs, 320 x a depth "
-                               f"multiplier in {MOBILENETV2_ALPHAS} expected")
-        options = {"alpha": round(alpha, 2), "channel_rounding": "slim"}
+    options = _width_options(official, backbones[0]) if backbones[0] in WIDTHS else {}
     return model_config(arch="deeplabv3plus", backbone=backbones[0],
                         num_classes=int(official.tensors["logits/semantic"]["weights"].shape[-1]),
                         output_stride=output_stride, aspp="aspp1_depthwise" in scopes,
                         decoder="decoder/feature_projection0" in scopes,
                         align_corners=alignment is Alignment.ALIGN_CORNERS,
-                        edgetpu_friendly=alignment is Alignment.LEGACY, **options)
+                        edgetpu_friendly=alignment is Alignment.LEGACY,
+                        head_filters=int(official.tensors["aspp0"]["weights"].shape[-1]), **options)
+
+
+def _width_options(official: Official, backbone: str) -> dict:
+    """``alpha`` (and the options that go with it) from the channels of the backbone's last projection."""
+    scope, channels, alphas, options = WIDTHS[backbone]
+    if "weights" not in official.tensors.get(scope, {}):
+        raise NameMapError(f"{official.source}: missing tensor {scope}/weights")
+    found = official.tensors[scope]["weights"].shape[-1]
+    if round(found / channels, 2) not in alphas:
+        raise NameMapError(f"{official.source}: tensor {scope}/weights has {found} outputs, {channels} x a depth "
+                           f"multiplier in {alphas} expected")
+    return {"alpha": round(found / channels, 2), **options}
 
 
 def import_model(path: str | os.PathLike, *, output_stride: int | None = None) -> Imported:

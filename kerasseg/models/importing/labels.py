@@ -28,8 +28,12 @@ def imported_spec(imported, *, labels_file=None, input_size=None) -> Spec:
     if labels_file is not None:
         labels = read_label_file(labels_file)
         if len(labels) != num_classes:
+            extra = tuple(labels[:1]) == ("background",) and len(labels) == num_classes + 1
             raise ValueError(f"--labels {labels_file}: {len(labels)} names (up to the first blank line), but the "
-                             f"model has {num_classes} classes")
+                             f"model has {num_classes} classes"
+                             + ("; its first name, 'background', is not a class of this model (Coral's Cityscapes "
+                                "label file lists it; the model's class 0 is the next name): leave it out"
+                                if extra else ""))
         colors = known[1] if known and tuple(labels) == tuple(known[0]) else default_colors(num_classes)
     elif known is None:
         raise ValueError(f"labels: the model has {num_classes} classes, which is neither PASCAL VOC (21) nor "

@@ -7,10 +7,11 @@ then either its batch norm (``gamma``, ``beta``, ``moving_mean``, ``moving_varia
 or, folded into the convolution (as in a ``.tflite``), ``biases``. ``logits/semantic`` has ``biases`` and no
 batch norm.
 
-Covered: MobileNetV2 (``MobilenetV2/...``, any depth multiplier, slim's channel rule) with the mobile head
-(``aspp0`` + ``image_pooling``) or ASPP, and Xception-65 (``xception_65/...``) with ASPP and the decoder,
-as in the DeepLab model zoo. DeepLab concatenates ``[image_pooling, aspp0, aspp1, ...]`` and the builder
-``[aspp0, aspp1, ..., image_pooling]``: ``concat_projection``'s input channels are permuted here.
+Covered: MobileNetV2 (``MobilenetV2/...``, any depth multiplier, slim's channel rule) and MobileNet-EdgeTPU
+(``MobilenetEdgeTPU/...``, any depth multiplier) with the mobile head (``aspp0`` + ``image_pooling``, any width)
+or ASPP, and Xception-65 (``xception_65/...``) with ASPP and the decoder, as in the DeepLab model zoo.
+DeepLab concatenates ``[image_pooling, aspp0, aspp1, ...]`` and the builder ``[aspp0, aspp1, ..., image_pooling]``:
+``concat_projection``'s input channels are permuted here.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from kerasseg.backend import keras
 from kerasseg.models.deeplab import ASPP_FILTERS
+from kerasseg.models.mobilenet_edgetpu import NAMES as EDGETPU_NAMES, convolutions as edgetpu_convolutions
 
 BATCH_NORM = ("gamma", "beta", "moving_mean", "moving_variance")
 
@@ -31,18 +33,18 @@ class Slot:
     scope: str
     layer: str                    # the Conv2D / DepthwiseConv2D
     batch_norm: str | None        # the BatchNormalization after it (None: the convolution has a bias)
-    pooling_first: bool = False   # concat_projection: TF1 puts the image pooling's input channels first
+    pooling_channels: int = 0     # concat_projection: the image pooling's input channels, which TF1 puts first
 
     def to_keras(self, kernel: np.ndarray) -> np.ndarray:
         """A TF1-ordered kernel with its input channels in the builder's order."""
-        return kernel[:, :, self._order(kernel.shape[2])] if self.pooling_first else kernel
+        return kernel[:, :, self._order(kernel.shape[2])] if self.pooling_channels else kernel
 
     def to_official(self, kernel: np.ndarray) -> np.ndarray:
-        return kernel[:, :, np.argsort(self._order(kernel.shape[2]))] if self.pooling_first else kernel
+        return kernel[:, :, np.argsort(self._order(kernel.shape[2]))] if self.pooling_channels else kernel
 
     def _order(self, channels: int) -> np.ndarray:
         # builder block k (aspp0, aspp1.., then image pooling) <- TF1 block k + 1, the last <- TF1 block 0
-        return np.roll(np.arange(channels), -ASPP_FILTERS)
+        return np.roll(np.arange(channels), -self.pooling_channels)
 
 
 def _conv(scope: str, layer: str, bn_suffix: str = "_BN") -> Slot:
@@ -58,6 +60,12 @@ def mobilenetv2_slots() -> list[Slot]:
         for part in ("expand", "depthwise", "project"):
             slots.append(_conv(f"MobilenetV2/expanded_conv_{block}/{part}", f"block_{block}_{part}"))
     return slots
+
+
+def mobilenet_edgetpu_slots(*, alpha: float) -> list[Slot]:
+    """``MobilenetEdgeTPU/...`` -> the builder's layers, which carry slim's names below that root."""
+    return [Slot(f"MobilenetEdgeTPU/{name}", name, name + EDGETPU_NAMES.batch_norm)
+            for name in edgetpu_convolutions(alpha=alpha)]
 
 
 def _separable(official: str, keras_name: str) -> list[Slot]:
@@ -81,14 +89,14 @@ def xception65_slots() -> list[Slot]:
     return slots
 
 
-def head_slots(*, aspp: bool, decoder: bool) -> list[Slot]:
-    """The DeepLab head (deeplab.py names) and the classifier."""
+def head_slots(*, aspp: bool, decoder: bool, filters: int = ASPP_FILTERS) -> list[Slot]:
+    """The DeepLab head (deeplab.py names, ``filters`` wide) and the classifier."""
     slots = [_conv("aspp0", "aspp0")]
     if aspp:
         for i in (1, 2, 3):
             slots += _separable(f"aspp{i}", f"aspp{i}")
     slots += [_conv("image_pooling", "image_pooling_conv"),
-              Slot("concat_projection", "concat_projection", "concat_projection_BN", pooling_first=True)]
+              Slot("concat_projection", "concat_projection", "concat_projection_BN", pooling_channels=filters)]
     if decoder:
         slots.append(_conv("decoder/feature_projection0", "decoder_low_level"))
         for i in (0, 1):
@@ -96,7 +104,8 @@ def head_slots(*, aspp: bool, decoder: bool) -> list[Slot]:
     return slots + [Slot("logits/semantic", "classifier", None)]
 
 
-BACKBONE_ROOTS = {"mobilenetv2": "MobilenetV2/Conv", "xception65": "xception_65/entry_flow/conv1_1"}
+BACKBONE_ROOTS = {"mobilenetv2": "MobilenetV2/Conv", "xception65": "xception_65/entry_flow/conv1_1",
+                  "mobilenet_edgetpu": "MobilenetEdgeTPU/Conv"}
 
 
 def slots_for(config: dict) -> list[Slot]:
@@ -108,8 +117,11 @@ def slots_for(config: dict) -> list[Slot]:
         raise ValueError("name map: DeepLab's MobileNetV2 decoder reads another tensor than the builder's "
                          "(expanded_conv_2's depthwise output); use decoder=False, as the model zoo's MobileNetV2 "
                          "models do")
-    backbone = mobilenetv2_slots() if config["backbone"] == "mobilenetv2" else xception65_slots()
-    return backbone + head_slots(aspp=config["aspp"], decoder=config["decoder"])
+    if config["backbone"] == "mobilenet_edgetpu" and config["decoder"]:
+        raise ValueError("name map: DeepLab's MobileNet-EdgeTPU models have no decoder; use decoder=False")
+    backbone = {"mobilenetv2": mobilenetv2_slots, "xception65": xception65_slots,
+                "mobilenet_edgetpu": lambda: mobilenet_edgetpu_slots(alpha=config["alpha"])}[config["backbone"]]()
+    return backbone + head_slots(aspp=config["aspp"], decoder=config["decoder"], filters=config["head_filters"])
 
 
 @dataclasses.dataclass

@@ -9,6 +9,7 @@ scales and zero points, per tensor or per channel; float16 weights behind a DEQU
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 
 import numpy as np
@@ -19,6 +20,8 @@ from edge.artifact.tflite_graph import Graph, GraphTensor, read_graph
 from kerasseg.models.importing.names import NameMapError, Official
 
 CONVOLUTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+EDGETPU_OP = "edgetpu-custom-op"  # edgetpu_compiler puts the graph it maps, weights included, into this op
+EDGETPU_SUFFIX = "_edgetpu.tflite"  # and names its output MODEL_edgetpu.tflite
 # How a kernel tensor's name ends after its scope, in the files TF1's converters wrote.
 _KERNEL_NAME = re.compile(r"^(.+?)/(?:depthwise_weights|weights(?:_quant/FakeQuantWithMinMaxVars.*)?|"
                           r"Conv2D_Fold|depthwise_Fold|Conv2D|depthwise)$")
@@ -76,9 +79,20 @@ def kernel_scope(name: str) -> str | None:
     return None
 
 
+def compiled_message(path: str) -> str:
+    """The one-line refusal of an Edge-TPU-compiled file, naming the CPU file it was compiled from."""
+    name = os.path.basename(path)
+    cpu = (name[: -len(EDGETPU_SUFFIX)] + ".tflite" if name.endswith(EDGETPU_SUFFIX)
+           else "the .tflite it was compiled from")
+    return (f"{path}: compiled for the Edge TPU: its weights are inside the compiled {EDGETPU_OP}, which only the "
+            f"Edge TPU reads; import the CPU file instead ({cpu})")
+
+
 def read_tflite(path: str) -> tuple[Official, GraphFacts]:
     """The folded weights of every convolution under its official scope, and the graph's facts."""
     graph = read_graph(read_model_file(path), source=path)
+    if any(op.name == EDGETPU_OP for op in graph.operators):
+        raise NameMapError(compiled_message(path))
     producers = {out: op for op in graph.operators for out in op.outputs}
     tensors, kernels = {}, []
     for op in graph.operators:
