@@ -104,7 +104,7 @@ def write_outputs(stem: str, image, class_map, spec, *, alpha: float) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     console.configure(args.log_level)
-    from kerasseg.training.trained import open_trained, target_or_newest
+    from kerasseg.rundir import open_trained, target_or_newest
 
     try:
         trained = open_trained(target_or_newest(args.model or args.run), spec_path=args.spec, which=args.which)

@@ -70,18 +70,18 @@ def write_official_checkpoint(prefix: str, weights: dict) -> str:
 
 @dataclasses.dataclass
 class Imported:
-    runs: dict  # "int8" / "float257" -> run directory written by python -m kerasseg.models import
+    runs: dict  # "int8" / "float257" -> run directory written by python -m kerasseg import
     outputs: dict  # the same -> what the command printed
     photos: str  # the folder of the two photos
 
 
 @pytest.fixture(scope="session")
 def imported_runs(tmp_path_factory) -> Imported:
-    """Both released files imported once, through ``python -m kerasseg.models import`` (in-process)."""
+    """Both released files imported once, through ``python -m kerasseg import`` (in-process)."""
     import contextlib
     import io
 
-    from kerasseg.models.__main__ import main
+    from kerasseg.__main__ import main
 
     root = tmp_path_factory.mktemp("imported")
     runs, outputs = {}, {}

@@ -19,6 +19,7 @@ BAD_INPUTS = {  # entry point -> arguments that are bad input, and a phrase of t
     "python -m kerasseg.data": (["-m", "kerasseg.data", "check", "nosuch:/x"], "nosuch"),
     "python -m kerasseg.data clip": (["-m", "kerasseg.data", "clip", "--output", "clip.gif"], "clip.gif"),
     "python -m kerasseg.models": (["-m", "kerasseg.models", "--arch", "fcn8s", "--image-size", "3"], "too small"),
+    "python -m kerasseg import": (["-m", "kerasseg", "import", "nosuch.tflite", "--output", "runs/x"], "nosuch"),
     "python -m edge": (["-m", "edge", "--model", "m.tflite", "--source", "0", "--smooth", "1.5"], "--smooth"),
 }
 
@@ -36,7 +37,7 @@ def _start(argv, cwd, env):
 
 @pytest.mark.slow
 def test_a_bad_input_is_one_line_on_stderr_with_exit_2_and_debug_brings_the_start_up_lines_back(tmp_path):
-    """Slow: ten processes that import TensorFlow (about 5 s each on an idle core), run side by side."""
+    """Slow: eleven processes that import TensorFlow (about 5 s each on an idle core), run side by side."""
     running = {name: _start(argv, tmp_path, _env()) for name, (argv, _) in BAD_INPUTS.items()}
     debug = _start(["evaluate.py"], tmp_path, _env(KERASSEG_LOG_LEVEL="DEBUG"))
     for name, process in running.items():

@@ -102,12 +102,12 @@ _LAYOUTS_TEST = ("tests/test_data_layouts.py::"
 _IMPORTED = "tests/test_released.py::test_import_writes_a_run_directory_the_tools_open"
 ELSEWHERE = {  # command -> the test that runs it for real
     # Start from a trained model: the released files in tests/data, imported and converted once per session.
-    "python -m kerasseg.models import deeplabv3_mnv2_dm05_pascal_quant.tflite --output runs/voc-dm05": _IMPORTED,
+    "python -m kerasseg import deeplabv3_mnv2_dm05_pascal_quant.tflite --output runs/voc-dm05": _IMPORTED,
     "python predict.py --run runs/voc-dm05 --input photos/ --output predictions/": _IMPORTED,
     "python evaluate.py runs/voc-dm05 --dataset voc:/data/VOCdevkit/VOC2012": _IMPORTED,
     "python convert.py --run runs/voc-dm05 --int8 --dataset images:photos/":
         "tests/test_released.py::test_round_trip_import_convert_int8_edge_agrees_with_the_released_file",
-    "python -m kerasseg.models import deeplabv3_mnv2_pascal_trainval_2018_01_29.tar.gz --output runs/voc-mnv2 "
+    "python -m kerasseg import deeplabv3_mnv2_pascal_trainval_2018_01_29.tar.gz --output runs/voc-mnv2 "
     "--output-stride 16":
         "tests/test_released.py::test_checkpoint_reader_restores_a_checkpoint_under_the_official_names_exactly",
     "python benchmarks/bench_released.py":
@@ -391,7 +391,7 @@ def _example_run(cwd, request, argv):
 
 def _imported(cwd, request, argv):
     """Coral's int8 VOC model imported as the README does (tests/data holds the file)."""
-    from kerasseg.models.__main__ import main
+    from kerasseg.__main__ import main
     from released_helpers import INT8
 
     path = cwd / "runs" / "voc-dm05"
