@@ -78,9 +78,10 @@ def pinned_ranges(model, *, pin: bool = True):
     (kerasseg.models.blocks: h-swish's gate, ReLU6(x + 3) in [0, 6]) fake-quantizes to that range, for a
     post-training int8 conversion traced meanwhile. The converter takes a fake quant's range as the tensor's.
 
-    Calibration alone gets that tensor wrong: where an ADD with a fused RELU6 feeds a MUL, the converter gives the
-    ADD's output the MUL's range, which for h-swish (range about 6 x that of its input) left the [0, 6] gate a few
-    dozen of its 256 levels, and LR-ASPP MobileNetV3-Small's int8 parity fell by about a point.
+    Calibration alone gets that tensor wrong: in h-swish's graph (an ADD with a fused RELU6 whose output a MUL
+    multiplies by the ADD's own input), the converter gives the ADD's output the MUL's range, about 6 times the
+    input's. On a trained LR-ASPP MobileNetV3-Small that left the [0, 6] gate about 40 of its 256 levels, and the
+    int8 parity drop grew from 2.0 to 3.2 points.
     """
     hooks = [(layer, hook, known) for layer in (model.submodules if pin else ())
              for hook, known in getattr(layer, "INT8_TENSORS", {}).items() if known is not None]
