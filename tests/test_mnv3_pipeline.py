@@ -17,7 +17,7 @@ from edge.benchmark import delegation
 from edge.files import write_bytes
 from kerasseg.export import edgetpu, tflite
 from kerasseg.export.modes import Mode
-from mnv3_helpers import CLASSES, MAX_DROP, PARITY_IMAGES, SIZE, run_python
+from mnv3_helpers import CLASSES, MAX_DROP, PARITY_IMAGES, SIZE, h_swish_gate_ranges, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +66,8 @@ def test_int8_exports_run_as_one_xnnpack_partition(mnv3_run, random_int8):
     for mode in ("int8", "qat", "edgetpu"):
         delegated = delegation(mnv3_run.results[mode].path)
         assert delegated.partitions == 1 and delegated.left_out == {"QUANTIZE": 2}, (mode, delegated.describe())
+        # Each h-swish gate ReLU6(x + 3) is quantized over [0, 6]: QAT's fixed range, post-training's pinned one.
+        assert h_swish_gate_ranges(mnv3_run.results[mode].path) == [(0.0, 6.0)] * 18, mode
     large = delegation(random_int8("mobilenetv3_large", False))
     assert large.partitions == 1 and large.left_out == {"QUANTIZE": 2}, large.describe()
 
