@@ -1,5 +1,6 @@
 """LR-ASPP MobileNetV3 and DeepLab on MobileNet-EdgeTPU against DeepLab MobileNetV2's mobile head: val mIoU after
-the same short training, per-frame time, multiply-adds, and where the time of MobileNetV3-Large goes.
+the same short training, per-frame time, multiply-adds, how XNNPACK takes each model, and where the time goes,
+op by op.
 
     python benchmarks/bench_mobilenetv3.py                        # 513 and 257, seven models, training at 256 px
     python benchmarks/bench_mobilenetv3.py --models deeplab_mnv2 deeplab_edgetpu deeplab_edgetpu_slim
@@ -11,38 +12,37 @@ Quality: train.py trains each model for the same steps on the built-in dataset a
 Per frame: each trained run converted to int8 at 513 and 257 (benchmarks/mnv3_models.py: export, the default CPU
 head, native: stride 8 for LR-ASPP, 16 for the DeepLab head), run by ``edge.Segmenter`` (1 interpreter thread,
 1 OpenCV thread) from a 640x480 camera frame to a 640x480 class map, all models of a size timed in alternating
-rounds (bench_heads.time_heads) so that background load hits them alike. Goals at 513, against the DeepLab
-MobileNetV2 mobile head: LR-ASPP MobileNetV3-Small >= 1.5x faster per frame, LR-ASPP MobileNetV3-Large
-minimalistic >= 1.3x faster.
+rounds (bench_heads.time_heads) so that background load hits them alike. Beside the times, each model's XNNPACK
+partitions and the ops XNNPACK leaves to LiteRT's own kernels (``edge.benchmark.delegation``): each op left out
+splits the graph. Goals at 513, against the DeepLab MobileNetV2 mobile head: LR-ASPP MobileNetV3-Small >= 1.5x
+faster per frame, LR-ASPP MobileNetV3-Large at least as fast, LR-ASPP MobileNetV3-Large minimalistic >= 1.3x faster.
 
-Profile: the LiteRT Python interpreter has no per-op profiler, so sub-graphs stand in for one. LR-ASPP
-MobileNetV3-Large (full and minimalistic) is cut after each stage and converted to int8; each cut's invoke is
-timed (1 thread, alternating rounds), and a stage's time is its cut's minus the previous cut's (the cuts end in
-int8, so none pays a conversion of its last tensor). For each model the ops that XNNPACK (LiteRT's default CPU
-delegate) leaves to LiteRT's own kernels are listed too.
+Profile: the LiteRT Python interpreter has no per-op profiler, so each model at the largest size is split into
+one model per op (benchmarks/op_profile.py), and each op's invoke is timed alone (CPU time, 1 thread, alternating
+rounds), beside the whole model's. The ops' times are summed by what the ops are for (the layer names the converter
+gives their outputs): convolutions, h-swish, squeeze-excite, the head.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, HERE]
 
 import mnv3_models  # noqa: E402
+import op_profile  # noqa: E402
 import results  # noqa: E402
 from bench_heads import camera_frame, time_heads  # noqa: E402
 from machine import cpu_simd, load_line  # noqa: E402
 
 BASELINE = "deeplab_mnv2"
-GOALS = {"lraspp_small": 1.5, "lraspp_large_min": 1.3}  # per-frame speed-up over BASELINE at 513
+GOALS = {"lraspp_small": 1.5, "lraspp_large": 1.0, "lraspp_large_min": 1.3}  # per-frame speed-up over BASELINE at 513
 LABELS = {"lraspp_large": "LR-ASPP MobileNetV3-Large", "lraspp_large_min": "LR-ASPP MobileNetV3-Large minimalistic",
           "lraspp_small": "LR-ASPP MobileNetV3-Small", "lraspp_small_min": "LR-ASPP MobileNetV3-Small minimalistic",
           "deeplab_mnv2": "DeepLab MobileNetV2 mobile head (OS16)",
@@ -52,13 +52,11 @@ TRAIN_DATASET = "synthetic:1000?val=100&size=256"
 ROUNDS = 5
 
 
-def build(out_dir: str, runs: dict, *, sizes, profile_size, smoke: bool) -> dict:
+def build(out_dir: str, runs: dict, *, sizes, profile_size) -> dict:
     """Run mnv3_models.py in a subprocess (TensorFlow stays out of this process); its models.json."""
     command = [sys.executable, os.path.join(HERE, "mnv3_models.py"), out_dir, "--sizes", *map(str, sizes),
-               "--runs", *(f"{name}={path}" for name, path in runs.items())]
-    command += ["--profile-size", str(profile_size)] if profile_size else []
-    command += ["--smoke"] if smoke else []
-    print(f"\nconverting the runs and the profile cuts into {out_dir} ...", flush=True)
+               "--runs", *(f"{name}={path}" for name, path in runs.items()), "--profile-size", str(profile_size)]
+    print(f"\nconverting the runs and splitting them into one-op models in {out_dir} ...", flush=True)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if done.returncode != 0:
@@ -68,12 +66,14 @@ def build(out_dir: str, runs: dict, *, sizes, profile_size, smoke: bool) -> dict
 
 
 def frame_rows(built: dict, sizes, frames: int) -> list:
-    """Per-frame stage times of every model at each size (alternating rounds within a size); printed."""
+    """Per-frame stage times of every model at each size (alternating rounds within a size) and how XNNPACK takes
+    it; printed."""
+    from edge.benchmark import delegation
     frame, rows = camera_frame(), []
     print(f"\nper 640x480 frame, int8, 1 thread, default head; median CPU ms (and wall ms) of {frames} frames per "
-          f"model in {ROUNDS} alternating rounds")
-    print(f"{'model':<46} {'size':>4} {'GMACs':>6} {'native map':>10} {'invoke':>7} {'post':>6} {'total':>7} "
-          f"{'wall':>7} {BASELINE + '/this':>17}")
+          f"model in {ROUNDS} alternating rounds; XNNPACK partitions")
+    print(f"{'model':<46} {'size':>4} {'GMACs':>6} {'native map':>10} {'XNNPACK':>7} {'invoke':>7} {'post':>6} "
+          f"{'total':>7} {'wall':>7} {BASELINE + '/this':>17}")
     for size in sizes:
         paths = {name: entry[str(size)]["path"] for name, entry in built["models"].items()}
         timed = time_heads(paths, frame, frames)
@@ -81,82 +81,60 @@ def frame_rows(built: dict, sizes, frames: int) -> list:
         for name, ms in timed.items():
             entry = built["models"][name][str(size)]
             speedup = base["total"] / ms["total"] if base else None
+            delegated = delegation(entry["path"])
             rows.append({"model": name, "label": LABELS[name], "size": size, "macs": entry["macs"],
                          "params": entry["params"], "output_stride": entry["output_stride"],
                          "parity_drop_points": entry["parity_drop_points"],
-                         **{f"{stage}_ms": value for stage, value in ms.items()}, "baseline_over_this": speedup})
-            rows[-1]["undelegated_ops"] = undelegated_ops(entry["path"])
+                         **{f"{stage}_ms": value for stage, value in ms.items()}, "baseline_over_this": speedup,
+                         "xnnpack_partitions": delegated.partitions, "undelegated_ops": delegated.left_out,
+                         "ops": delegated.ops})
             native = -(-size // entry["output_stride"])
             print(f"{LABELS[name]:<46} {size:>4} {entry['macs'] / 1e9:6.2f} {f'{native}x{native}':>10} "
-                  f"{ms['invoke']:7.2f} {ms['postprocess']:6.2f} {ms['total']:7.2f} {ms['wall']:7.2f} "
-                  f"{(f'{speedup:.2f}x' if speedup else '-'):>17}")
+                  f"{delegated.partitions:>7} {ms['invoke']:7.2f} {ms['postprocess']:6.2f} {ms['total']:7.2f} "
+                  f"{ms['wall']:7.2f} {(f'{speedup:.2f}x' if speedup else '-'):>17}")
     for name in built["models"]:
-        print(f"ops XNNPACK leaves to LiteRT's kernels, {LABELS[name]}: "
-              f"{next(r['undelegated_ops'] for r in rows if r['model'] == name) or 'none'}")
+        row = next(r for r in rows if r["model"] == name)
+        outside = ", ".join(f"{op} {n}" for op, n in row["undelegated_ops"].items()) or "none"
+        print(f"ops XNNPACK leaves to LiteRT's kernels, {LABELS[name]}: {outside} (of {row['ops']})")
     return rows
 
 
-def undelegated_ops(path: str) -> dict:
-    """{op: count} of the ops XNNPACK does not take (each delegated op becomes a DELEGATE node with its outputs)."""
-    from ai_edge_litert.interpreter import Interpreter
-    interpreter = Interpreter(model_path=path, num_threads=1, experimental_disable_delegate_node_fusion=True)
-    interpreter.allocate_tensors()
-    ops = interpreter._get_ops_details()  # the only op listing the Python API has
-    delegated = {int(t) for op in ops if op["op_name"] == "DELEGATE" for t in op["outputs"]}
-    kept = [op["op_name"] for op in ops
-            if op["op_name"] != "DELEGATE" and not {int(t) for t in op["outputs"]} <= delegated]
-    return {name: kept.count(name) for name in sorted(set(kept))}
-
-
-def invoke_ms(paths: dict, runs: int) -> dict:
-    """{key: median ms of one invoke}, 1 thread, the interpreters timed in alternating rounds."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-    interpreters = {}
-    for key, path in paths.items():
-        interpreter = Interpreter(model_path=path, num_threads=1)
-        interpreter.allocate_tensors()
-        detail = interpreter.get_input_details()[0]
-        interpreter.set_tensor(detail["index"], np.random.default_rng(0).integers(0, 255, detail["shape"],
-                                                                                   dtype=np.uint8))
-        interpreter.invoke()  # warm-up
-        interpreters[key] = interpreter
-    times = {key: [] for key in interpreters}
-    for _ in range(ROUNDS):
-        for key, interpreter in interpreters.items():
-            for _ in range(max(1, runs // ROUNDS)):
-                start = time.perf_counter()
-                interpreter.invoke()
-                times[key].append(time.perf_counter() - start)
-    return {key: 1e3 * statistics.median(values) for key, values in times.items()}
-
-
-def profile_rows(built: dict, runs: int) -> list:
-    """Per-stage invoke ms, multiply-adds and ops of MobileNetV3-Large, full beside minimalistic; printed."""
-    cuts = built["profile"]
-    if not cuts:
-        return []
-    cumulative = invoke_ms({i: cut["path"] for i, cut in enumerate(cuts)}, runs)
-    rows, previous = [], {}
-    for i, cut in enumerate(cuts):
-        before = previous.get(cut["variant"], {"ms": 0.0, "macs": 0, "ops": {}})
-        ops = {op: n - before["ops"].get(op, 0) for op, n in cut["ops"].items() if n - before["ops"].get(op, 0) > 0}
-        ops.pop("QUANTIZE", None)  # the input's uint8-to-int8 one, in the first cut only: not a stage's work
-        rows.append({"variant": cut["variant"], "stage": cut["stage"], "size": cut["size"],
-                     "ms": cumulative[i] - before["ms"], "macs": cut["macs"] - before["macs"], "ops": ops})
-        previous[cut["variant"]] = {"ms": cumulative[i], "macs": cut["macs"], "ops": cut["ops"]}
-    size = cuts[0]["size"]
-    print(f"\nwhere the time goes: LR-ASPP MobileNetV3-Large at {size}x{size}, int8, invoke only, 1 thread, "
-          f"median of {runs} per cut (a stage = its cut minus the previous cut)")
-    print(f"{'stage':<42} {'variant':<13} {'ms':>7} {'share':>6} {'GMACs':>6} {'ms/GMAC':>8}  ops")
-    totals = {variant: state["ms"] for variant, state in previous.items()}
-    for row in rows:
-        rate = row["ms"] / (row["macs"] / 1e9) if row["macs"] else float("nan")
-        ops = ", ".join(f"{op} {n}" for op, n in sorted(row["ops"].items(), key=lambda item: -item[1]))
-        share = 100 * row["ms"] / totals[row["variant"]]
-        print(f"{row['stage']:<42} {row['variant']:<13} {row['ms']:7.2f} {share:5.1f}% {row['macs'] / 1e9:6.3f} "
-              f"{rate:8.1f}  {ops}")
-    return rows
+def profile_rows(built: dict, runs: int) -> dict:
+    """{"totals": {model: whole invoke and sum of ops}, "ops": [one row per op]}: the per-op CPU ms of each model
+    at the profile size, printed summed by role beside the whole invoke."""
+    if not built["profile"]:
+        return {}
+    rows, totals = [], {}
+    for name, ops in built["profile"].items():
+        size = max(int(s) for s in built["models"][name])
+        op_ms, whole = op_profile.time_ops(ops, built["models"][name][str(size)]["path"], rounds=ROUNDS,
+                                           runs=max(1, runs // ROUNDS))
+        totals[name] = {"whole_invoke_ms": whole, "sum_of_ops_ms": sum(op_ms), "size": size}
+        rows += [{"model": name, "index": op["index"], "op": op["op"], "tensor": op["tensor"].split(";")[0],
+                  "role": op_profile.role(op["op"], op["tensor"]), "ms": ms}
+                 for op, ms in zip(ops, op_ms)]
+    names = list(built["profile"])
+    roles = sorted({row["role"] for row in rows}, key=lambda r: -sum(x["ms"] for x in rows if x["role"] == r))
+    print(f"\nwhere the time goes: int8 at {totals[names[0]]['size']}, 1 thread, each op timed alone (median CPU ms "
+          f"of {ROUNDS * max(1, runs // ROUNDS)} invokes), summed by role; (n) the op count")
+    print(f"{'role':<28}" + "".join(f"{name:>22}" for name in names))
+    for role in roles:
+        cells = []
+        for name in names:
+            mine = [row for row in rows if row["model"] == name and row["role"] == role]
+            ms = sum(row["ms"] for row in mine)
+            share = 100 * ms / totals[name]["sum_of_ops_ms"]
+            cells.append(f"{ms:8.2f} ({len(mine):3d}) {share:4.0f}%" if mine else "-")
+        print(f"{role:<28}" + "".join(f"{cell:>22}" for cell in cells))
+    print(f"{'sum of the ops':<28}" + "".join(f"{totals[n]['sum_of_ops_ms']:>14.2f}{'':8}" for n in names))
+    print(f"{'whole model invoke':<28}" + "".join(f"{totals[n]['whole_invoke_ms']:>14.2f}{'':8}" for n in names))
+    for name in names:
+        mine = sorted((row for row in rows if row["model"] == name), key=lambda row: -row["ms"])
+        ops = {}
+        for row in mine:
+            ops[row["op"]] = ops.get(row["op"], 0.0) + row["ms"]
+        print(f"by op, {LABELS[name]}: " + ", ".join(f"{op} {ms:.2f}" for op, ms in ops.items()))
+    return {"totals": totals, "ops": rows}
 
 
 def train_flags(name: str, smoke: bool) -> list:
@@ -215,7 +193,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="input sizes (default: 513 257)")
     parser.add_argument("--frames", type=int, default=40, help="timed frames per model and size (median)")
-    parser.add_argument("--profile-runs", type=int, default=20, help="timed invokes per profile cut (median)")
+    parser.add_argument("--profile-runs", type=int, default=15, help="timed invokes per op in the profile (median)")
     parser.add_argument("--train-steps", type=int, default=None, help="steps per epoch of the training runs")
     parser.add_argument("--train-epochs", type=int, default=None, help="epochs of the quality runs (default: 3)")
     parser.add_argument("--models", nargs="+", choices=sorted(mnv3_models.MODELS), default=None,
@@ -242,8 +220,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         miou, runs = quality(names, tmp, steps=steps, epochs=epochs, size=train_size, batch_size=batch_size,
                              dataset=dataset, smoke=args.smoke)
-        profile_size = max(sizes) if "lraspp_large" in names or args.smoke else None  # the profile is Large's
-        built = build(os.path.join(tmp, "artifacts"), runs, sizes=sizes, profile_size=profile_size, smoke=args.smoke)
+        built = build(os.path.join(tmp, "artifacts"), runs, sizes=sizes, profile_size=max(sizes))
         rows = frame_rows(built, sizes, args.frames)
         profile = profile_rows(built, args.profile_runs)
     goal_size = 513 if 513 in sizes else max(sizes)

@@ -1,15 +1,15 @@
 """The artifacts bench_mobilenetv3.py times, built in a subprocess so that the timing process never imports TensorFlow.
 
-    python benchmarks/mnv3_models.py OUT_DIR --runs NAME=RUN_DIR ... --sizes 513 257 [--profile-size 513] [--smoke]
+    python benchmarks/mnv3_models.py OUT_DIR --runs NAME=RUN_DIR ... --sizes 513 257 [--profile-size 513]
 
 - For each trained run (``NAME`` one of ``MODELS``) and size: ``kerasseg.export.export`` (what convert.py runs) at
   that input size, int8, ending in the default CPU head, calibrated on the run's training images, with its parity
   report on 4 val images. Trained weights give the class maps a real scene gives, so the device's post-processing
   costs what it would (random weights give noisy maps whose upsampling costs more).
-- ``--profile-size``: LR-ASPP MobileNetV3-Large, full and minimalistic, random weights, cut after each stage of
-  ``PROFILE_STAGES`` and converted to int8, for the per-stage profile (invoke time hardly depends on the weights).
+- ``--profile-size``: each of those artifacts at that size split into one model per op (benchmarks/op_profile.py),
+  for the per-op profile.
 - ``models.json``: each file's path, parameters and multiply-adds (``count_params_and_macs`` on the Keras model
-  converted), its TFLite ops, and the parity drop.
+  converted), its TFLite ops, and the parity drop; the per-op files of each model.
 """
 from __future__ import annotations
 
@@ -33,19 +33,7 @@ MODELS = {
     "deeplab_edgetpu_slim": dict(arch="deeplabv3plus", backbone="mobilenet_edgetpu", alpha=0.75, head_filters=128,
                                  aspp=False, decoder=False),
 }
-SMOKE_MODELS = ("lraspp_small", "deeplab_mnv2")
-# (stage, last layer of the full model, of the minimalistic model): cumulative cut points through LR-ASPP Large.
-PROFILE_STAGES = (
-    ("stem 3x3 s2", "Conv/hard_swish", "Conv/relu"),
-    ("blocks 0-2 (stride 4, ReLU)", "expanded_conv_2/Add", "expanded_conv_2/Add"),
-    ("blocks 3-5 (stride 8, 5x5, SE, ReLU)", "expanded_conv_5/Add", "expanded_conv_5/Add"),
-    ("blocks 6-9 (stride 16, h-swish)", "expanded_conv_9/Add", "expanded_conv_9/Add"),
-    ("blocks 10-11 (stride 16, SE, h-swish)", "expanded_conv_11/Add", "expanded_conv_11/Add"),
-    ("blocks 12-14 (dilated, 5x5, SE, h-swish)", "expanded_conv_14/Add", "expanded_conv_14/Add"),
-    ("Conv_1 (960, h-swish)", "Conv_1/hard_swish", "Conv_1/relu"),
-    ("LR-ASPP head to stride-8 scores", "lraspp_add", "lraspp_add"),
-)
-SMOKE_PROFILE_STAGES = PROFILE_STAGES[:1] + PROFILE_STAGES[-1:]
+SMOKE_MODELS = ("lraspp_small", "deeplab_mnv2")  # the quick run: a goal row in 2 training runs
 
 
 def _ops(content: bytes) -> dict:
@@ -75,33 +63,15 @@ def _native_stride(path: str) -> int:
     return int(load_spec(path)[0].output_stride)
 
 
-def build_profile(out_dir: str, size: int, *, smoke: bool) -> list:
-    """LR-ASPP MobileNetV3-Large, full and minimalistic, cut after each stage; one int8 file per cut."""
-    import numpy as np
-
-    from edge.files import write_bytes
-    from kerasseg.backend import keras
-    from kerasseg.export import tflite
-    from kerasseg.export.modes import Mode
-    from kerasseg.models import build_model, count_params_and_macs
-    rng = np.random.default_rng(0)
-    calibration = lambda: (rng.uniform(0, 255, (1, size, size, 3)).astype(np.float32) for _ in range(4))  # noqa: E731
-    rows = []
-    for variant, minimalistic in (("full", False), ("minimalistic", True)):
-        model = build_model(arch="lraspp", backbone="mobilenetv3_large", num_classes=21, minimalistic=minimalistic,
-                            input_shape=(size, size, 3))
-        for stage, full_layer, minimal_layer in (SMOKE_PROFILE_STAGES if smoke else PROFILE_STAGES):
-            layer = minimal_layer if minimalistic else full_layer
-            prefix = keras.Model(model.input, model.get_layer(layer).output)
-            # int8 out: no final QUANTIZE to uint8, whose cost would grow with the cut's last tensor.
-            content = tflite.convert(prefix, mode=Mode.INT8, input_size=(size, size), calibration=calibration,
-                                     scores_type="int8")
-            path = write_bytes(os.path.join(out_dir, f"profile_{variant}_{layer.replace('/', '_')}.tflite"), content)
-            params, macs = count_params_and_macs(prefix, input_shape=(size, size, 3))
-            rows.append({"variant": variant, "stage": stage, "layer": layer, "size": size, "path": path,
-                         "params": int(params), "macs": int(macs), "ops": _ops(content)})
-            print(f"built {path}", flush=True)
-    return rows
+def build_profile(out_dir: str, models: dict, size: int) -> dict:
+    """{name: its artifact at ``size`` split into one model per op (op_profile.write_split rows)}."""
+    import op_profile
+    profile = {}
+    for name, entry in models.items():
+        with open(entry[str(size)]["path"], "rb") as f:
+            profile[name] = op_profile.write_split(f.read(), os.path.join(out_dir, f"ops_{name}_{size}"))
+        print(f"split {name} at {size} into {len(profile[name])} one-op models", flush=True)
+    return profile
 
 
 def _named_runs(values) -> dict:
@@ -117,18 +87,20 @@ def main(argv=None) -> int:
     parser.add_argument("out_dir")
     parser.add_argument("--runs", nargs="+", default=[], metavar="NAME=RUN_DIR", help="trained runs to convert")
     parser.add_argument("--sizes", type=int, nargs="+", default=[513, 257])
-    parser.add_argument("--profile-size", type=int, default=None, help="also build the per-stage profile cuts")
-    parser.add_argument("--smoke", action="store_true", help="two profile cuts instead of eight")
+    parser.add_argument("--profile-size", type=int, default=None, help="also split each model at this size into "
+                        "one model per op (one of --sizes)")
     args = parser.parse_args(argv)
-    sys.path.insert(0, ROOT)
+    if args.profile_size is not None and args.profile_size not in args.sizes:
+        raise SystemExit(f"--profile-size: {args.profile_size} is not one of --sizes {args.sizes}")
+    sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
     os.makedirs(args.out_dir, exist_ok=True)
-    built = {"models": {}, "profile": []}
+    built = {"models": {}, "profile": {}}
     for name, run_dir in _named_runs(args.runs).items():
         for size in args.sizes:
             built["models"].setdefault(name, {})[str(size)] = export_run(args.out_dir, name, run_dir, size)
             print(f"converted {name} at {size}", flush=True)
     if args.profile_size:
-        built["profile"] = build_profile(args.out_dir, args.profile_size, smoke=args.smoke)
+        built["profile"] = build_profile(args.out_dir, built["models"], args.profile_size)
     with open(os.path.join(args.out_dir, "models.json"), "w", encoding="utf-8") as f:
         json.dump(built, f, indent=2)
     return 0

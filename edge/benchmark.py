@@ -1,7 +1,10 @@
 """Interpreter latency: ``python -m edge.benchmark --model M [--threads 1 2] [--edgetpu] [--vs OTHER] [--runs N]``.
 
 Times ``invoke()`` alone on a fixed random input, after warm-up runs, and
-prints p50/p90/p99 per model, thread count and device, side by side.
+prints p50/p90/p99 per model, thread count and device, side by side. Then, for
+each model, how the runtime's CPU delegate (XNNPACK) took its ops
+(:func:`delegation`): every op it leaves out runs in the runtime's own kernels and
+splits the graph, each split a round trip out of XNNPACK.
 """
 from __future__ import annotations
 
@@ -29,6 +32,40 @@ class Result:
     @property
     def fps(self) -> float:
         return 1000.0 / float(np.mean(self.latencies_ms))
+
+
+@dataclasses.dataclass
+class Delegation:
+    """How the CPU delegate took a model: its partitions and the ops it left to the runtime's own kernels."""
+
+    ops: int           # ops in the model
+    partitions: int    # delegate nodes: runs of consecutive ops that XNNPACK took
+    left_out: dict     # {op name: count} of the ops it did not take
+
+    def describe(self) -> str:
+        outside = ", ".join(f"{name} {count}" for name, count in self.left_out.items()) or "none"
+        return (f"{self.partitions} XNNPACK partition{'s' if self.partitions != 1 else ''} for "
+                f"{self.ops - sum(self.left_out.values())} of {self.ops} ops; outside: {outside}")
+
+
+def delegation(model: str) -> Delegation:
+    """How ai_edge_litert's default CPU delegate, XNNPACK, takes the ops of ``model``.
+
+    LiteRT logs "Replacing N out of M node(s) with delegate (TfLiteXNNPackDelegate) node, yielding K
+    partitions" only at its verbose level, which Python cannot set; its node list says the same. Each run of
+    ops XNNPACK takes becomes one DELEGATE node (the partitions). Loaded once more with delegate node fusion off,
+    each op it takes becomes a DELEGATE node of its own, and the other ops are the ones it left out.
+    """
+    nodes = {fuse: load_interpreter(model, runtime="ai_edge_litert", threads=1,
+                                    fuse_delegate_nodes=fuse).interpreter._get_ops_details()  # the only node list
+             for fuse in (True, False)}
+    delegated = {int(t) for node in nodes[False] if node["op_name"] == "DELEGATE" for t in node["outputs"]}
+    left_out = {}
+    for node in nodes[False]:
+        if node["op_name"] != "DELEGATE" and not {int(t) for t in node["outputs"]} <= delegated:
+            left_out[node["op_name"]] = left_out.get(node["op_name"], 0) + 1
+    return Delegation(ops=sum(node["op_name"] != "DELEGATE" for node in nodes[False]),
+                      partitions=sum(node["op_name"] == "DELEGATE" for node in nodes[True]), left_out=left_out)
 
 
 def random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
@@ -106,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     if results:
         print(f"runtime: {results[0].runtime}; {args.runs} runs after {args.warmup} warm-up")
         print(format_table(results))
+        for model in dict.fromkeys(r.model for r in results if r.device == "cpu" and r.runtime == "ai_edge_litert"):
+            print(f"{model}: {delegation(model).describe()}")
     return 0 if len(results) == len(configs) else 1
 
 

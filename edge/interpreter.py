@@ -130,12 +130,14 @@ def _library_loadable(library: str) -> bool:
 
 
 def load_interpreter(model_path: str, *, runtime: str | None = None, threads: int | None = None,
-                     edgetpu: bool = False, fallback_cpu: bool = False) -> LoadedInterpreter:
+                     edgetpu: bool = False, fallback_cpu: bool = False,
+                     fuse_delegate_nodes: bool = True) -> LoadedInterpreter:
     """Make an allocated interpreter for ``model_path``.
 
     With ``edgetpu`` the Edge TPU delegate is loaded; if it cannot be, an
     :class:`EdgeTPUError` is raised unless ``fallback_cpu``, which logs a
-    warning and runs on the CPU.
+    warning and runs on the CPU. ``fuse_delegate_nodes=False`` (ai_edge_litert
+    only) makes each op a delegate takes a node of its own, to see which it took.
     """
     if threads is not None and threads < 1:
         raise ValueError(f"threads: expected a positive integer, got {threads}")
@@ -143,6 +145,12 @@ def load_interpreter(model_path: str, *, runtime: str | None = None, threads: in
     if not os.path.isfile(model_path):
         raise ModelError(f"model: no such file {model_path!r}")
     name = resolve_runtime(runtime)
+    options = {}
+    if not fuse_delegate_nodes:
+        if name != "ai_edge_litert":
+            raise ValueError(f"fuse_delegate_nodes=False: only ai_edge_litert can turn delegate node fusion off, "
+                             f"not {name}")
+        options["experimental_disable_delegate_node_fusion"] = True
     Interpreter, load_delegate = _import_runtime(name)
     delegates, delegate_name = [], None
     if edgetpu:
@@ -156,7 +164,7 @@ def load_interpreter(model_path: str, *, runtime: str | None = None, threads: in
     try:
         with console.native_output():  # the runtime's "INFO: Created TensorFlow Lite XNNPACK delegate" line
             interpreter = Interpreter(model_path=model_path, experimental_delegates=delegates or None,
-                                      num_threads=threads)
+                                      num_threads=threads, **options)
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -54,3 +54,17 @@ def train_and_export(folder: pathlib.Path) -> Mnv3Run:
     results = export(open_trained(str(run_dir)), MODES, calibration_steps=32, qat_steps=10,
                      parity_images=PARITY_IMAGES, max_drop=100.0, log=log.append)
     return Mnv3Run(run_dir=run_dir, results={r.mode.value: r for r in results}, log=log)
+
+
+def h_swish_gate_ranges(path) -> list:
+    """The int8 range of each h-swish gate, ReLU6(x + 3): the output of an ADD named after the layer."""
+    from edge.interpreter import load_interpreter
+    interpreter = load_interpreter(str(path)).interpreter
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ranges = []
+    for op in interpreter._get_ops_details():
+        output = tensors.get(op["outputs"][0])
+        if op["op_name"] == "ADD" and output and "hard_swish" in output["name"]:
+            scale, zero_point = output["quantization"]
+            ranges.append((round(scale * (-128 - zero_point), 3), round(scale * (127 - zero_point), 3)))
+    return ranges

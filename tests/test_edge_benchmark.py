@@ -1,6 +1,8 @@
 import numpy as np
+import pytest
 
 from edge import benchmark
+from edge.interpreter import load_interpreter
 
 
 def test_measure_reports_percentiles(tiny_models):
@@ -30,6 +32,18 @@ def test_cli_compares_models_and_threads_side_by_side(tiny_models, capsys):
     assert [r.split()[2] for r in rows] == ["1", "2", "1", "2"]
     assert rows[0].rstrip().endswith("1.00x")
     assert "p50 ms" in out and "p99 ms" in out
+    # Then how XNNPACK took each model: once per model, not per thread count.
+    assert f"{tiny_models.uint8}: 1 XNNPACK partition for 1 of 3 ops; outside: QUANTIZE 2" in out.splitlines()
+    assert sum("XNNPACK partition" in line for line in out.splitlines()) == 2
+
+
+def test_delegation_counts_xnnpack_partitions_and_the_ops_it_leaves_out(tiny_models):
+    assert benchmark.delegation(tiny_models.int8) == benchmark.Delegation(ops=1, partitions=1, left_out={})
+    ids = benchmark.delegation(tiny_models.class_ids)  # conv, then ARG_MAX and its CAST, which XNNPACK lacks
+    assert ids == benchmark.Delegation(ops=3, partitions=1, left_out={"ARG_MAX": 1, "CAST": 1})
+    assert ids.describe() == "1 XNNPACK partition for 1 of 3 ops; outside: ARG_MAX 1, CAST 1"
+    with pytest.raises(ValueError, match="only ai_edge_litert can turn delegate node fusion off, not tensorflow"):
+        load_interpreter(tiny_models.int8, runtime="tensorflow", fuse_delegate_nodes=False)
 
 
 def test_cli_edgetpu_without_library_explains(tiny_models, capsys):

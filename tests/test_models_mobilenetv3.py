@@ -96,12 +96,17 @@ def test_minimalistic_drops_squeeze_excite_and_h_swish_and_uses_3x3_kernels(mini
         assert kinds.count("HardSwish") == 1 + 2 * 9 + 1 and kinds.count("HardSigmoid") == 8
 
 
-def test_h_swish_and_h_sigmoid_are_the_papers_formulas():
-    x = np.linspace(-5, 5, 41, dtype=np.float32)
-    relu6 = np.clip(x + 3, 0, 6)
-    np.testing.assert_allclose(HardSwish()(x).numpy(), x * relu6 / 6, atol=1e-6)
-    np.testing.assert_allclose(HardSigmoid()(x).numpy(), relu6 / 6, atol=1e-6)
+def test_h_swish_and_h_sigmoid_compute_the_papers_functions_to_float32_rounding():
+    """The order of operations is XNNPACK's (blocks.HardSwish); the function stays x * ReLU6(x + 3) / 6 and
+    ReLU6(x + 3) / 6 on a grid over [-8, 8] that holds both kinks, within 2 float32 ulps of the exact values."""
+    x = np.linspace(-8, 8, 16001, dtype=np.float32)
+    exact = x.astype(np.float64)
+    gate = np.clip(exact + 3, 0, 6)
+    np.testing.assert_allclose(HardSwish()(x).numpy(), exact * gate / 6, rtol=2.5e-7, atol=1e-37)
+    np.testing.assert_allclose(HardSigmoid()(x).numpy(), gate / 6, rtol=2.5e-7, atol=1e-37)
     assert HardSwish.from_config(HardSwish(name="h").get_config()).name == "h"
+    # A model saved before the decomposition holds just these keys; it loads into the new form.
+    assert HardSwish(name="h").get_config() == {"name": "h", "trainable": True, "dtype": "float32"}
 
 
 @pytest.mark.parametrize("config", [

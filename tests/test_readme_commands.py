@@ -627,8 +627,12 @@ def _count_frames(path):
 
 def check_benchmark(outcome):
     args = parse_arguments("edge.benchmark", outcome.argv)
-    rows = [line for line in outcome.out.splitlines() if ".tflite" in line]
+    delegation = [line for line in outcome.out.splitlines() if "XNNPACK partition" in line]
+    rows = [line for line in outcome.out.splitlines() if ".tflite" in line and line not in delegation]
     assert len(rows) == (1 + len(args.vs)) * len(args.threads), outcome.tail()  # Edge TPU rows: none here
+    # Then one line per model on how XNNPACK took it: the README's int8 and float files run as one partition.
+    assert [line.split(":")[0] for line in delegation] == [args.model, *args.vs], outcome.tail()
+    assert all(": 1 XNNPACK partition for" in line for line in delegation), outcome.tail()
 
 
 def check_data(outcome):

@@ -55,6 +55,7 @@ SUPPORTED = {
     "TANH": None, "TRANSPOSE": None, "TRANSPOSE_CONV": None,
 }
 FUSED_ACTIVATION_NONE = 0
+FUSED_RELU6 = 3  # schema ActivationFunctionType
 # Ops outside Coral's table that models here use, with the public evidence that the compiler leaves them on the CPU.
 UNSUPPORTED_EVIDENCE = {
     "HARD_SWISH": "MobileNetV3's h-swish; google-coral/edgetpu #272 lists its HARD_SWISH ops as run on the CPU "
@@ -63,6 +64,9 @@ UNSUPPORTED_EVIDENCE = {
 # A MUL of a map by a per-channel (1x1xC) gate: squeeze-excite or the LR-ASPP gate. Its ops are all on Coral's table;
 # EfficientNet-Lite dropped squeeze-excite as "not well supported for some mobile accelerators", so it is noted.
 GATE_NOTE = "a per-channel gate (squeeze-excite or LR-ASPP): on Coral's table, unconfirmed without the compiler"
+# MobileNetV3's h-swish as our models export it (kerasseg.models.blocks.HardSwish): ADD 3 with a fused RELU6, and this
+# MUL of the result by the ADD's own input. Coral's table has both ops; #272's reports are of the HARD_SWISH op.
+H_SWISH_NOTE = "the MUL of a decomposed h-swish (ADD + RELU6, MUL): on Coral's table, unconfirmed without the compiler"
 
 # The largest resize output side known to map. google-coral/edgetpu issue #31 ("ResizeBilinear only for small
 # models?"): a 512x512 bilinear upsample was "not mapped due to some unspecified limitation" while 128x128 mapped;
@@ -219,7 +223,7 @@ def _macs(name: str, graph, op) -> int:
     return 0
 
 
-def _check(name: str, graph, op, constants: dict) -> tuple[str, str]:
+def _check(name: str, graph, op, constants: dict, producers: dict) -> tuple[str, str]:
     """(reason it cannot map or "", note) for one op."""
     if name not in SUPPORTED:
         evidence = UNSUPPORTED_EVIDENCE.get(name)
@@ -267,6 +271,8 @@ def _check(name: str, graph, op, constants: dict) -> tuple[str, str]:
         note = ""
     if name == "MUL" and _is_gate(graph, op):
         note = GATE_NOTE
+    if name == "MUL" and _is_h_swish(graph, op, producers):
+        note = H_SWISH_NOTE
     if name == "SOFTMAX":
         shape = _shape(graph, op.inputs[0])
         if sum(v > 1 for v in shape) > 1 or int(np.prod(shape)) > 16000:
@@ -282,6 +288,19 @@ def _is_gate(graph, op) -> bool:
             and sorted(int(np.prod(s[1:3])) > 1 for s in shapes) == [False, True])
 
 
+def _is_h_swish(graph, op, producers: dict) -> bool:
+    """A MUL of ``x`` by ``RELU6(x + 3)`` (an ADD with a fused RELU6 reading ``x``), in either order."""
+    inputs = [t for t in op.inputs if t >= 0]
+    if len(inputs) != 2:
+        return False
+    for gate, x in (inputs, inputs[::-1]):
+        add = producers.get(gate)
+        if (add is not None and add[0] == "ADD" and x in list(add[1].inputs)
+                and add[1].builtinOptions is not None and add[1].builtinOptions.fusedActivationFunction == FUSED_RELU6):
+            return True
+    return False
+
+
 def analyze(content: bytes, *, name: str = "model.tflite") -> EdgeTPUReport:
     """Check every op of the main graph of ``content`` against the Edge TPU's op table."""
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
@@ -292,10 +311,11 @@ def analyze(content: bytes, *, name: str = "model.tflite") -> EdgeTPUReport:
         if data is not None:
             constants[index] = (np.frombuffer(bytes(np.asarray(data, np.uint8)), dtype=np.int32)
                                 if tensor_type_name(tensor.type) == "INT32" else None)
+    names = [flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) for op in graph.operators]
+    producers = {t: (op_name, op) for op_name, op in zip(names, graph.operators) for t in op.outputs}
     checks, split = [], False
-    for index, op in enumerate(graph.operators):
-        op_name = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
-        reason, note = _check(op_name, graph, op, constants)
+    for index, (op_name, op) in enumerate(zip(names, graph.operators)):
+        reason, note = _check(op_name, graph, op, constants, producers)
         split = split or bool(reason)
         out = _shape(graph, op.outputs[0]) if len(op.outputs) else []
         checks.append(OpCheck(index=index, op=op_name, output_shape=out, macs=_macs(op_name, graph, op),

@@ -4,10 +4,12 @@ tfmot's default 8-bit scheme knows the standard convolution, pooling,
 concatenation and add layers, and folds batch normalisation into the
 convolution before it. Segmentation models also normalise pixels, resize
 feature maps to a reference tensor and crop; tfmot has no configuration for
-those and refuses the model. ``QUANTIZE_CONFIGS`` below gives each such layer
+those and refuses the model. :func:`quantize_config_for` gives each such layer
 one: layers that compute new values (normalise, resize, rescale) get their
 output quantized, exactly as TFLite will run them in int8; layers that only
-move values (crops, reshapes) pass their already quantized input through. Any
+move values (crops, reshapes) pass their already quantized input through.
+MobileNetV3's h-swish and h-sigmoid run as several int8 ops (ADD + RELU6, MUL):
+each intermediate tensor int8 keeps gets a range of its own (``DECOMPOSED``). Any
 other layer tfmot cannot handle is an error naming it: nothing is left float
 silently.
 
@@ -15,7 +17,8 @@ tfmot starts every activation range at [-6, 6] and moves it by a moving average 
 decay 0.999, so a few hundred fine-tuning steps leave the ranges near [-6, 6]: harmless
 after ReLU6 (MobileNetV2), but it clips MobileNetV3's h-swish activations and wastes
 most of the levels of its [0, 1] gates. ``fine_tune`` therefore first sets the ranges
-from ``RANGE_WARMUP_BATCHES`` training batches (:func:`warm_up_ranges`).
+(those inside h-swish and h-sigmoid too) from ``RANGE_WARMUP_BATCHES`` training batches
+(:func:`warm_up_ranges`).
 
 Kernels above ``PER_TENSOR_ABOVE`` weights (FCN's fc6 and fc7) get one weight
 range per tensor rather than per output channel, which the TFLite converter can
@@ -77,8 +80,45 @@ class PassThroughQuantizeConfig(OutputQuantizeConfig):
         return []
 
 
+class _NamedRangeQuantizer(_quantizers.MovingAverageQuantizer):
+    """tfmot's moving-average quantizer for an activation hook, its range variables named after the hook
+    (``gate_min``, ``product_max``; tfmot names every activation's ``post_activation_min``, which would repeat
+    within a layer)."""
+
+    def __init__(self, hook: str):
+        super().__init__(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
+        self.name = hook.removesuffix("_activation")
+
+    def build(self, tensor_shape, name, layer):
+        return super().build(tensor_shape, self.name, layer)
+
+
+class DecomposedQuantizeConfig(OutputQuantizeConfig):
+    """An activation TFLite runs as several int8 ops (h-swish, h-sigmoid): each identity hook its call applies
+    to an intermediate int8 tensor (the layer's ``INT8_TENSORS``) is quantized there, as tfmot quantizes a
+    layer's activation: over the range the function fixes, else a moving-average range of its own. The output
+    gets a range too when ``output``."""
+
+    def __init__(self, output=True):
+        self.output = bool(output)
+
+    def get_activations_and_quantizers(self, layer):
+        return [(getattr(layer, hook), FixedRangeQuantizer(*known) if known else _NamedRangeQuantizer(hook))
+                for hook, known in layer.INT8_TENSORS.items()]
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        for hook, activation in zip(layer.INT8_TENSORS, quantize_activations):
+            setattr(layer, hook, activation)
+
+    def get_output_quantizers(self, layer):
+        return super().get_output_quantizers(layer) if self.output else []
+
+    def get_config(self):
+        return {"output": self.output}
+
+
 class FixedRangeQuantizer(_quantizers.Quantizer):
-    """Fake-quantize to 8 bits over a fixed range (the model input's [0, 255])."""
+    """Fake-quantize to 8 bits over a fixed range (the model input's [0, 255], h-swish's gate [0, 6])."""
 
     def __init__(self, minimum: float = 0.0, maximum: float = 255.0):
         self.minimum = float(minimum)
@@ -111,10 +151,17 @@ OUTPUT_QUANTIZED = (
     "ResizeToReference",
     "ResizeTo",
     "ImagePooling",
-    "HardSwish",          # kerasseg.models.blocks: one HARD_SWISH op in TFLite
-    "HardSigmoid",        # kerasseg.models.blocks: the squeeze-excite gate (ADD + RELU6, MUL)
     "Multiply",           # keras: the squeeze-excite and LR-ASPP gates (MUL); tfmot's registry lacks it
 )
+# Activations TFLite runs as several int8 ops (kerasseg.models.blocks; their hooks and ranges are the layers'
+# INT8_TENSORS): whether the output has a range of its own.
+DECOMPOSED = {
+    # ADD + RELU6 (the gate), MUL (the product), MUL by 1/6. The converter folds the last into the convolution
+    # after it, so the int8 tensor is the product's; where it cannot (two readers), calibration sets its range.
+    "HardSwish": False,
+    # The squeeze-excite gate: ADD + RELU6, then MUL by 1/6 into the gate's [0, 1] output.
+    "HardSigmoid": True,
+}
 PASS_THROUGH = (
     "CropLike",           # kerasseg.models.layers: crop to a reference tensor's size
     "CropToReference",
@@ -126,6 +173,8 @@ PASS_THROUGH = (
 def quantize_config_for(layer):
     """Our QuantizeConfig for a layer tfmot does not know, or None."""
     name = type(layer).__name__
+    if name in DECOMPOSED:
+        return DecomposedQuantizeConfig(DECOMPOSED[name])
     if name in OUTPUT_QUANTIZED:
         return OutputQuantizeConfig()
     if name in PASS_THROUGH:
@@ -145,7 +194,7 @@ def _large_kernel_config(layer):
 def scope():
     """The custom objects tfmot needs to rebuild and load a quantization-aware model."""
     objects = {"OutputQuantizeConfig": OutputQuantizeConfig, "PassThroughQuantizeConfig": PassThroughQuantizeConfig,
-               "FixedRangeQuantizer": FixedRangeQuantizer}
+               "DecomposedQuantizeConfig": DecomposedQuantizeConfig, "FixedRangeQuantizer": FixedRangeQuantizer}
     with contextlib.suppress(ImportError):
         from kerasseg.models import custom_objects
         objects.update(custom_objects())

@@ -57,25 +57,58 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 @_register
 class HardSwish(keras.layers.Layer):
-    """h-swish, ``x * ReLU6(x + 3) / 6`` (the paper's section 5.2); the TFLite converter fuses it into HARD_SWISH."""
+    """h-swish, ``x * ReLU6(x + 3) / 6`` (the paper's section 5.2), computed as ``(ReLU6(x + 3) * x) * (1/6)``.
+
+    The order is for int8 export. TFLite's converter fuses the usual orders (``x * ReLU6(x + 3) / 6``,
+    ``x * (ReLU6(x + 3) / 6)``, ``(ReLU6(x + 3) / 6) * x``) into one HARD_SWISH op, which LiteRT's XNNPACK delegate
+    does not run in int8: each one split the graph and ran in LiteRT's reference kernel. This order stays
+    ADD (with a fused RELU6), MUL, MUL by 1/6, all XNNPACK int8 kernels, and the converter folds the MUL by
+    1/6 into the convolution after it when that convolution is its only reader.
+
+    ``INT8_TENSORS``: identity hooks on the tensors before the 1/6, which int8 keeps, with the range the
+    function fixes (None: learnt from data). ``kerasseg.export`` quantizes there: quantization-aware training
+    at each, and post-training int8 pins the gate to [0, 6], to which calibration would give the product's range.
+    """
+
+    INT8_TENSORS = {"gate_activation": (0.0, 6.0), "product_activation": None}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.gate_activation = keras.activations.linear
+        self.product_activation = keras.activations.linear
 
     def call(self, inputs):
-        return inputs * tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0)
+        gate = self.gate_activation(tf.nn.relu6(inputs + 3.0))
+        return self.product_activation(gate * inputs) * (1.0 / 6.0)
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)
+
+    def get_config(self):
+        return super().get_config()  # name, trainable, dtype: what the layer was saved with before the hooks
 
 
 @_register
 class HardSigmoid(keras.layers.Layer):
-    """h-sigmoid, ``ReLU6(x + 3) / 6``, the squeeze-excite gate. In TFLite the + 3 and the ReLU6 fold into the
-    convolution before it (an ADD with a fused RELU6 after quantization-aware training), then one MUL."""
+    """h-sigmoid, ``ReLU6(x + 3) / 6``, the squeeze-excite gate. In int8 TFLite the + 3 and the ReLU6 fold into the
+    convolution before it (an ADD with a fused RELU6 after quantization-aware training), then one MUL; XNNPACK
+    runs both. ``INT8_TENSORS``: an identity hook on ``ReLU6(x + 3)``, as for :class:`HardSwish` (calibration
+    gets its range right: the convolution's)."""
+
+    INT8_TENSORS = {"gate_activation": None}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.gate_activation = keras.activations.linear
 
     def call(self, inputs):
-        return tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0)
+        return self.gate_activation(tf.nn.relu6(inputs + 3.0)) * (1.0 / 6.0)
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)
+
+    def get_config(self):
+        return super().get_config()
 
 
 CUSTOM_OBJECTS = {"HardSwish": HardSwish, "HardSigmoid": HardSigmoid}

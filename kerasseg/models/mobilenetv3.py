@@ -7,7 +7,8 @@ ICCV 2019, https://arxiv.org/abs/1905.02244
   keras.applications' channel rounding and layer names (``Conv``, ``expanded_conv_N/expand``,
   ``.../squeeze_excite/Conv``, ``Conv_1``), so its ImageNet weight files load by name.
 - A table over the one inverted residual block (blocks.py), which also holds h-swish ``x * ReLU6(x + 3) / 6``
-  (:class:`~kerasseg.models.blocks.HardSwish`; TFLite fuses it into one HARD_SWISH op) and the squeeze-excite
+  (:class:`~kerasseg.models.blocks.HardSwish`, in an order that int8 TFLite runs as ADD and MUL ops inside
+  XNNPACK rather than one HARD_SWISH op outside it) and the squeeze-excite
   (an h-sigmoid gate of a 1x1 conv, ReLU, 1x1 conv on the globally pooled features, with a quarter of the
   expanded channels, rounded to 8).
 - ``minimalistic`` (keras.applications and the TF model zoo): no squeeze-excite, ReLU everywhere, 3x3
