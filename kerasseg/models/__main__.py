@@ -14,13 +14,15 @@ from edge import console
 from kerasseg.models import (BACKBONES, MOBILENETV2_ALPHAS, MOBILENETV3_ALPHAS, MODELS, OPTION_DOCS, build_model,
                              count_params_and_macs, list_models, model_config)
 
+PROG = "python -m kerasseg.models"
+
 
 def parse_args(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["import"]:  # python -m kerasseg.models import SOURCE --output DIR
         from kerasseg.models.importing.cli import parse_args as parse_import
         return parse_import(argv[1:])
-    parser = console.ArgumentParser(prog="python -m kerasseg.models", description=__doc__.splitlines()[0],
+    parser = console.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
                                     epilog="python -m kerasseg.models import --help: import a released DeepLab "
                                            "model (.tflite or model-zoo checkpoint) as a run directory")
     parser.add_argument("--arch", choices=list_models(), help="count this arch (without it: list the registry)")
@@ -82,7 +84,7 @@ def main(argv=None):
     try:
         print_counts(args)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(PROG, err)
         return 2
     return 0
 

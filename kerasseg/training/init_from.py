@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 
 from kerasseg.training.batchnorm import BATCH_NORM_STEPS, reestimate_batch_norm
@@ -19,6 +20,8 @@ from kerasseg.training.batchnorm import BATCH_NORM_STEPS, reestimate_batch_norm
 FIXED_BY_WEIGHTS = ("arch", "backbone", "alpha", "channel_rounding", "minimalistic", "aspp", "decoder")
 FROM_SOURCE = FIXED_BY_WEIGHTS + ("output_stride", "dropout", "edgetpu_friendly", "align_corners")
 CLASSIFIER = "classifier"
+MAX_NAMED = 5  # layers not loaded that the summary names; DEBUG names them all, and the loaded ones
+_log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,9 +97,13 @@ def copy_weights(model, source: InitSource, labels, *, log=print) -> tuple[list,
         else:
             layer.set_weights(weights)
             loaded.append(layer.name)
+    shown = skipped[:MAX_NAMED] + ([f"and {len(skipped) - MAX_NAMED} more"] if len(skipped) > MAX_NAMED else [])
     log(f"--init-from {source.path} ({source.kind}): loaded {len(loaded)} of {len(loaded) + len(skipped)} layers "
-        f"with weights; not loaded ({len(skipped)}): " + ("; ".join(skipped) or "none"))
-    log(f"  loaded ({len(loaded)}): {', '.join(loaded)}")
+        f"with weights; not loaded ({len(skipped)}): " + ("; ".join(shown) or "none")
+        + (" (--log-level DEBUG lists every layer)" if len(loaded) + len(skipped) > MAX_NAMED else ""))
+    _log.debug("--init-from: loaded (%d): %s", len(loaded), ", ".join(loaded))
+    if len(skipped) > MAX_NAMED:
+        _log.debug("--init-from: not loaded (%d): %s", len(skipped), "; ".join(skipped))
     return loaded, skipped
 
 

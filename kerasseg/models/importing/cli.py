@@ -16,9 +16,11 @@ import time
 
 from edge import console
 
+PROG = "python -m kerasseg.models import"
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = console.ArgumentParser(prog="python -m kerasseg.models import", description=__doc__,
+    parser = console.ArgumentParser(prog=PROG, description=__doc__,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", metavar="SOURCE", help=".tflite, model-zoo .tar.gz, its folder or a checkpoint "
                                                          "prefix")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         spec = imported_spec(imported, labels_file=args.labels, input_size=args.input_size)
         run = write_imported_run(imported, args.output, spec)
     except (ValueError, FileNotFoundError, FileExistsError, SpecError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(PROG, err)
         return 2
     config = imported.config
     print(f"Imported {imported.source['kind']} {args.source} in {time.perf_counter() - started:.1f} s: "
