@@ -184,7 +184,10 @@ def test_picamera2_source_with_a_stand_in_module(tiny_models, monkeypatch):
     source.close()
 
 
+@pytest.mark.slow
 def test_opencv_runs_single_threaded_during_the_loop_and_is_restored(tiny_models):
+    """Slow: 10 s, the default --reconnect-seconds the loop waits once the fake camera has dropped its last
+    frames; shares ``tiny_models``."""
     class ThreadCountingSegmenter(SlowSegmenter):
         def postprocess(self, raw, geometry, **options):
             seen.append(cv2.getNumThreads())
@@ -377,8 +380,11 @@ class Collect:
         pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("resize_mode", ["stretch", "letterbox"])
 def test_native_head_is_coloured_at_its_resolution_and_placed_on_the_frame(native_models, tmp_path, resize_mode):
+    """Slow: 10 s each, the default --reconnect-seconds the loop waits once the fake camera has dropped its last
+    frames; shares ``native_models``."""
     model = tmp_path / "native.tflite"
     model.write_bytes(open(native_models.uint8, "rb").read())
     spec_for_native(resize_mode=resize_mode, output_alignment="stride").save(tmp_path / "native.spec.json")
