@@ -126,6 +126,9 @@ def test_each_stage_and_mode_gets_its_own_cause_and_fix():
         "float32", "argmax", keras=0.9, keras_head=0.8, device=0.8))
     assert "argmax head's placement" in placement and "4x4 class ids (stride 16)" in placement, placement
     assert "smaller output stride" in placement and "quantiz" not in placement.lower()
+    # Nothing lost beyond noise (a --max-drop below zero): the artifact's own conversion is named.
+    assert hint("int8", device=0.8995).startswith("Cause: post-training int8 quantization")
+    assert "converter or the runtime" in hint("float32", "full", device=0.8995)
     # No float32 export to compare with: the converter and the quantization count as one.
     assert "below Keras (90.00)" in hint("int8", reference=None)
 

@@ -308,6 +308,7 @@ def outcome_paths(paths: dict[str, str], *, passed: bool) -> dict[str, str]:
     return chosen
 
 
+NOISE_POINTS = 0.1  # a stage losing less than this explains nothing (a float conversion keeps within about it)
 # The stages of a drop, in the order an image goes through them, with what each compares.
 STAGES = {
     "head": "Keras at full resolution vs Keras with the head's placement (its output placed as the device does)",
@@ -337,10 +338,16 @@ def diagnose(report: ParityReport, spec, *, float32: ParityReport | None = None)
         stages["quantization"] = ("keras_head", "device")
     losses = {name: points[before] - points[after] for name, (before, after) in stages.items()}
     return {"measure": report.measure_name, "points": points, "losses_points": losses,
-            "cause": max(reversed(list(losses)), key=losses.get),  # a tie goes to the stage nearest the artifact
-            "stages": {name: STAGES[name] for name in stages},
+            "cause": _cause(losses), "stages": {name: STAGES[name] for name in stages},
             "head": report.head, "input_size": list(spec.input_size), "output_size": list(spec.output_size),
             "output_stride": spec.output_stride}
+
+
+def _cause(losses: dict) -> str:
+    """The stage that lost the most points; when none lost more than ``NOISE_POINTS``, the stage nearest the
+    artifact (its own conversion), as nothing earlier explains the failure."""
+    lost = {name: loss for name, loss in losses.items() if loss > NOISE_POINTS}
+    return max(lost, key=lost.get) if lost else list(losses)[-1]
 
 
 def failure_hint(report: ParityReport, *, realigned: bool, finetune_steps: int) -> str:
