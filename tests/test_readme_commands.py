@@ -56,7 +56,8 @@ PIP_INSTALL = {"pip install -e '.[train,edge]'", "pip install -e '.[edge]'", "pi
 
 PYTEST_SELECTIONS = {"python -m pytest -m 'not slow'"}  # the markers it names are declared
 
-NAMES_ONLY = {"python -m edge.benchmark"}  # a program named in a sentence; its command lines are in code blocks
+NAMES_ONLY = {"python -m edge.benchmark", "python -m edge"}  # programs named in a sentence; their command lines are
+# in code blocks
 
 SYSTEM = {  # Debian, the Pi's venv and Coral's apt repository: set-up of the machine, not run here
     "sudo apt install python3-venv python3-picamera2",
