@@ -20,7 +20,7 @@ from kerasseg.export.export import (DEFAULT_CALIBRATION_STEPS, DEFAULT_HEADS, DE
                                     check_options, export)
 from kerasseg.export.heads import Head
 from kerasseg.export.modes import Mode
-from kerasseg.training.trained import open_trained, target_or_newest
+from kerasseg.rundir import open_trained, target_or_newest
 
 PROG = "convert.py"
 

@@ -45,7 +45,8 @@ def main(argv=None) -> int:
     from kerasseg.models import min_input_size
     from kerasseg.training import format_results
     from kerasseg.training.evaluation import evaluate
-    from kerasseg.training.trained import open_data, open_trained, target_or_newest
+    from kerasseg.data.sources import open_data
+    from kerasseg.rundir import open_trained, target_or_newest
     from edge.files import write_json
 
     try:

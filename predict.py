@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     try:
         paths = list_images(args.input)  # every input is checked before a model loads
         check_output(args.output)
-        from kerasseg.training.trained import open_trained, target_or_newest
+        from kerasseg.rundir import open_trained, target_or_newest
 
         trained = open_trained(target_or_newest(args.model or args.run), spec_path=args.spec, which=args.which)
         os.makedirs(args.output, exist_ok=True)

@@ -25,19 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="YAML file with any of the settings below (keys are the flag names with underscores)")
     model = parser.add_argument_group("model")
     model.add_argument("--arch", type=str, choices=_archs(), help=f"architecture (default: {TrainConfig.arch})")
-    model.add_argument("--backbone", type=str, choices=_backbones(), help="backbone (default: the arch's)")
-    model.add_argument("--output-stride", type=int, choices=(8, 16, 32), help="DeepLab output stride (default: 16)")
-    model.add_argument("--alpha", type=float,
-                       help="MobileNetV2/V3 width multiplier (default: 0.35 for DeepLab MobileNetV2, else 1.0)")
-    model.add_argument("--aspp", action=argparse.BooleanOptionalAction, default=None,
-                       help="DeepLab: atrous branches in ASPP (default: on)")
-    model.add_argument("--decoder", action=argparse.BooleanOptionalAction, default=None,
-                       help="DeepLab: the v3+ decoder (--no-decoder gives DeepLabv3; default: on)")
-    model.add_argument("--edgetpu-friendly", action=argparse.BooleanOptionalAction, default=None,
-                       help="resizes the Edge TPU compiler maps (half_pixel_centers=False; default: off)")
-    model.add_argument("--minimalistic", action=argparse.BooleanOptionalAction, default=None,
-                       help="MobileNetV3 without squeeze-excite and h-swish, 3x3 kernels (default: off)")
-    model.add_argument("--dropout", type=float, help="dropout rate in the head (default: the arch's)")
+    _model_flags(model)
     model.add_argument("--backbone-weights", type=str, metavar="PATH_OR_imagenet",
                        help="initial backbone weights: 'imagenet' or a weights file (default: random)")
     model.add_argument("--init-from", type=str, metavar="SOURCE", help="fine-tune a trained model (architecture "
@@ -94,20 +82,22 @@ def _archs():
     return list_models()
 
 
-def _backbones():
-    from kerasseg.models import BACKBONES
-    return sorted(BACKBONES)
-
+def _model_flags(group):
+    """The build options of the model registry's table that training takes, with their training defaults."""
+    from kerasseg.models import add_option_flags
+    add_option_flags(group, training=True, notes={
+        "backbone": "the arch's", "output_stride": 16, "alpha": "0.35 for DeepLab MobileNetV2, else 1.0",
+        "dropout": "the arch's"})
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     console.configure(args.log_level)
     from kerasseg.data import DatasetError
     from edge.artifact import SpecError
-    from kerasseg.training import (NonFiniteLossError, RunError, TrainingInterrupted, format_results, latest_run,
-                                   resolve_config, train)
+    from kerasseg.rundir import RunError, latest_run, read_config
+    from kerasseg.training import NonFiniteLossError, TrainingInterrupted, format_results, train
     from kerasseg.training.config import FIELDS, read_yaml
-    from kerasseg.training.run import read_config
+    from kerasseg.training.init_from import resolve_with_source
 
     try:
         # Settings: saved run (when resuming) < arch defaults < YAML < flags.
@@ -125,9 +115,9 @@ def main(argv=None) -> int:
             from kerasseg.data import DEFAULT_URI, with_options
             uri = overrides.get("dataset") or yaml_values.get("dataset") or (base or {}).get("dataset") or DEFAULT_URI
             overrides["dataset"] = with_options(uri, val_fraction=args.val_fraction, colormap=args.colormap)
-        config = resolve_config(overrides=overrides, yaml_values=yaml_values, base=base)
+        config, init_source = resolve_with_source(overrides=overrides, yaml_values=yaml_values, base=base)
         result = train(config, output_dir=output_dir, resume=resume, check_data=args.check_data,
-                       verbose=not args.quiet)
+                       verbose=not args.quiet, init_source=init_source)
     except TrainingInterrupted as stop:
         print(stop, file=sys.stderr)
         return 130 if stop.signal_name == "SIGINT" else 143

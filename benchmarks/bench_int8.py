@@ -229,7 +229,7 @@ def quality(run_dir: str, *, qat_steps: int, calibration_steps: int) -> dict:
     """Print and return the mIoU of PTQ int8 and QAT int8 against the float model on the run's val set."""
     from kerasseg.export.export import export
     from kerasseg.export.heads import Head
-    from kerasseg.training.trained import open_trained
+    from kerasseg.rundir import open_trained
     with tempfile.TemporaryDirectory() as out:
         exported = export(open_trained(run_dir), [Mode.INT8, Mode.QAT], out_dir=out, heads=[Head.FULL],
                           qat_steps=qat_steps, calibration_steps=calibration_steps, max_drop=100.0,

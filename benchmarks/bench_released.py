@@ -5,7 +5,7 @@
     python benchmarks/bench_released.py --smoke          # benchmarks/run.py --quick: checks the script only
 
 Imports the released int8 file (default: Coral's DeepLabv3 MobileNetV2 depth 0.5 for VOC, tests/data) with
-``python -m kerasseg.models import``'s library calls, timing the import, then exports it as ``convert.py --int8``
+``python -m kerasseg import``'s library calls, timing the import, then exports it as ``convert.py --int8``
 does (default CPU head, calibrated on the photos with ``images:``). ``edge.Segmenter`` runs both (1 interpreter
 thread, 1 OpenCV thread) on the two photos stretched to 640x480 camera frames, in alternating rounds: per-frame
 CPU time (preprocess + invoke + post-processing to a 640x480 class map) and the share of pixels on which their
@@ -45,8 +45,9 @@ def import_and_export(released: str, photos: str, work: str, *, input_size, cali
     from kerasseg.export.export import export
     from kerasseg.export.modes import Mode
     from kerasseg.models.importing import import_model
-    from kerasseg.models.importing.rundir import imported_spec, write_imported_run
-    from kerasseg.training.trained import open_trained
+    from kerasseg.models.importing.labels import imported_spec
+    from kerasseg.rundir import open_trained
+    from kerasseg.rundir.imported import write_imported_run
 
     started = time.perf_counter()
     imported = import_model(released)

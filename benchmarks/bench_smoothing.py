@@ -101,7 +101,7 @@ def prepare(run: str, out_dir: str) -> None:
     """In the subprocess: the run's int8 native artifact (reused or converted into ``out_dir``) and a val image."""
     from kerasseg.data import open_dataset
     from kerasseg.export.export import export
-    from kerasseg.training.trained import open_trained
+    from kerasseg.rundir import open_trained
     from edge.artifact import load_spec
 
     trained = open_trained(run)

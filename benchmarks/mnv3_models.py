@@ -52,7 +52,7 @@ def export_run(out_dir: str, name: str, run_dir: str, size: int) -> dict:
     """The trained run converted at ``size`` (int8, default CPU head) into ``out_dir/NAME_SIZE/``."""
     from kerasseg.export.export import export
     from kerasseg.models import build_model, count_params_and_macs
-    from kerasseg.training.trained import open_trained
+    from kerasseg.rundir import open_trained
     trained = open_trained(run_dir)
     [result] = export(trained, ["int8"], input_size=(size, size), out_dir=os.path.join(out_dir, f"{name}_{size}"),
                       calibration_steps=8, parity_images=4, max_drop=100.0, log=lambda line: None)

@@ -5,7 +5,7 @@ output size, alignment) holds all of it: for each frame row (and column) the two
 blends, the weight of the second, and the nearest one. The chain for a frame row ``y``:
 
     input row   y_in  = top + (y + 0.5) * content_height / frame_height - 0.5   (OpenCV's bilinear resize)
-    output row  y_out = the spec's alignment applied to y_in (see ``edge.artifact.OUTPUT_ALIGNMENTS``)
+    output row  y_out = the spec's alignment applied to y_in (see ``edge.artifact.Alignment``)
 
 clamped to the map, as TensorFlow and OpenCV clamp at the border. Bilinear scores at the frame's
 size are then what the Keras full head computes, sampled where the frame's pixels lie.
@@ -23,6 +23,8 @@ import enum
 import functools
 
 import numpy as np
+
+from edge.artifact.spec import Alignment
 
 
 class Upsample(enum.Enum):
@@ -62,19 +64,17 @@ class Grid:
 
 
 def output_coordinates(frame_pixels: int, *, offset: int, content: int, input_pixels: int, output_pixels: int,
-                       alignment: str, stride: int) -> np.ndarray:
+                       alignment: "Alignment | str", stride: int) -> np.ndarray:
     """Output-map coordinate (float64) of each frame pixel's centre along one axis."""
+    alignment = Alignment.parse(alignment, name="output_alignment")
     y_in = offset + (np.arange(frame_pixels, dtype=np.float64) + 0.5) * (content / frame_pixels) - 0.5
-    if alignment == "half_pixel":
+    if alignment is Alignment.HALF_PIXEL:
         return (y_in + 0.5) * (output_pixels / input_pixels) - 0.5
-    if alignment == "legacy":
+    if alignment is Alignment.LEGACY:
         return y_in * (output_pixels / input_pixels)
-    if alignment == "stride":
+    if alignment is Alignment.STRIDE:
         return (y_in + 0.5) / stride - 0.5
-    if alignment == "align_corners":
-        return y_in * ((output_pixels - 1) / (input_pixels - 1) if input_pixels > 1 else 0.0)
-    raise ValueError(f"output_alignment: expected 'half_pixel', 'legacy', 'stride' or 'align_corners', "
-                     f"got {alignment!r}")
+    return y_in * ((output_pixels - 1) / (input_pixels - 1) if input_pixels > 1 else 0.0)  # ALIGN_CORNERS
 
 
 def _axis(coords: np.ndarray, size: int) -> Axis:
@@ -87,7 +87,8 @@ def _axis(coords: np.ndarray, size: int) -> Axis:
 
 @functools.lru_cache(maxsize=16)
 def frame_grid(frame_size: tuple[int, int], box: tuple[int, int, int, int], *, input_size: tuple[int, int],
-               output_size: tuple[int, int], alignment: str = "half_pixel", stride: int = 1) -> Grid:
+               output_size: tuple[int, int], alignment: "Alignment | str" = Alignment.HALF_PIXEL,
+               stride: int = 1) -> Grid:
     """The :class:`Grid` for a frame whose content sits at ``box`` (top, left, height, width) of the input.
 
     Cached: a camera keeps one geometry, so the tables are computed once.

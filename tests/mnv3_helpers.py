@@ -46,7 +46,7 @@ def train_and_export(folder: pathlib.Path) -> Mnv3Run:
     120 steps, the int8 drop ranged from -5.9 to +5.3 points.
     """
     from kerasseg.export.export import export
-    from kerasseg.training.trained import open_trained
+    from kerasseg.rundir import open_trained
 
     run_dir = folder / "run"
     run_python("train.py", *TRAIN_FLAGS, "--output-dir", run_dir)

@@ -145,6 +145,7 @@ ENTRY_POINTS = {
     ("python", "-m", "edge.benchmark"): "edge.benchmark",
     ("python", "-m", "kerasseg.data"): "kerasseg.data.__main__",
     ("python", "-m", "kerasseg.models"): "kerasseg.models.__main__",
+    ("python", "-m", "kerasseg"): "kerasseg.__main__",
 }
 
 

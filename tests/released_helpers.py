@@ -70,14 +70,14 @@ def write_official_checkpoint(prefix: str, weights: dict) -> str:
 
 @dataclasses.dataclass
 class Imported:
-    runs: dict  # "int8" / "float257" -> run directory written by python -m kerasseg.models import
+    runs: dict  # "int8" / "float257" -> run directory written by python -m kerasseg import
     outputs: dict  # the same -> what the command printed
     photos: str  # the folder of the two photos
 
 
 @pytest.fixture(scope="session")
 def imported_runs(tmp_path_factory) -> Imported:
-    """Both released files imported through ``python -m kerasseg.models import`` (in-process), once per session
+    """Both released files imported through ``python -m kerasseg import`` (in-process), once per session
     across workers (``made_once_in``: test_released.py and test_readme_commands.py may run in two)."""
     from shared_helpers import made_once_in
 
@@ -91,7 +91,7 @@ def _import_released(root: pathlib.Path) -> None:
     import contextlib
     import io
 
-    from kerasseg.models.__main__ import main
+    from kerasseg.__main__ import main
 
     for name, path in RELEASED.items():
         out = io.StringIO()

@@ -20,7 +20,7 @@ from kerasseg.data.synthetic import SHAPE_LABELS, SyntheticSource
 from kerasseg.export.export import export
 from kerasseg.export.parity import ParityReport, diagnose, failure_hint
 from kerasseg.models.layers import ResizeToReference
-from kerasseg.training.trained import Trained
+from kerasseg.rundir import Trained
 
 SIZE = 64
 IMAGES = 6

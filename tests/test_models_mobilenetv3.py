@@ -8,7 +8,7 @@ from kerasseg.backend import keras
 from kerasseg.models import build_model, count_params_and_macs, load_model, model_config
 from kerasseg.models import weights as weights_module
 from kerasseg.models.__main__ import main
-from kerasseg.models.mobilenetv3 import HardSigmoid, HardSwish
+from kerasseg.models.blocks import HardSigmoid, HardSwish
 from models_helpers import NUM_CLASSES, cached_model, random_images
 
 SMALL_LRASPP = dict(arch="lraspp", backbone="mobilenetv3_small")

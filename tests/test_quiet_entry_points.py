@@ -28,6 +28,7 @@ BAD_INPUTS = {  # name -> arguments that are bad input, and a phrase of the one 
     "python -m kerasseg.data": (["-m", "kerasseg.data", "check", "nosuch:/x"], "nosuch"),
     "python -m kerasseg.data clip": (["-m", "kerasseg.data", "clip", "--output", "clip.gif"], "clip.gif"),
     "python -m kerasseg.models": (["-m", "kerasseg.models", "--arch", "fcn8s", "--image-size", "3"], "too small"),
+    "python -m kerasseg import": (["-m", "kerasseg", "import", "nosuch.tflite", "--output", "runs/x"], "nosuch"),
     "python -m edge": (["-m", "edge", "--model", "m.tflite", "--source", "0", "--smooth", "1.5"], "--smooth"),
 }
 
@@ -43,14 +44,17 @@ def _start(argv, cwd, env):
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.slow
 def _prog(argv) -> str:
-    """What the user typed to start the entry point: ``train.py``, ``python -m edge``, ``python -m kerasseg.data``."""
-    return argv[0] if argv[0].endswith(".py") else f"python -m {argv[1]}"
+    """What the user typed to start the entry point: ``train.py``, ``python -m edge``, ``python -m kerasseg import``
+    (the package's own commands are named with the command)."""
+    if argv[0].endswith(".py"):
+        return argv[0]
+    return f"python -m {argv[1]}" + (f" {argv[2]}" if argv[1] == "kerasseg" else "")
 
 
+@pytest.mark.slow
 def test_a_bad_input_is_one_line_on_stderr_with_exit_2_and_debug_brings_the_start_up_lines_back(tmp_path):
-    """Slow: twelve processes, most of which import TensorFlow (about 5 s each on an idle core), run side by side."""
+    """Slow: thirteen processes, most of which import TensorFlow (about 5 s each on an idle core), run side by side."""
     from edge.artifact import Spec
 
     (tmp_path / GIVEN).mkdir()

@@ -44,7 +44,7 @@ CONVERT_HEADS = "python convert.py --int8 --head full-argmax full"
 EXAMPLE_RUN = "runs/20260101-120000-deeplabv3plus"  # where a README command that takes the newest run finds one
 SAMPLE_CLIP = "python -m kerasseg.data clip --output clip.mp4 --stills samples/"
 RESUME = "python train.py --resume"
-IMPORT_OFFLINE = ("python -m kerasseg.models import tests/data/deeplabv3_mnv2_dm05_pascal_quant.tflite "
+IMPORT_OFFLINE = ("python -m kerasseg import tests/data/deeplabv3_mnv2_dm05_pascal_quant.tflite "
                   "--output runs/voc-dm05")
 CONVERT_IMPORTED = "python convert.py --run runs/voc-dm05 --int8 --dataset images:tests/data/"
 IMPORTED_INT8 = "runs/voc-dm05/export/deeplabv3plus_mobilenetv2_int8.tflite"
@@ -56,8 +56,8 @@ PIP_INSTALL = {"pip install -e '.[train,edge]'", "pip install -e '.[edge]'", "pi
 
 PYTEST_SELECTIONS = {"python -m pytest -m 'not slow'"}  # the markers it names are declared
 
-NAMES_ONLY = {"python -m edge.benchmark", "python -m edge"}  # programs named in a sentence; their command lines are
-# in code blocks
+# Programs named in a sentence; their command lines are in code blocks.
+NAMES_ONLY = {"python -m edge.benchmark", "python -m edge", "python -m kerasseg import"}
 
 SYSTEM = {  # Debian, the Pi's venv and Coral's apt repository: set-up of the machine, not run here
     "sudo apt install python3-venv python3-picamera2",
@@ -119,10 +119,10 @@ _IMPORTED = "tests/test_released.py::test_import_writes_a_run_directory_the_tool
 ELSEWHERE = {  # command -> the test that runs it for real
     # Start from a trained model: the released files in tests/data, imported and converted once per session.
     IMPORT_OFFLINE: _IMPORTED,
-    "python -m kerasseg.models import deeplabv3_mnv2_dm05_pascal_quant.tflite --output runs/voc-dm05": _IMPORTED,
+    "python -m kerasseg import deeplabv3_mnv2_dm05_pascal_quant.tflite --output runs/voc-dm05": _IMPORTED,
     "python evaluate.py runs/voc-dm05 --dataset voc:/data/VOCdevkit/VOC2012": _IMPORTED,
     CONVERT_IMPORTED: "tests/test_released.py::test_round_trip_import_convert_int8_edge_agrees_with_the_released_file",
-    "python -m kerasseg.models import deeplabv3_mnv2_pascal_trainval_2018_01_29.tar.gz --output runs/voc-mnv2 "
+    "python -m kerasseg import deeplabv3_mnv2_pascal_trainval_2018_01_29.tar.gz --output runs/voc-mnv2 "
     "--output-stride 16":
         "tests/test_released.py::test_checkpoint_reader_restores_a_checkpoint_under_the_official_names_exactly",
     "python benchmarks/bench_released.py":
@@ -402,7 +402,7 @@ def _example_run(cwd, request, argv):
 def _stopped_after_first_epoch(cwd, request):
     """What ``train.py --resume`` is for: the newest run, as if stopped (Ctrl-C) after its first epoch."""
     from kerasseg.backend import tf
-    from kerasseg.training import latest_run
+    from kerasseg.rundir import latest_run
 
     checkpoints = os.path.join(latest_run(cwd / "runs", require_model=False).path, "checkpoints")
     first = os.path.basename(tf.train.get_checkpoint_state(checkpoints).all_model_checkpoint_paths[0])
@@ -500,7 +500,7 @@ class Outcome:
     def run_dir(self):
         """The run a train.py or convert.py command wrote into, or converted: the one named, else the newest under
         runs/ when the command ended (a later command of the walk may have made a newer one)."""
-        from kerasseg.training import latest_run
+        from kerasseg.rundir import latest_run
 
         if self.run is not None:
             return self.run
@@ -664,7 +664,7 @@ def _images(folder):
 
 def check_predict(outcome):
     from edge.artifact import Spec
-    from kerasseg.training import latest_run
+    from kerasseg.rundir import latest_run
 
     args = parse_arguments("predict.py", outcome.argv)
     run = outcome.cwd / args.run if args.run else pathlib.Path(latest_run(outcome.cwd / "runs").path)

@@ -20,7 +20,7 @@ AGREEMENT = 0.98  # share of pixels on which two models must give the same class
 
 
 def _import(*args, capsys=None):
-    from kerasseg.models.__main__ import main
+    from kerasseg.__main__ import main
 
     code = main(["import", *map(str, args)])
     return code, capsys.readouterr() if capsys else None
@@ -31,7 +31,7 @@ def test_import_writes_a_run_directory_the_tools_open(imported_runs, tmp_path):
     """Slow: the shared import fixture, then predict.py on the two photos at 513 px (a few seconds)."""
     from edge.artifact import Spec, default_colors
     from kerasseg.data.files import VOC_LABELS
-    from kerasseg.training.trained import open_trained
+    from kerasseg.rundir import open_trained
 
     run = imported_runs.runs["int8"]
     # What the import wrote (the imported_int8_export fixture, shared, may have added export/ since).
@@ -67,7 +67,7 @@ def test_import_writes_a_run_directory_the_tools_open(imported_runs, tmp_path):
 def test_imported_model_computes_what_the_released_file_computes(imported_runs, name):
     """Slow: the Keras model at 513 (or 257) px on two photos. On both, >= 98% of the pixels agree with the
     released file run by the Segmenter, and the dominant class (and the dominant object class) is the same."""
-    from kerasseg.training.trained import open_trained
+    from kerasseg.rundir import open_trained
 
     trained = open_trained(imported_runs.runs[name])
     frames = frames_at(trained.spec.input_size)
@@ -140,7 +140,7 @@ def test_checkpoint_reader_restores_a_checkpoint_under_the_official_names_exactl
         with tarfile.open(archive, "w:gz") as tar:
             tar.add(tmp_path / "deeplab_test", arcname="deeplabv3_mnv2_pascal_trainval")
         assert _import(archive, "--output", tmp_path / "voc-mnv2", "--output-stride", "16")[0] == 0
-        from kerasseg.training.trained import open_trained
+        from kerasseg.rundir import open_trained
         trained = open_trained(tmp_path / "voc-mnv2")
         assert trained.model_kwargs == config and trained.spec.input_size == (513, 513)
         found = trained.model
@@ -253,7 +253,8 @@ def test_images_dataset_takes_the_model_classes_for_convert_and_is_refused_where
     from kerasseg.data import open_dataset
     from kerasseg.training.config import resolve_config
     from kerasseg.training.prepare import prepare
-    from kerasseg.training.trained import Trained, open_data
+    from kerasseg.data.sources import open_data
+    from kerasseg.rundir import Trained
     from edge.artifact import Spec
 
     folder = photos_folder(tmp_path)

@@ -53,7 +53,7 @@ def test_the_clip_of_a_run_uses_its_dataset_and_refuses_bad_arguments(tmp_path, 
         err = capsys.readouterr().err
         assert len(err.splitlines()) == 1 and phrase in err, err
     assert sorted(os.listdir(tmp_path)) == ["c.avi", "runs"]  # nothing written by the refused ones
-    # An imported model's run (python -m kerasseg.models import) names no dataset.
+    # An imported model's run (python -m kerasseg import) names no dataset.
     imported = tmp_path / "runs" / "imported"
     shutil.copytree(run, imported)
     config = yaml.safe_load((imported / "config.yaml").read_text())

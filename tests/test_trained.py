@@ -8,7 +8,8 @@ from export_helpers import TINY_RUN_DATASET as DATASET, TINY_RUN_LABELS as LABEL
 
 from edge.artifact import Spec
 from kerasseg.training import RunError
-from kerasseg.training.trained import open_data, open_trained
+from kerasseg.data.sources import open_data
+from kerasseg.rundir import open_trained
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):

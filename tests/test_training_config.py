@@ -5,7 +5,8 @@ import pathlib
 import pytest
 
 from kerasseg.training import resolve_config
-from kerasseg.training.config import FIELDS, TrainConfig, config_differences, normalize_image_size, read_yaml
+from kerasseg.rundir import config_differences
+from kerasseg.training.config import FIELDS, TrainConfig, normalize_image_size, read_yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -96,3 +97,21 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("nope: 1\n")
     assert cli.main(["--config", str(tmp_path / "bad.yaml")]) == 2
     assert "unknown keys ['nope']" in capsys.readouterr().err
+
+
+def test_model_options_come_from_the_registry_table():
+    """One table of build options: the training config's fields, --init-from's rules and both command lines."""
+    from kerasseg.models import OPTIONS
+    from kerasseg.models.__main__ import parse_args as models_cli
+    from kerasseg.training.init_from import FIXED_BY_WEIGHTS, FROM_SOURCE
+
+    assert set(OPTIONS) <= set(FIELDS) and all(getattr(TrainConfig(), name) is None for name in OPTIONS)
+    assert set(FROM_SOURCE) == {"arch", *OPTIONS}
+    assert set(FIXED_BY_WEIGHTS) == {"arch", *(name for name, option in OPTIONS.items() if option.fixed_by_weights)}
+    assert {"backbone", "alpha", "aspp", "decoder", "minimalistic", "channel_rounding"} <= set(FIXED_BY_WEIGHTS)
+    assert not {"output_stride", "dropout", "edgetpu_friendly", "align_corners"} & set(FIXED_BY_WEIGHTS)
+    counted = models_cli(["--arch", "deeplabv3plus", "--channel-rounding", "slim", "--align-corners"])
+    assert all(hasattr(counted, name) for name in OPTIONS)
+    assert counted.channel_rounding == "slim" and counted.align_corners is True and counted.aspp is None
+    trained = vars(_train_cli().parse_args([]))
+    assert {name for name in OPTIONS if name in trained} == {n for n, o in OPTIONS.items() if o.training_flag}

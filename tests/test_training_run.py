@@ -185,7 +185,7 @@ OLD_CONFIG = {  # config.yaml as runs wrote it before the sections: dataset, ima
 
 def test_an_old_schema_run_directory_still_loads(tmp_path):
     from edge.artifact import Spec
-    from kerasseg.training.run import read_config
+    from kerasseg.rundir import read_config
 
     path = tmp_path / "old"
     path.mkdir()

@@ -8,6 +8,7 @@ so the edge runtime and the training side read exactly the same format.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import os
 
@@ -16,13 +17,51 @@ SPEC_FILENAME = "spec.json"
 OUTPUT_KINDS = ("logits", "probabilities", "class_ids")
 RESIZE_MODES = ("stretch", "letterbox")
 CHANNEL_ORDERS = ("rgb", "bgr")
-# How an output pixel's centre maps to input pixels when the output is coarser than the input:
-#   half_pixel  y_out = (y_in + 0.5) * out / in - 0.5   (TF2 resize, OpenCV; the scale is the size ratio)
-#   legacy      y_out = y_in * out / in                 (TF1 resize without half-pixel centres; Edge TPU form)
-#   stride      y_out = (y_in + 0.5) / stride - 0.5     (FCN's transposed convolution, then a top-left crop)
-#   align_corners  y_out = y_in * (out - 1) / (in - 1)  (TF1's align_corners=True: DeepLab's released models)
-OUTPUT_ALIGNMENTS = ("half_pixel", "legacy", "stride", "align_corners")
 IGNORE_LABEL = 255
+
+
+class Alignment(str, enum.Enum):
+    """Where a coarser map's pixel centres lie on the input: how output row ``y_out`` maps to input row ``y_in``.
+
+    The one vocabulary of a spec's ``output_alignment``, of the models' resize layers, of the importer (which
+    reads it from a released graph's resizes) and of the device's upsampler. A ``str``, so that a spec writes it
+    to JSON as its value and compares equal to it.
+    """
+
+    HALF_PIXEL = "half_pixel"  # y_out = (y_in + 0.5) * out / in - 0.5   (TF2 resize, OpenCV; scale = size ratio)
+    LEGACY = "legacy"  # y_out = y_in * out / in                 (TF1 resize without half-pixel centres; Edge TPU)
+    STRIDE = "stride"  # y_out = (y_in + 0.5) / stride - 0.5     (FCN's transposed convolution, then a crop)
+    ALIGN_CORNERS = "align_corners"  # y_out = y_in * (out - 1) / (in - 1)  (TF1's align_corners=True: DeepLab's)
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: "str | Alignment", *, name: str = "alignment") -> "Alignment":
+        """``value`` (a member or its value) as an Alignment; ValueError naming ``name``, the value and the valid
+        choices otherwise."""
+        try:
+            return cls(value)
+        except (ValueError, TypeError):
+            raise ValueError(f"{name}: unknown value {value!r}; valid choices are {[a.value for a in cls]}") from None
+
+    @classmethod
+    def of_resize(cls, *, align_corners: bool, half_pixel_centers: bool) -> "Alignment":
+        """The alignment of a TensorFlow (or TFLite) resize with these flags."""
+        if align_corners:
+            return cls.ALIGN_CORNERS
+        return cls.HALF_PIXEL if half_pixel_centers else cls.LEGACY
+
+    def resize_flags(self) -> dict[str, bool]:
+        """``align_corners`` and ``half_pixel_centers`` of the TensorFlow resize with this alignment."""
+        if self is Alignment.STRIDE:
+            raise ValueError("alignment 'stride' is a transposed convolution's; no resize has it (valid choices "
+                             f"for a resize are {[a.value for a in RESIZE_ALIGNMENTS]})")
+        return {"align_corners": self is Alignment.ALIGN_CORNERS, "half_pixel_centers": self is Alignment.HALF_PIXEL}
+
+
+OUTPUT_ALIGNMENTS = tuple(alignment.value for alignment in Alignment)
+RESIZE_ALIGNMENTS = (Alignment.HALF_PIXEL, Alignment.LEGACY, Alignment.ALIGN_CORNERS)  # what a resize can do
 
 
 class SpecError(ValueError):
@@ -65,7 +104,7 @@ class Spec:
     RGB; these fields are recorded so that a reader knows what happens inside.
     ``input_size`` is ``(height, width)``. ``output_stride`` is 1 when the output has
     the input's size, else the output has ``ceil(input / output_stride)`` pixels a side
-    and ``output_alignment`` (see ``OUTPUT_ALIGNMENTS``) says where their centres lie. ``label_ids``
+    and ``output_alignment`` (an :class:`Alignment`) says where their centres lie. ``label_ids``
     (optional) maps each class id to the dataset's own id, e.g. COCO category ids (0 for background).
     """
 
@@ -79,7 +118,7 @@ class Spec:
     output_kind: str = "logits"
     resize_mode: str = "stretch"
     output_stride: int = 1
-    output_alignment: str = "half_pixel"
+    output_alignment: Alignment = Alignment.HALF_PIXEL
     label_ids: tuple[int, ...] | None = None  # each class's id in the dataset's own numbering (COCO category ids)
 
     def __post_init__(self):
@@ -91,6 +130,8 @@ class Spec:
         object.__setattr__(self, "colors", tuple(tuple(int(v) for v in c) for c in colors))
         object.__setattr__(self, "mean", tuple(float(x) for x in self.mean))
         object.__setattr__(self, "std", tuple(float(x) for x in self.std))
+        if self.output_alignment in OUTPUT_ALIGNMENTS:
+            object.__setattr__(self, "output_alignment", Alignment.parse(self.output_alignment))
         self.validate()
 
     @property
@@ -147,6 +188,7 @@ class Spec:
         data["colors"] = [list(c) for c in self.colors]
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
+        data["output_alignment"] = self.output_alignment.value
         if self.label_ids is None:  # optional: written only when the dataset has its own ids
             del data["label_ids"]
         else:

@@ -17,8 +17,8 @@ from edge.artifact.standard import (ACTIVATIONS, AXIS_LABELS, CLASS_ID_DIMENSION
                                     METADATA_IDENTIFIER, MIN_PARSER_VERSION, SCORE_DIMENSIONS,
                                     SEGMENTER_IDENTIFIER, SEGMENTER_OPTIONS_NAME, STANDARD_METADATA_NAME,
                                     VALUE_LABELS, MetadataError, check_normalisation)
-from edge.artifact.tflite_file import (FILE_IDENTIFIER, MODEL_FIELDS, SPEC_METADATA_NAME, FlatbufferError, _Reader,
-                                       io_tensors, model_reader, split_archive)
+from edge.artifact.tflite_file import (FILE_IDENTIFIER, MODEL_FIELDS, SPEC_METADATA_NAME, FlatbufferError,
+                                       FlatbufferReader, io_tensors, model_reader, split_archive)
 
 
 # -- the Model table and its metadata entries --------------------------------------------------------
@@ -67,7 +67,7 @@ def _pack_files(flatbuffer: bytes, files: dict[str, bytes]) -> bytes:
     return stream.getvalue()
 
 
-def _model_table(builder, reader: _Reader, model: int, *, old, buffers_vector: int, metas_vector: int) -> int:
+def _model_table(builder, reader: FlatbufferReader, model: int, *, old, buffers_vector: int, metas_vector: int) -> int:
     """A new Model table: new buffers and metadata vectors, every other field pointing at the old one."""
     builder.StartObject(len(MODEL_FIELDS))
     for index, field in enumerate(MODEL_FIELDS):
@@ -97,7 +97,7 @@ def with_metadata(content: bytes, entries: dict[str, bytes], *, files: dict[str,
     flat, packed = split_archive(content, source=source)
     files = packed if files is None else files
     reader, model = model_reader(flat, source)
-    if reader._unpack("H", model - reader._unpack("i", model)) > 4 + 2 * len(MODEL_FIELDS):
+    if reader.vtable_size(model) > 4 + 2 * len(MODEL_FIELDS):
         raise FlatbufferError(f"{source}: the Model table has fields after {MODEL_FIELDS[-1]!r} that this "
                               f"writer does not know; refusing to drop them")
     buffers, metas = reader.tables(model, 4), reader.tables(model, 6)

@@ -69,7 +69,7 @@ def clip_source(args):
     """(dataset source, what it is in words) for ``clip``: --dataset, --run, the newest run, else the built-in one
     (also when the newest run was imported and names no dataset)."""
     from kerasseg.data.sources import DEFAULT_URI
-    from kerasseg.training.run import RunError, latest_run, load_run
+    from kerasseg.rundir import RunError, latest_run, load_run
 
     if args.dataset:
         return open_dataset(args.dataset, seed=args.seed), f"dataset {args.dataset}"

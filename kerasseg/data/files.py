@@ -16,13 +16,11 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from edge.artifact.labels import VOC_LABELS
 from kerasseg.backend import tf
 from kerasseg.data.base import IGNORE_LABEL, DatasetError, DatasetSource, Example, check_split, validate_example
 from kerasseg.data.colormap import ColorMap, clean_names, read_colormap, voc_colormap
 
-VOC_LABELS = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-              "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-              "tvmonitor")
 LABEL_FILES = ("labels.txt", "class_names.txt", "classes.txt")
 COLORMAP_FILE = "labelmap.txt"  # CVAT's colour map: name:R,G,B:: per line
 POOL_LISTS = ("default.txt", "trainval.txt", "train.txt", "val.txt")  # split lists pooled when train/val are absent
@@ -405,7 +403,7 @@ class ImageSource(FileSource):
     """``images:PATH``: a folder of images without masks, for ``convert.py``'s calibration and parity.
 
     Both splits are every image in PATH; each mask is all ``ignore_label``. The classes are the model's:
-    ``kerasseg.training.trained.open_data`` gives them (``labelled`` is False), and the parity report then
+    ``kerasseg.data.sources.open_data`` gives them (``labelled`` is False), and the parity report then
     takes the Keras model's class map as the truth. Training and evaluation need masks and refuse it.
     """
 

@@ -21,6 +21,7 @@ import os
 import sys
 
 from kerasseg.data.base import DatasetSource, parse_options
+from kerasseg.rundir.run import CONFIG_FILENAME
 
 SCHEMES = ("synthetic", "voc", "folder", "coco", "ade20k", "images", "tfds")
 FILE_OPTIONS = {"val_fraction": float, "colormap": str}
@@ -117,3 +118,28 @@ def _open_synthetic(uri, argument, query, seed):
         raise ValueError(f"dataset {uri!r}: size must be N or HxW, got {size!r}") from None
     return SyntheticSource(num_train=options.get("train", 1000), num_val=options.get("val", 200), size=size,
                            seed=options.get("seed", seed))
+
+
+def open_data(trained, uri: str | None = None, *, masks: bool = True):
+    """Open the dataset ``uri`` (default: the one the model trained on) with the run's seed, for a
+    ``kerasseg.rundir.Trained`` model (``evaluate.py``, ``convert.py``'s calibration and parity).
+
+    A folder of images without masks (``images:PATH``) takes the model's classes; with ``masks`` (evaluation)
+    it is refused. Raises ValueError when no dataset is known, or when its classes are not the spec's.
+    """
+    uri = uri or trained.dataset
+    if not uri:
+        where = (f"its run {trained.run.path} names no dataset (an imported model)" if trained.run else
+                 f"it has no run directory ({CONFIG_FILENAME} beside it) naming its data")
+        raise ValueError(f"--dataset: required for model {trained.model_path}: {where}; images:FOLDER takes a "
+                         f"folder of your own images for convert.py's calibration and parity")
+    source = open_dataset(uri, seed=trained.seed)
+    if not source.labelled:
+        if masks:
+            raise ValueError(f"--dataset {uri}: images without masks; this needs a dataset with masks "
+                             f"(voc:, folder:, coco:, ...)")
+        source.labels, source.colors = trained.spec.labels, trained.spec.colors
+    if tuple(source.labels) != tuple(trained.spec.labels):
+        raise ValueError(f"--dataset {uri}: its classes {list(source.labels)} differ from the model's "
+                         f"{list(trained.spec.labels)}")
+    return source

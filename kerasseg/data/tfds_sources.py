@@ -29,6 +29,7 @@ from typing import Iterator
 
 import numpy as np
 
+from edge.artifact.labels import CITYSCAPES_COLORS, CITYSCAPES_LABELS
 from kerasseg.backend import tf
 from kerasseg.data.base import IGNORE_LABEL, DatasetError, DatasetSource, Example, check_split
 
@@ -64,13 +65,6 @@ ADE20K_INSTANCE_CATEGORIES = (
     "animal", "bicycle", "dishwasher", "screen", "sculpture", "hood", "sconce", "vase", "traffic light", "tray",
     "ashcan", "fan", "plate", "monitor", "bulletin board", "radiator", "glass", "clock", "flag")
 
-CITYSCAPES_LABELS = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-                     "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle",
-                     "bicycle")
-CITYSCAPES_COLORS = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
-                     (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180),
-                     (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230),
-                     (119, 11, 32))
 # Cityscapes label id -> train id for the 19 evaluated classes (labels.py of cityscapesScripts).
 CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
                         26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}

@@ -34,7 +34,8 @@ from edge.artifact import embed_spec
 from kerasseg.data import build_pipeline
 from edge.files import write_bytes
 from kerasseg.training.batchnorm import reestimate_batch_norm
-from kerasseg.training.trained import Trained, open_data
+from kerasseg.data.sources import open_data
+from kerasseg.rundir import Trained
 
 DEFAULT_CALIBRATION_STEPS = 100
 DEFAULT_QAT_STEPS = 200

@@ -15,6 +15,7 @@ them). An artifact may end earlier, which is cheaper on a device:
 """
 from __future__ import annotations
 
+from edge.artifact.spec import Alignment
 from kerasseg.backend import keras, layers, tf
 from kerasseg.export.modes import Choice
 from kerasseg.models.layers import CropToReference, ResizeToReference
@@ -101,7 +102,7 @@ def _native(model, head: Head):
     if isinstance(final, CropToReference) and final.name == "logits":
         upscore, up_inputs = _producer(inputs[0])
         if isinstance(upscore, layers.Conv2DTranspose) and upscore.name in FCN_UPSCORE_NAMES:
-            return up_inputs[0], "stride"
+            return up_inputs[0], Alignment.STRIDE
     raise ValueError(
         f"head {head.value!r}: model {model.name!r} does not end in a bilinear ResizeToReference 'logits' "
         f"(DeepLab) or a Conv2DTranspose {'/'.join(FCN_UPSCORE_NAMES)} cropped by 'logits' (FCN), so it cannot "
@@ -134,7 +135,7 @@ def cut(model, head: Head | str) -> tuple:
     """
     head = Head.parse(head)
     if head in (Head.FULL, Head.FULL_ARGMAX):
-        scores, stride, alignment = model.outputs[0], 1, "half_pixel"
+        scores, stride, alignment = model.outputs[0], 1, Alignment.HALF_PIXEL
     else:
         native, alignment = _native(model, head)
         stride = _native_stride(model, native, head)

@@ -109,8 +109,8 @@ OUTPUT_QUANTIZED = (
     "ResizeToReference",
     "ResizeTo",
     "ImagePooling",
-    "HardSwish",          # kerasseg.models.mobilenetv3: one HARD_SWISH op in TFLite
-    "HardSigmoid",        # kerasseg.models.mobilenetv3: the squeeze-excite gate (ADD + RELU6, MUL)
+    "HardSwish",          # kerasseg.models.blocks: one HARD_SWISH op in TFLite
+    "HardSigmoid",        # kerasseg.models.blocks: the squeeze-excite gate (ADD + RELU6, MUL)
     "Multiply",           # keras: the squeeze-excite and LR-ASPP gates (MUL); tfmot's registry lacks it
 )
 PASS_THROUGH = (

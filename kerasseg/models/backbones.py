@@ -1,48 +1,21 @@
-"""Backbones: VGG16, MobileNetV2, aligned Xception-65, ResNet-50/101.
+"""Backbones: VGG16, aligned Xception-65, ResNet-50/101 (the MobileNets: mobilenetv2.py, mobilenetv3.py).
 
 Contract: a backbone takes the normalised image tensor and returns a dict of
 named feature tensors: "stride4" (the low-level features for a decoder) and
 "out" (the deepest features, at the output stride); VGG16 also returns
 "stride8", "stride16" and "stride32" (pool3, pool4, pool5) for FCN's skips;
 MobileNetV3 (mobilenetv3.py) also returns "stride8" for LR-ASPP.
-Heads read only these keys.
+Heads read only these keys. The registry (registry.py) holds the table of backbones.
 
 Layer names follow keras.applications where it has the network (VGG16,
-MobileNetV2, ResNet), so its weight files load by name. Every convolution uses
+ResNet), so its weight files load by name. Every convolution uses
 ``padding="same"``, so a stride-s feature map has ceil(H/s) rows for any H and
 pixel i sits at input coordinate (i + 0.5) * s - 0.5.
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable
-
 from kerasseg.backend import layers
-
-
-class AtrousSchedule:
-    """Turns strides into dilation rates once the output stride is reached.
-
-    As in the DeepLab feature extractors: a strided layer that would take the
-    network past ``output_stride`` runs with stride 1 at the current rate, and
-    every later layer's rate is multiplied by the dropped stride.
-    """
-
-    def __init__(self, output_stride: int | None):
-        self.output_stride = output_stride
-        self.current_stride = 1
-        self.rate = 1
-
-    def __call__(self, stride: int) -> tuple[int, int]:
-        """Return ``(stride, dilation_rate)`` for a layer that asks for ``stride``."""
-        if stride == 1:
-            return 1, self.rate
-        if self.output_stride is not None and self.current_stride * stride > self.output_stride:
-            rate = self.rate
-            self.rate *= stride
-            return 1, rate
-        self.current_stride *= stride
-        return stride, self.rate
+from kerasseg.models.blocks import AtrousSchedule
 
 
 # ---------------------------------------------------------------- VGG16
@@ -57,83 +30,6 @@ def vgg16(x, *, output_stride=None, alpha=None):
         if block >= 2:
             features[f"stride{2 ** block}"] = x
     features["out"] = features["stride32"]
-    return features
-
-
-# ---------------------------------------------------------------- MobileNetV2
-MOBILENETV2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
-# (output channels, stride, expansion) for keras.applications' blocks 0..16
-_MOBILENETV2_BLOCKS = [
-    (16, 1, 1), (24, 2, 6), (24, 1, 6), (32, 2, 6), (32, 1, 6), (32, 1, 6), (64, 2, 6), (64, 1, 6),
-    (64, 1, 6), (64, 1, 6), (96, 1, 6), (96, 1, 6), (96, 1, 6), (160, 2, 6), (160, 1, 6), (160, 1, 6),
-    (320, 1, 6),
-]
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round channels as keras.applications MobileNetV2 does."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
-
-
-# How MobileNetV2 rounds ``channels x alpha``: "keras" as keras.applications (multiples of 8, so its ImageNet
-# weights load), "slim" as TF-slim's mobilenet_v2 inside DeepLab (multiples of 8 only at alpha 1.0, else the
-# nearest integer; expansions always to multiples of 8): the rule DeepLab's released weights were built with.
-MOBILENETV2_CHANNEL_ROUNDINGS = ("keras", "slim")
-
-
-def _mobilenetv2_channels(rounding: str, alpha: float):
-    """(block output channels, expansion channels) functions of ``rounding`` at ``alpha``."""
-    if rounding == "slim":
-        step = 8 if alpha == 1.0 else 1
-        return (lambda filters: make_divisible(filters * alpha, step),
-                lambda expansion, channels: make_divisible(expansion * channels, 8))
-    return (lambda filters: make_divisible(int(filters * alpha)),
-            lambda expansion, channels: expansion * channels)
-
-
-def _bn(name, epsilon=1e-3, momentum=0.999):
-    return layers.BatchNormalization(epsilon=epsilon, momentum=momentum, name=name)
-
-
-def mobilenetv2(x, *, output_stride=16, alpha=1.0, channel_rounding="keras"):
-    """MobileNetV2 up to block 16 (320 x alpha channels; no final 1280 conv, as in DeepLab).
-
-    ``channel_rounding``: one of ``MOBILENETV2_CHANNEL_ROUNDINGS``.
-    """
-    schedule = AtrousSchedule(output_stride)
-    outputs, expanded = _mobilenetv2_channels(channel_rounding, alpha)
-    stride, _ = schedule(2)
-    first = make_divisible(32 * alpha) if channel_rounding == "keras" else outputs(32)
-    x = layers.Conv2D(first, 3, strides=stride, padding="same", use_bias=False, name="Conv1")(x)
-    x = _bn("bn_Conv1")(x)
-    x = layers.ReLU(6.0, name="Conv1_relu")(x)
-    features = {}
-    for block_id, (filters, block_stride, expansion) in enumerate(_MOBILENETV2_BLOCKS):
-        in_channels = x.shape[-1]
-        out_channels = outputs(filters)
-        prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
-        inputs = x
-        if block_id:
-            x = layers.Conv2D(expanded(expansion, in_channels), 1, use_bias=False, name=prefix + "expand")(x)
-            x = _bn(prefix + "expand_BN")(x)
-            x = layers.ReLU(6.0, name=prefix + "expand_relu")(x)
-        if block_stride == 2 and schedule.current_stride == 4:
-            features["stride4"] = x  # block_3_expand_relu: the last stride-4 tensor
-        stride, rate = schedule(block_stride)
-        x = layers.DepthwiseConv2D(3, strides=stride, dilation_rate=rate, padding="same", use_bias=False,
-                                   name=prefix + "depthwise")(x)
-        x = _bn(prefix + "depthwise_BN")(x)
-        x = layers.ReLU(6.0, name=prefix + "depthwise_relu")(x)
-        x = layers.Conv2D(out_channels, 1, use_bias=False, name=prefix + "project")(x)
-        x = _bn(prefix + "project_BN")(x)
-        if in_channels == out_channels and block_stride == 1:
-            x = layers.Add(name=prefix + "add")([inputs, x])
-    if "stride4" not in features:  # only when the output stride is 2 or less, which the registry refuses
-        raise AssertionError("mobilenetv2: no stride-4 feature found")
-    features["out"] = x
     return features
 
 
@@ -263,40 +159,3 @@ def resnet101(x, *, output_stride=16, alpha=None):
     """ResNet-101 v1 (keras.applications names), multi-grid (1, 2, 4) in the last stage."""
     del alpha
     return _resnet(x, blocks=(3, 4, 23, 3), output_stride=output_stride)
-
-
-# ---------------------------------------------------------------- registry
-from kerasseg.models.mobilenetv3 import mobilenetv3_large, mobilenetv3_small  # noqa: E402 (uses AtrousSchedule)
-
-CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)  # keras.applications "caffe" mode, RGB order
-
-
-@dataclasses.dataclass(frozen=True)
-class Backbone:
-    """A backbone builder with its normalisation and ImageNet weight files."""
-
-    name: str
-    build: Callable
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    channel_order: str
-    output_strides: tuple[int, ...]
-    paper: str
-
-
-BACKBONES: dict[str, Backbone] = {
-    "vgg16": Backbone("vgg16", vgg16, CAFFE_MEAN_RGB, (1.0, 1.0, 1.0), "bgr", (32,),
-                      "https://arxiv.org/abs/1409.1556"),
-    "mobilenetv2": Backbone("mobilenetv2", mobilenetv2, (127.5,) * 3, (127.5,) * 3, "rgb", (8, 16, 32),
-                            "https://arxiv.org/abs/1801.04381"),
-    "mobilenetv3_large": Backbone("mobilenetv3_large", mobilenetv3_large, (127.5,) * 3, (127.5,) * 3, "rgb",
-                                  (8, 16, 32), "https://arxiv.org/abs/1905.02244"),
-    "mobilenetv3_small": Backbone("mobilenetv3_small", mobilenetv3_small, (127.5,) * 3, (127.5,) * 3, "rgb",
-                                  (8, 16, 32), "https://arxiv.org/abs/1905.02244"),
-    "xception65": Backbone("xception65", xception65, (127.5,) * 3, (127.5,) * 3, "rgb", (8, 16, 32),
-                           "https://arxiv.org/abs/1802.02611"),
-    "resnet50": Backbone("resnet50", resnet50, CAFFE_MEAN_RGB, (1.0, 1.0, 1.0), "bgr", (8, 16, 32),
-                         "https://arxiv.org/abs/1512.03385"),
-    "resnet101": Backbone("resnet101", resnet101, CAFFE_MEAN_RGB, (1.0, 1.0, 1.0), "bgr", (8, 16, 32),
-                          "https://arxiv.org/abs/1512.03385"),
-}

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.artifact.spec import RESIZE_ALIGNMENTS, Alignment
 from kerasseg.backend import keras, tf
 
 CHANNEL_ORDERS = ("rgb", "bgr")
 INTERPOLATIONS = ("bilinear", "nearest")
-# Where a resize puts the pixel centres; the names are edge.artifact's OUTPUT_ALIGNMENTS, so a spec can carry them.
+# Where a resize puts the pixel centres (edge.artifact's Alignment, so a spec carries it as it is):
 #   half_pixel     TF2 and OpenCV (half_pixel_centers=True), the default
 #   legacy         TF1 without half-pixel centres (align_corners=False): the form the Edge TPU compiler maps
 #   align_corners  TF1's align_corners=True: corner pixels coincide (DeepLab's released graphs and checkpoints)
-RESIZE_ALIGNMENTS = ("half_pixel", "legacy", "align_corners")
 
 _register = keras.saving.register_keras_serializable(package="kerasseg")
 
@@ -76,14 +76,14 @@ class Normalize(keras.layers.Layer):
         return config
 
 
-def resize_alignment(*, edgetpu_friendly: bool = False, align_corners: bool = False) -> str:
+def resize_alignment(*, edgetpu_friendly: bool = False, align_corners: bool = False) -> Alignment:
     """The alignment of a head's resizes from its model options (one of ``RESIZE_ALIGNMENTS``).
 
     ``align_corners`` wins: the Edge TPU compiler maps TF1's ``align_corners=True`` resizes too.
     """
     if align_corners:
-        return "align_corners"
-    return "legacy" if edgetpu_friendly else "half_pixel"
+        return Alignment.ALIGN_CORNERS
+    return Alignment.LEGACY if edgetpu_friendly else Alignment.HALF_PIXEL
 
 
 @_register
@@ -108,18 +108,16 @@ class ResizeToReference(keras.layers.Layer):
         self.align_corners = bool(align_corners)
 
     @classmethod
-    def aligned(cls, alignment: str, **kwargs) -> "ResizeToReference":
+    def aligned(cls, alignment: Alignment | str, **kwargs) -> "ResizeToReference":
         """A resize with the named alignment (one of ``RESIZE_ALIGNMENTS``)."""
         if alignment not in RESIZE_ALIGNMENTS:
-            raise ValueError(f"ResizeToReference: alignment must be one of {RESIZE_ALIGNMENTS}, got {alignment!r}")
-        return cls(half_pixel_centers=alignment == "half_pixel", align_corners=alignment == "align_corners",
-                   **kwargs)
+            raise ValueError(f"ResizeToReference: alignment must be one of {[str(a) for a in RESIZE_ALIGNMENTS]}, "
+                             f"got {alignment!r}")
+        return cls(**Alignment.parse(alignment).resize_flags(), **kwargs)
 
     @property
-    def alignment(self) -> str:
-        if self.align_corners:
-            return "align_corners"
-        return "half_pixel" if self.half_pixel_centers else "legacy"
+    def alignment(self) -> Alignment:
+        return Alignment.of_resize(align_corners=self.align_corners, half_pixel_centers=self.half_pixel_centers)
 
     def call(self, inputs):
         x, reference = inputs

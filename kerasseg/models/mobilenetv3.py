@@ -6,9 +6,10 @@ ICCV 2019, https://arxiv.org/abs/1905.02244
 - Blocks, widths, kernels, squeeze-excite and activations are the paper's Tables 1 and 2, with
   keras.applications' channel rounding and layer names (``Conv``, ``expanded_conv_N/expand``,
   ``.../squeeze_excite/Conv``, ``Conv_1``), so its ImageNet weight files load by name.
-- h-swish is ``x * ReLU6(x + 3) / 6`` (:class:`HardSwish`; TFLite fuses it into one HARD_SWISH op); the
-  squeeze-excite gate is h-sigmoid ``ReLU6(x + 3) / 6`` (:class:`HardSigmoid`) of a 1x1 conv, ReLU, 1x1 conv
-  on the globally pooled features, with a quarter of the expanded channels (rounded to 8).
+- A table over the one inverted residual block (blocks.py), which also holds h-swish ``x * ReLU6(x + 3) / 6``
+  (:class:`~kerasseg.models.blocks.HardSwish`; TFLite fuses it into one HARD_SWISH op) and the squeeze-excite
+  (an h-sigmoid gate of a 1x1 conv, ReLU, 1x1 conv on the globally pooled features, with a quarter of the
+  expanded channels, rounded to 8).
 - ``minimalistic`` (keras.applications and the TF model zoo): no squeeze-excite, ReLU everywhere, 3x3
   depthwise kernels; the same widths. The Edge-TPU-friendly variant.
 - Output stride: the last stage (and, for output stride 8, the one before) runs with stride 1 and dilated
@@ -20,37 +21,10 @@ ICCV 2019, https://arxiv.org/abs/1905.02244
 """
 from __future__ import annotations
 
-from kerasseg.backend import keras, layers, tf
-from kerasseg.models.backbones import AtrousSchedule, make_divisible
+from kerasseg.models.blocks import (AtrousSchedule, BlockNames, InvertedResidual, conv_bn, inverted_residual,
+                                    make_divisible)
 
 MOBILENETV3_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.25)
-_register = keras.saving.register_keras_serializable(package="kerasseg")
-
-
-@_register
-class HardSwish(keras.layers.Layer):
-    """h-swish, ``x * ReLU6(x + 3) / 6`` (the paper's section 5.2); the TFLite converter fuses it into HARD_SWISH."""
-
-    def call(self, inputs):
-        return inputs * tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0)
-
-    def compute_output_shape(self, input_shape):
-        return tf.TensorShape(input_shape)
-
-
-@_register
-class HardSigmoid(keras.layers.Layer):
-    """h-sigmoid, ``ReLU6(x + 3) / 6``, the squeeze-excite gate. In TFLite the + 3 and the ReLU6 fold into the
-    convolution before it (an ADD with a fused RELU6 after quantization-aware training), then one MUL."""
-
-    def call(self, inputs):
-        return tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0)
-
-    def compute_output_shape(self, input_shape):
-        return tf.TensorShape(input_shape)
-
-
-CUSTOM_OBJECTS = {"HardSwish": HardSwish, "HardSigmoid": HardSigmoid}
 
 # One row per block, keras.applications' blocks 0..N: (expansion ratio, output channels, kernel, stride,
 # squeeze-excite, activation). Kernel "k" is 5 (3 when minimalistic); activation "hs" is h-swish (ReLU when
@@ -70,64 +44,39 @@ SMALL_BLOCKS = (
 )
 STEM_CHANNELS = 16  # not scaled by alpha, as in keras.applications
 LAST_CONV_EXPANSION = 6  # Conv_1: 6x the last block's channels (960 for Large, 576 for Small)
+NAMES = BlockNames(batch_norm="/BatchNorm", activation="/{kind}", add="Add")
 
 
-def _bn(name):
-    return layers.BatchNormalization(epsilon=1e-3, momentum=0.999, name=name + "/BatchNorm")
-
-
-def _activation(x, kind, name):
-    if kind == "hs":
-        return HardSwish(name=name + "/hard_swish")(x)
-    return layers.ReLU(name=name + "/relu")(x)
-
-
-def _squeeze_excite(x, prefix):
-    """Pool, 1x1 conv to a quarter of the channels, ReLU, 1x1 conv back, h-sigmoid, multiply."""
-    channels = x.shape[-1]
-    gate = layers.GlobalAveragePooling2D(keepdims=True, name=prefix + "squeeze_excite/AvgPool")(x)
-    gate = layers.Conv2D(make_divisible(channels * 0.25), 1, name=prefix + "squeeze_excite/Conv")(gate)
-    gate = layers.ReLU(name=prefix + "squeeze_excite/Relu")(gate)
-    gate = layers.Conv2D(channels, 1, name=prefix + "squeeze_excite/Conv_1")(gate)
-    gate = HardSigmoid(name=prefix + "squeeze_excite/hard_sigmoid")(gate)
-    return layers.Multiply(name=prefix + "squeeze_excite/Mul")([x, gate])
-
-
-def _block(x, row, *, block_id, alpha, minimalistic, schedule):
-    """One inverted residual: 1x1 expand, depthwise (strided or dilated), squeeze-excite, 1x1 project, add."""
+def _block(row, *, block_id, in_channels, alpha, minimalistic) -> InvertedResidual:
+    """One table row as a block: the kernel, activation and squeeze-excite the variant asks for."""
     expansion, filters, kernel, stride, se, activation = row
-    kernel = 3 if minimalistic or kernel == 3 else 5
-    activation = "relu" if minimalistic else activation
-    prefix = f"expanded_conv_{block_id}/" if block_id else "expanded_conv/"
-    inputs, in_channels = x, x.shape[-1]
-    if block_id:
-        x = layers.Conv2D(make_divisible(in_channels * expansion), 1, use_bias=False, name=prefix + "expand")(x)
-        x = _activation(_bn(prefix + "expand")(x), activation, prefix + "expand")
-    layer_stride, rate = schedule(stride)
-    x = layers.DepthwiseConv2D(kernel, strides=layer_stride, dilation_rate=rate, padding="same", use_bias=False,
-                               name=prefix + "depthwise")(x)
-    x = _activation(_bn(prefix + "depthwise")(x), activation, prefix + "depthwise")
-    if se and not minimalistic:
-        x = _squeeze_excite(x, prefix)
-    out_channels = make_divisible(filters * alpha)
-    x = _bn(prefix + "project")(layers.Conv2D(out_channels, 1, use_bias=False, name=prefix + "project")(x))
-    if stride == 1 and in_channels == out_channels:
-        x = layers.Add(name=prefix + "Add")([inputs, x])
-    return x
+    return InvertedResidual(
+        out_channels=make_divisible(filters * alpha), stride=stride,
+        expanded_channels=make_divisible(in_channels * expansion) if block_id else None,
+        kernel=3 if minimalistic or kernel == 3 else 5, squeeze_excite=se and not minimalistic,
+        activation="hard_swish" if activation == "hs" and not minimalistic else "relu")
+
+
+def _conv(x, filters, kernel, name, *, minimalistic, stride=1):
+    """The stem and Conv_1: conv, batch norm, h-swish (ReLU when minimalistic)."""
+    kind = "relu" if minimalistic else "hard_swish"
+    return conv_bn(x, filters, kernel, stride=stride, name=name, bn_name=name + NAMES.batch_norm,
+                   activation_kind=kind, activation_name=name + NAMES.activation.format(kind=kind))
 
 
 def _mobilenetv3(x, blocks, *, output_stride, alpha, minimalistic):
     schedule = AtrousSchedule(output_stride)
     stride, _ = schedule(2)
-    x = layers.Conv2D(STEM_CHANNELS, 3, strides=stride, padding="same", use_bias=False, name="Conv")(x)
-    x = _activation(_bn("Conv")(x), "relu" if minimalistic else "hs", "Conv")
+    x = _conv(x, STEM_CHANNELS, 3, "Conv", stride=stride, minimalistic=minimalistic)
     features = {}
     for block_id, row in enumerate(blocks):
         if row[3] == 2 and schedule.current_stride >= 4:
             features.setdefault(f"stride{schedule.current_stride}", x)  # the stage's last block output
-        x = _block(x, row, block_id=block_id, alpha=alpha, minimalistic=minimalistic, schedule=schedule)
-    x = layers.Conv2D(make_divisible(x.shape[-1] * LAST_CONV_EXPANSION), 1, use_bias=False, name="Conv_1")(x)
-    features["out"] = _activation(_bn("Conv_1")(x), "relu" if minimalistic else "hs", "Conv_1")
+        block = _block(row, block_id=block_id, in_channels=x.shape[-1], alpha=alpha, minimalistic=minimalistic)
+        x, _ = inverted_residual(x, block, prefix=f"expanded_conv_{block_id}/" if block_id else "expanded_conv/",
+                                 names=NAMES, schedule=schedule)
+    features["out"] = _conv(x, make_divisible(x.shape[-1] * LAST_CONV_EXPANSION), 1, "Conv_1",
+                            minimalistic=minimalistic)
     return features
 
 

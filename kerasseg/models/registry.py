@@ -1,28 +1,138 @@
 """The model registry and ``build_model``: one validated entry point for every architecture."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import numbers
 import os
 from typing import Callable
 
 from kerasseg.backend import keras
-from kerasseg.models.backbones import BACKBONES, MOBILENETV2_ALPHAS, MOBILENETV2_CHANNEL_ROUNDINGS
+from kerasseg.models.backbones import resnet50, resnet101, vgg16, xception65
+from kerasseg.models.blocks import CUSTOM_OBJECTS as BLOCK_OBJECTS
 from kerasseg.models.deeplab import deeplab_head
 from kerasseg.models.fcn import FCN_VARIANTS, fcn_head
 from kerasseg.models.layers import CUSTOM_OBJECTS, Normalize
 from kerasseg.models.lraspp import lraspp_head
-from kerasseg.models.mobilenetv3 import CUSTOM_OBJECTS as MOBILENETV3_OBJECTS, MOBILENETV3_ALPHAS
+from kerasseg.models.mobilenetv2 import MOBILENETV2_ALPHAS, MOBILENETV2_CHANNEL_ROUNDINGS, mobilenetv2
+from kerasseg.models.mobilenetv3 import MOBILENETV3_ALPHAS, mobilenetv3_large, mobilenetv3_small
 from kerasseg.models.weights import (download_imagenet_weights, hdf5_layer_names, load_vgg16_classifier_as_fcn,
                                       load_weights_by_name)
 
+CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)  # keras.applications "caffe" mode, RGB order
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """A backbone builder with its normalisation and ImageNet weight files."""
+
+    name: str
+    build: Callable
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    channel_order: str
+    output_strides: tuple[int, ...]
+    paper: str
+
+
+BACKBONES: dict[str, Backbone] = {
+    "vgg16": Backbone("vgg16", vgg16, CAFFE_MEAN_RGB, (1.0, 1.0, 1.0), "bgr", (32,),
+                      "https://arxiv.org/abs/1409.1556"),
+    "mobilenetv2": Backbone("mobilenetv2", mobilenetv2, (127.5,) * 3, (127.5,) * 3, "rgb", (8, 16, 32),
+                            "https://arxiv.org/abs/1801.04381"),
+    "mobilenetv3_large": Backbone("mobilenetv3_large", mobilenetv3_large, (127.5,) * 3, (127.5,) * 3, "rgb",
+                                  (8, 16, 32), "https://arxiv.org/abs/1905.02244"),
+    "mobilenetv3_small": Backbone("mobilenetv3_small", mobilenetv3_small, (127.5,) * 3, (127.5,) * 3, "rgb",
+                                  (8, 16, 32), "https://arxiv.org/abs/1905.02244"),
+    "xception65": Backbone("xception65", xception65, (127.5,) * 3, (127.5,) * 3, "rgb", (8, 16, 32),
+                           "https://arxiv.org/abs/1802.02611"),
+    "resnet50": Backbone("resnet50", resnet50, CAFFE_MEAN_RGB, (1.0, 1.0, 1.0), "bgr", (8, 16, 32),
+                         "https://arxiv.org/abs/1512.03385"),
+    "resnet101": Backbone("resnet101", resnet101, CAFFE_MEAN_RGB, (1.0, 1.0, 1.0), "bgr", (8, 16, 32),
+                          "https://arxiv.org/abs/1512.03385"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One ``build_model`` keyword besides ``arch`` and ``num_classes``. The training config's fields, the
+    rules of ``train.py --init-from`` and the flags of ``train.py`` and ``python -m kerasseg.models`` are
+    derived from this table (``OPTIONS``)."""
+
+    name: str
+    type: type
+    default: object            # None for backbone and output_stride: the arch's (Arch below)
+    help: str
+    fixed_by_weights: bool     # trained weights fix it: --init-from refuses a flag that contradicts them
+    choices: tuple | None = None
+    training_flag: bool = True  # False: released weights set it (python -m kerasseg import), not train.py
+
+
+OPTIONS: dict[str, Option] = {option.name: option for option in (
+    Option("backbone", str, None, "the feature extractor", True, tuple(sorted(BACKBONES))),
+    Option("output_stride", int, None, "DeepLab and LR-ASPP: 8, 16 or 32; FCN is fixed at 32", False,
+           (8, 16, 32)),
+    Option("alpha", float, 1.0, f"width multiplier: MobileNetV2 one of {MOBILENETV2_ALPHAS}, MobileNetV3 one of "
+                                f"{MOBILENETV3_ALPHAS}", True,
+           tuple(sorted(set(MOBILENETV2_ALPHAS + MOBILENETV3_ALPHAS)))),
+    Option("aspp", bool, True, "True: ASPP with 1x1, three atrous separable 3x3 and image pooling; False: 1x1 and "
+                               "image pooling only", True),
+    Option("decoder", bool, True, "True: DeepLabv3+ decoder on stride-4 features; False: DeepLabv3 (classifier at "
+                                  "the output stride)", True),
+    Option("edgetpu_friendly", bool, False, "True: every resize uses half_pixel_centers=False (what the Edge TPU "
+                                            "compiler maps); dilations are equal in x and y in every model. FCN has "
+                                            "no resize, so nothing changes there", False),
+    Option("align_corners", bool, False, "True: every resize uses TF1's align_corners=True, as DeepLab's released "
+                                         "graphs and checkpoints do (the Edge TPU compiler maps it too); wins over "
+                                         "edgetpu_friendly", False, training_flag=False),
+    Option("channel_rounding", str, "keras", f"MobileNetV2 channels x alpha, one of {MOBILENETV2_CHANNEL_ROUNDINGS}: "
+                                             f"'keras' as keras.applications (its ImageNet weights), 'slim' as "
+                                             f"DeepLab's TF-slim MobileNetV2", True, MOBILENETV2_CHANNEL_ROUNDINGS,
+           training_flag=False),
+    Option("minimalistic", bool, False, "MobileNetV3 without squeeze-excite and h-swish, 3x3 kernels only (the "
+                                        "Edge-TPU-friendly variant)", True),
+    Option("dropout", float, None, "dropout rate in [0, 1): after fc6 and fc7 (FCN), after the ASPP projection "
+                                   "(DeepLab)", False),
+)}
+
+
+def _options(*names, **defaults) -> dict:
+    """``name -> default`` for the table's options ``names``, with an arch's own ``defaults`` where it has one."""
+    return {name: defaults.get(name, OPTIONS[name].default) for name in names}
+
+
 # Options each backbone adds to its arch's options, with defaults.
-BACKBONE_OPTIONS = {"mobilenetv2": {"alpha": 1.0, "channel_rounding": "keras"},
-                    "mobilenetv3_large": {"alpha": 1.0, "minimalistic": False},
-                    "mobilenetv3_small": {"alpha": 1.0, "minimalistic": False}}
+BACKBONE_OPTIONS = {"mobilenetv2": _options("alpha", "channel_rounding"),
+                    "mobilenetv3_large": _options("alpha", "minimalistic"),
+                    "mobilenetv3_small": _options("alpha", "minimalistic")}
 # The widths each backbone with an ``alpha`` option accepts.
 ALPHAS = {"mobilenetv2": MOBILENETV2_ALPHAS, "mobilenetv3_large": MOBILENETV3_ALPHAS,
           "mobilenetv3_small": MOBILENETV3_ALPHAS}
+
+
+def add_option_flags(parser, *, training=False, notes=None, underscores=False) -> None:
+    """One ``--flag`` per option of the table (default None: not given), on an argparse parser or group.
+
+    ``training``: only the options ``train.py`` takes. ``notes``: option name -> its default in words, where
+    the table has none or the caller's differs.
+    ``underscores``: also accept ``--output_stride`` for ``--output-stride`` (not for the on/off flags).
+    """
+    for option in OPTIONS.values():
+        if training and not option.training_flag:
+            continue
+        flag = ["--" + option.name.replace("_", "-")]
+        if underscores and "_" in option.name and option.type is not bool:
+            flag.append("--" + option.name)
+        default = (notes or {}).get(option.name, option.default)
+        if isinstance(default, bool):
+            default = "on" if default else "off"
+        help_text = option.help + ("" if default is None else f" (default: {default})")
+        if option.type is bool:
+            parser.add_argument(*flag, dest=option.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        else:
+            parser.add_argument(*flag, dest=option.name, type=option.type, choices=option.choices, default=None,
+                                help=help_text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +153,7 @@ def _fcn(arch):
     def head(image, features, *, num_classes, output_stride, dropout, edgetpu_friendly):
         del output_stride, edgetpu_friendly  # FCN is fixed at stride 32 and has no resize to change
         return fcn_head(image, features, arch=arch, num_classes=num_classes, dropout=dropout)
-    return Arch(arch, head, ("vgg16",), (32,), 32, {"dropout": 0.5, "edgetpu_friendly": False},
+    return Arch(arch, head, ("vgg16",), (32,), 32, _options("dropout", "edgetpu_friendly", dropout=0.5),
                 "https://arxiv.org/abs/1411.4038",
                 f"FCN with {'/'.join(map(str, FCN_VARIANTS[arch]))}x learned-from-bilinear upsampling")
 
@@ -52,29 +162,12 @@ MODELS: dict[str, Arch] = {arch: _fcn(arch) for arch in FCN_VARIANTS}
 MODELS["deeplabv3plus"] = Arch(
     "deeplabv3plus", deeplab_head,
     ("mobilenetv2", "xception65", "resnet50", "resnet101", "mobilenetv3_large", "mobilenetv3_small"), (8, 16, 32), 16,
-    {"aspp": True, "decoder": True, "dropout": 0.1, "edgetpu_friendly": False, "align_corners": False},
+    _options("aspp", "decoder", "dropout", "edgetpu_friendly", "align_corners", dropout=0.1),
     "https://arxiv.org/abs/1802.02611",
     "DeepLabv3+ (decoder=False: DeepLabv3; aspp=False, decoder=False: the DeepLab MobileNetV2 head)")
 MODELS["lraspp"] = Arch(
-    "lraspp", lraspp_head, ("mobilenetv3_large", "mobilenetv3_small"), (8, 16, 32), 16, {"edgetpu_friendly": False},
+    "lraspp", lraspp_head, ("mobilenetv3_large", "mobilenetv3_small"), (8, 16, 32), 16, _options("edgetpu_friendly"),
     "https://arxiv.org/abs/1905.02244", "Lite R-ASPP of MobileNetV3: gated 1x1 on the deepest features + stride-8 skip")
-
-OPTION_DOCS = {
-    "alpha": f"width multiplier: MobileNetV2 one of {MOBILENETV2_ALPHAS}, MobileNetV3 one of {MOBILENETV3_ALPHAS}",
-    "minimalistic": "MobileNetV3 without squeeze-excite and h-swish, 3x3 kernels only (the Edge-TPU-friendly variant)",
-    "aspp": "True: ASPP with 1x1, three atrous separable 3x3 and image pooling; False: 1x1 and image pooling only",
-    "decoder": "True: DeepLabv3+ decoder on stride-4 features; False: DeepLabv3 (classifier at the output stride)",
-    "dropout": "dropout rate in [0, 1): after fc6 and fc7 (FCN), after the ASPP projection (DeepLab)",
-    "edgetpu_friendly": "True: every resize uses half_pixel_centers=False (what the Edge TPU compiler maps); "
-                        "dilations are equal in x and y in every model. FCN has no resize, so nothing changes there",
-    # For DeepLab's released weights (python -m kerasseg.models import):
-    "align_corners": "True: every resize uses TF1's align_corners=True, as DeepLab's released graphs and "
-                     "checkpoints do (the Edge TPU compiler maps it too); wins over edgetpu_friendly",
-    "channel_rounding": f"MobileNetV2 channels x alpha, one of {MOBILENETV2_CHANNEL_ROUNDINGS}: 'keras' as "
-                        f"keras.applications (its ImageNet weights), 'slim' as DeepLab's TF-slim MobileNetV2",
-}
-BOOLEAN_OPTIONS = ("aspp", "decoder", "edgetpu_friendly", "align_corners", "minimalistic")
-
 
 def list_models() -> list[str]:
     """Registered arch names."""
@@ -88,7 +181,8 @@ def _choice(parameter, value, choices):
 
 
 def _check_option(name, value, backbone):
-    if name in BOOLEAN_OPTIONS:
+    option = OPTIONS[name]
+    if option.type is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{name}: expected True or False, got {value!r}")
     elif name == "dropout":
@@ -99,8 +193,12 @@ def _check_option(name, value, backbone):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) not in ALPHAS[backbone]:
             raise ValueError(f"alpha: got {value!r}; valid choices for {backbone} are {list(ALPHAS[backbone])}")
         value = float(value)
-    elif name == "channel_rounding":
-        _choice("channel_rounding", value, MOBILENETV2_CHANNEL_ROUNDINGS)
+    elif option.type is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        value = int(value)
+    elif option.choices is not None:
+        _choice(name, value, option.choices)
     return value
 
 
@@ -166,7 +264,7 @@ def build_model(*, arch, num_classes, backbone=None, output_stride=None, input_s
     ``backbone_weights``: None (random), "imagenet" (keras.applications file, downloaded once)
     or a path to an HDF5 weights file whose layer names match the backbone's. For FCN, a file
     with VGG16's fc1/fc2 (the full keras.applications VGG16) also initialises fc6/fc7.
-    ``options``: see ``OPTION_DOCS``; an option the arch does not have raises ValueError.
+    ``options``: see ``OPTIONS``; an option the arch does not have raises ValueError.
     The layers (and the order of ``get_weights()``) do not depend on ``input_shape``.
     """
     config = model_config(arch=arch, num_classes=num_classes, backbone=backbone, output_stride=output_stride,
@@ -211,7 +309,7 @@ def _resolve_backbone_weights(backbone_weights, backbone, options):
 
 def custom_objects() -> dict:
     """The custom layers and initializer, for ``keras.models.load_model``."""
-    return {**CUSTOM_OBJECTS, **MOBILENETV3_OBJECTS}
+    return {**CUSTOM_OBJECTS, **BLOCK_OBJECTS}
 
 
 ZIP_MAGIC, HDF5_MAGIC, TFLITE_MAGIC = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n", b"TFL3"

@@ -12,10 +12,11 @@ from typing import Any, Mapping
 
 import yaml
 
+from kerasseg.models.registry import OPTIONS
+
 OPTIMIZERS = ("sgd", "adamw")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 CLASS_WEIGHTS = ("none", "auto")
-CONFIG_FILENAME = "config.yaml"
 
 # Paper settings for FCN (Long et al., 2015, section 4.3); the main job's settings for the others.
 FCN_DEFAULTS = {"optimizer": "sgd", "learning_rate": 1e-4, "momentum": 0.9, "weight_decay": 5e-4,
@@ -33,21 +34,27 @@ PRETRAINED_LEARNING_RATE = 1e-3
 DEEPLAB_MOBILENETV2_ALPHA = 0.35
 
 
+def _with_model_options(cls):
+    """Give ``cls`` one field per option of the model registry's table (``OPTIONS``), after ``arch``, each
+    defaulting to None: "not given", so that the arch, the YAML file and the flags can fill it."""
+    notes = dict(cls.__annotations__)
+    cls.__annotations__ = {"arch": notes.pop("arch"),
+                           **{name: f"{option.type.__name__} | None" for name, option in OPTIONS.items()}, **notes}
+    for name in OPTIONS:
+        setattr(cls, name, None)
+    return cls
+
+
 @dataclasses.dataclass
+@_with_model_options
 class TrainConfig:
-    """Everything a training run needs; field names are the flag and YAML key names."""
+    """Everything a training run needs; field names are the flag and YAML key names.
+
+    Besides these, one field per build option of the model registry (``OPTIONS``: backbone, output_stride,
+    alpha, aspp, ...), None when not given.
+    """
 
     arch: str = "deeplabv3plus"
-    backbone: str | None = None
-    output_stride: int | None = None
-    alpha: float | None = None
-    aspp: bool | None = None
-    decoder: bool | None = None
-    edgetpu_friendly: bool | None = None
-    align_corners: bool | None = None
-    channel_rounding: str | None = None
-    minimalistic: bool | None = None
-    dropout: float | None = None
     backbone_weights: str | None = None
     init_from: str | None = None  # a trained model to fine-tune (kerasseg.training.init_from)
     dataset: str = "synthetic"
@@ -114,9 +121,8 @@ class TrainConfig:
         return data
 
 
-# Passed to build_model when set.
-MODEL_OPTIONS = ("alpha", "aspp", "decoder", "edgetpu_friendly", "minimalistic", "align_corners",
-                 "channel_rounding", "dropout")
+# Passed to build_model when set (backbone and output_stride always are).
+MODEL_OPTIONS = tuple(name for name in OPTIONS if name not in ("backbone", "output_stride"))
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
@@ -163,11 +169,11 @@ def read_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
-def resolve_config(*, overrides: Mapping[str, Any] | None = None, yaml_values: Mapping[str, Any] | None = None,
-                   base: Mapping[str, Any] | None = None) -> TrainConfig:
-    """Merge defaults < arch defaults < ``yaml_values`` < ``overrides`` (``None`` values are "not given").
+def given_settings(*, overrides: Mapping[str, Any] | None = None, yaml_values: Mapping[str, Any] | None = None,
+                   base: Mapping[str, Any] | None = None) -> dict:
+    """The settings given, merged: ``base`` (a saved run's, when resuming) < ``yaml_values`` < ``overrides``.
 
-    With ``base`` (a saved run's config, when resuming) it replaces the defaults and arch defaults.
+    ``None`` values are "not given"; an unknown key is a ValueError naming where it came from.
     """
     given: dict[str, Any] = {}
     for source_name, source in (("saved config", base or {}), ("config file", yaml_values or {}),
@@ -176,24 +182,25 @@ def resolve_config(*, overrides: Mapping[str, Any] | None = None, yaml_values: M
         if unknown:
             raise ValueError(f"{source_name}: unknown keys {unknown}; valid keys are {sorted(FIELDS)}")
         given.update({k: v for k, v in source.items() if v is not None})
+    return given
+
+
+def resolve_config(*, overrides: Mapping[str, Any] | None = None, yaml_values: Mapping[str, Any] | None = None,
+                   base: Mapping[str, Any] | None = None, architecture: Mapping[str, Any] | None = None
+                   ) -> TrainConfig:
+    """Merge defaults < arch defaults < ``yaml_values`` < ``overrides`` (``None`` values are "not given").
+
+    With ``base`` (a saved run's config, when resuming) it replaces the defaults and arch defaults. A new run
+    that fine-tunes (``init_from``) takes its build arguments from that model: ``architecture``, which
+    ``kerasseg.training.init_from.resolve_with_source`` reads from it.
+    """
+    given = given_settings(overrides=overrides, yaml_values=yaml_values, base=base)
     if given.get("init_from") and not base:  # the architecture comes from the model to fine-tune
-        from kerasseg.training.init_from import resolve_architecture
-        given.update(resolve_architecture(given, given["init_from"]))
+        if architecture is None:
+            raise ValueError(f"init_from {given['init_from']}: the build arguments come from that model; resolve "
+                             f"the settings with kerasseg.training.init_from.resolve_with_source")
+        given.update(architecture)
     values = {} if base else arch_defaults(given.get("arch", TrainConfig.arch), given.get("backbone"),
                                             given.get("backbone_weights"), given.get("init_from"))
     values.update(given)
     return TrainConfig(**values)
-
-
-def config_differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    """Human-readable differences between two config dicts, for refusing a mismatched resume."""
-    out = []
-    for key in sorted(set(saved) | set(wanted)):
-        a, b = saved.get(key), wanted.get(key)
-        if isinstance(a, tuple):
-            a = list(a)
-        if isinstance(b, tuple):
-            b = list(b)
-        if a != b:
-            out.append(f"{key}: checkpoint has {a!r}, now {b!r}")
-    return out

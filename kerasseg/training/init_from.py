@@ -2,23 +2,28 @@
 
 SOURCE is a released ``.tflite``, a DeepLab model-zoo checkpoint (``.tar.gz``, folder or prefix), a run
 directory (``best.keras``) or a ``.keras`` file with the ``config.yaml`` of its run beside it.
-``resolve_architecture`` fills the build arguments from it (a flag that contradicts it is an error);
-``initialize`` copies every layer whose weights fit, keeps the classifier only when the classes are the
-same, logs what was and was not loaded, and re-estimates the statistics of folded batch norms.
+``resolve_with_source`` opens it once (through ``kerasseg.rundir`` or the importer) and fills the build arguments
+from it (``resolve_architecture``: a flag that contradicts it is an error); ``train(config, init_source=...)``
+takes the opened source on to ``initialize``, which copies every layer whose weights fit, keeps the classifier
+only when the classes are the same, logs what was and was not loaded, and re-estimates the statistics of folded
+batch norms.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
+from typing import Any, Mapping
 
+from kerasseg.models.registry import OPTIONS
+from kerasseg.rundir import CONFIG_FILENAME
 from kerasseg.training.batchnorm import BATCH_NORM_STEPS, reestimate_batch_norm
+from kerasseg.training.config import TrainConfig, given_settings, resolve_config
 
-# Build arguments the weights fix: a flag may not contradict them. The others (output_stride, dropout,
-# edgetpu_friendly) come from the source unless a flag sets them.
-FIXED_BY_WEIGHTS = ("arch", "backbone", "alpha", "channel_rounding", "minimalistic", "aspp", "decoder")
-FROM_SOURCE = FIXED_BY_WEIGHTS + ("output_stride", "dropout", "edgetpu_friendly", "align_corners")
+# Build arguments the weights fix (the arch and the registry's options marked so): a flag may not contradict
+# them. The others (output_stride, dropout, edgetpu_friendly, ...) come from the source unless a flag sets them.
+FIXED_BY_WEIGHTS = ("arch",) + tuple(name for name, option in OPTIONS.items() if option.fixed_by_weights)
+FROM_SOURCE = FIXED_BY_WEIGHTS + tuple(name for name, option in OPTIONS.items() if not option.fixed_by_weights)
 CLASSIFIER = "classifier"
 MAX_NAMED = 5  # layers not loaded that the summary names; DEBUG names them all, and the loaded ones
 _log = logging.getLogger(__name__)
@@ -35,14 +40,14 @@ class InitSource:
     model: object
 
 
-@functools.lru_cache(maxsize=2)
-def open_init_source(path: str) -> InitSource:
+def open_init_source(path: str | os.PathLike) -> InitSource:
     """Read SOURCE (see the module docstring); ValueError / FileNotFoundError naming it when it cannot be used."""
     from kerasseg.models.importing import import_model
-    from kerasseg.models.importing.rundir import known_labels
-    from kerasseg.training.trained import open_trained
+    from kerasseg.models.importing.labels import known_labels
+    from kerasseg.rundir import open_trained
 
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.yaml")) or path.endswith(".keras"):
+    path = os.fspath(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, CONFIG_FILENAME)) or path.endswith(".keras"):
         trained = open_trained(path)
         if trained.model_kwargs is None:
             raise ValueError(f"--init-from {path}: no config.yaml of its run beside it, so its build arguments "
@@ -58,9 +63,21 @@ def open_init_source(path: str) -> InitSource:
                       imported.model)
 
 
-def resolve_architecture(given: dict, path: str) -> dict:
-    """The build arguments of ``given`` (the settings the user gave) completed from ``path``'s model."""
-    source = open_init_source(os.fspath(path))
+def resolve_with_source(*, overrides: Mapping[str, Any] | None = None, yaml_values: Mapping[str, Any] | None = None,
+                        base: Mapping[str, Any] | None = None) -> tuple[TrainConfig, InitSource | None]:
+    """``resolve_config``, and the model to fine-tune when a new run names one (``init_from``): opened once here,
+    it completes the build arguments, and goes on to ``train(config, init_source=...)``."""
+    given = given_settings(overrides=overrides, yaml_values=yaml_values, base=base)
+    if base or not given.get("init_from"):
+        return resolve_config(overrides=overrides, yaml_values=yaml_values, base=base), None
+    source = open_init_source(given["init_from"])
+    architecture = resolve_architecture(given, source)
+    return resolve_config(overrides=overrides, yaml_values=yaml_values, architecture=architecture), source
+
+
+def resolve_architecture(given: dict, source: InitSource) -> dict:
+    """The build arguments of ``given`` (the settings the user gave) completed from ``source``'s model."""
+    path = source.path
     if given.get("backbone_weights"):
         raise ValueError(f"--backbone-weights: contradicts --init-from {path}, which sets every weight")
     out = {}
@@ -107,9 +124,10 @@ def copy_weights(model, source: InitSource, labels, *, log=print) -> tuple[list,
     return loaded, skipped
 
 
-def initialize(model, setup, *, log=print) -> None:
-    """Fill ``model`` from ``setup.config.init_from`` (see the module docstring) before the first step."""
-    source = open_init_source(os.fspath(setup.config.init_from))
+def initialize(model, setup, *, source: InitSource | None = None, log=print) -> None:
+    """Fill ``model`` from ``source``, else from ``setup.config.init_from`` opened now (see the module docstring),
+    before the first step."""
+    source = source if source is not None else open_init_source(setup.config.init_from)
     copy_weights(model, source, setup.spec.labels, log=log)
     count = reestimate_batch_norm(model, setup.pipeline("train"))
     if count:

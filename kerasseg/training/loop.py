@@ -19,12 +19,12 @@ import time
 import numpy as np
 
 from kerasseg.backend import keras, tf
+from kerasseg.rundir.run import Progress
 from kerasseg.training.batchnorm import set_batch_norm_momentum, synchronize_batch_norm
 from kerasseg.training.evaluation import evaluate
 from kerasseg.training.losses import cross_entropy_sums, label_weight_sum
 from kerasseg.training.metrics import ConfusionMatrixMetric
 from kerasseg.training.optim import PolyWarmup, build_optimizer
-from kerasseg.training.run import Progress
 
 SUMMARY_EVERY = 10  # steps between TensorBoard scalars
 VAL_KEYS = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
@@ -92,12 +92,14 @@ class Outcome:
     skipped_files: dict        # split -> messages naming each bad file skipped and why
 
 
-def fit(setup, run, *, resume: bool, log=print, verbose: bool = True) -> Outcome:
-    """Train ``setup`` into ``run`` (see the module docstring); returns the whole run's history."""
+def fit(setup, run, *, resume: bool, log=print, verbose: bool = True, init_source=None) -> Outcome:
+    """Train ``setup`` into ``run`` (see the module docstring); returns the whole run's history.
+
+    ``init_source``: the opened ``--init-from`` model (``init_from.InitSource``), if the caller has it."""
     parts = build(setup)
     if setup.config.init_from and not resume:  # a resumed run restores its own checkpoint instead
         from kerasseg.training.init_from import initialize
-        initialize(parts.model, setup, log=log)
+        initialize(parts.model, setup, source=init_source, log=log)
     with run.checkpoints(parts.checkpoint) as manager:
         start_step = _restore(parts.checkpoint, run, resume=resume, log=log, total_steps=setup.total_steps)
         progress = run.read_progress(before_step=start_step) if resume else Progress([], 0.0, {})
@@ -225,8 +227,11 @@ class _Session:
         images, truths = np.stack(images[:count]), np.stack(truths[:count])
         # A plain call, not predict(): under multi-worker training only the chief gets here.
         predictions = np.argmax(model(images, training=False).numpy(), axis=-1)
-        self.run.save_pictures(matrix=matrix, title=title, images=np.clip(images, 0, 255).astype(np.uint8),
-                               truths=truths, predictions=predictions)
+        from kerasseg.training import report  # matplotlib, loaded when the first picture is drawn
+
+        report.save_run_pictures(self.run, matrix=matrix, title=title,
+                                 images=np.clip(images, 0, 255).astype(np.uint8), truths=truths,
+                                 predictions=predictions)
 
     def skipped_files(self) -> dict:
         """Per split, the bad files skipped over the whole run (earlier sessions first), each with its reason."""

@@ -8,6 +8,7 @@ import dataclasses
 
 from edge.artifact import Spec
 from kerasseg.backend import keras
+from kerasseg.rundir.run import config_document
 from kerasseg.training import distribute
 from kerasseg.training.config import TrainConfig
 
@@ -45,17 +46,16 @@ class Setup:
                               scale_range=config.scale_range)
 
     def document(self) -> dict:
-        """The resolved configuration, as ``config.yaml`` stores it (see ``kerasseg.training.run``)."""
-        return {
-            "train": self.config.to_dict(),
-            "model": self.model_kwargs,
-            "derived": {"labels": list(self.spec.labels),
-                        "scale_range": list(self.config.scale_range or self.source.scale_range),
-                        "class_weights": self.class_weights, "steps_per_epoch": self.steps_per_epoch,
-                        "total_steps": self.total_steps},
-            "hardware": {"strategy": distribute.describe(self.strategy), "replicas": self.replicas,
-                         "precision_policy": self.policy},
-        }
+        """The resolved configuration, as ``config.yaml`` stores it (see ``kerasseg.rundir.run``)."""
+        return config_document(
+            train=self.config.to_dict(),
+            model=self.model_kwargs,
+            derived={"labels": list(self.spec.labels),
+                     "scale_range": list(self.config.scale_range or self.source.scale_range),
+                     "class_weights": self.class_weights, "steps_per_epoch": self.steps_per_epoch,
+                     "total_steps": self.total_steps},
+            hardware={"strategy": distribute.describe(self.strategy), "replicas": self.replicas,
+                      "precision_policy": self.policy})
 
 
 def prepare(config: TrainConfig, *, check_data: bool = False, log=print) -> Setup:

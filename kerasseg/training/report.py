@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from edge import visualize
 from edge.files import atomic_path
+from kerasseg.rundir.run import CONFUSION, OVERLAYS
 
 
 # Fixed colours of the error panel and of ignored pixels (VOC draws its "void" border in this cream).
@@ -112,3 +113,13 @@ def save_confusion_matrix(path: str | os.PathLike, matrix, *, labels: Sequence[s
                 axis.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=7,
                           color="white" if share[i, j] > 0.5 else "black")
     return _save(figure, path)
+
+
+def save_run_pictures(run, *, matrix, title: str, images, truths, predictions) -> None:
+    """The confusion matrix and the val overlays of the best model so far, in ``run`` (a ``kerasseg.rundir.Run``)."""
+    if not run.chief:
+        return
+    spec = run.spec
+    save_confusion_matrix(run.file(CONFUSION), matrix, labels=spec.labels, title=title)
+    save_overlays(run.file(OVERLAYS), images=images, truths=truths, predictions=predictions, labels=spec.labels,
+                  colors=spec.colors, ignore_label=spec.ignore_label)

@@ -3,7 +3,7 @@
 Each step lives in its own module:
 
 * ``prepare.py``: strategy, seed and precision policy; the dataset, the spec and the model arguments (``Setup``).
-* ``run.py``: the run directory (``Run``) and every file in it; created, or resumed after a config check.
+* ``kerasseg.rundir``: the run directory (``Run``) and every file in it; created, or resumed after a config check.
 * ``loop.py``: the model and optimizer under the strategy, restore, the epochs, validation and checkpoints.
 * ``evaluation.py``: the one evaluation loop, shared by validation and ``evaluate.py``.
 
@@ -18,10 +18,10 @@ import os
 
 from kerasseg.backend import tf
 from kerasseg.data import DatasetError
+from kerasseg.rundir.run import best_entry, open_run
 from kerasseg.training.config import TrainConfig
 from kerasseg.training.loop import fit
 from kerasseg.training.prepare import prepare
-from kerasseg.training.run import best_entry, open_run
 
 
 @dataclasses.dataclass
@@ -37,14 +37,18 @@ class TrainResult:
 
 
 def train(config: TrainConfig, *, output_dir: str | None = None, resume: bool = False, check_data: bool = False,
-          verbose: bool = True) -> TrainResult:
-    """Train ``config`` into ``output_dir`` (default: a new folder under ``runs/``); see the module docstring."""
+          verbose: bool = True, init_source=None) -> TrainResult:
+    """Train ``config`` into ``output_dir`` (default: a new folder under ``runs/``); see the module docstring.
+
+    ``init_source``: the model ``config.init_from`` names, already opened (``init_from.resolve_with_source``);
+    without it a new run opens that model itself.
+    """
     log = print if verbose else _silent
     setup = prepare(config, check_data=check_data, log=log)
     run = open_run(output_dir, config=setup.document(), spec=setup.spec, resume=resume, chief=setup.chief,
                    multi_worker=setup.multi_worker)
     with _failing_well(run, setup.source, created=not resume):
-        outcome = fit(setup, run, resume=resume, log=log, verbose=verbose)
+        outcome = fit(setup, run, resume=resume, log=log, verbose=verbose, init_source=init_source)
     best = best_entry(outcome.history)
     return TrainResult(run_dir=run.path, steps=outcome.steps, best_epoch=best["epoch"], best=best["val"],
                        last=outcome.history[-1]["val"], history=outcome.history, seconds=outcome.elapsed_seconds,

@@ -20,7 +20,8 @@ import dataclasses
 import hashlib
 import os
 
-from kerasseg.models.backbones import MOBILENETV2_ALPHAS
+from edge.artifact.spec import Alignment
+from kerasseg.models.mobilenetv2 import MOBILENETV2_ALPHAS
 from kerasseg.models.importing.names import (BACKBONE_ROOTS, NameMapError, Official, assign, official_weights,
                                              slots_for)
 
@@ -61,7 +62,7 @@ def read_official(path: str | os.PathLike):
     return read_checkpoint(path), None
 
 
-def infer_config(official: Official, *, output_stride: int, alignment: str = "align_corners") -> dict:
+def infer_config(official: Official, *, output_stride: int, alignment: Alignment = Alignment.ALIGN_CORNERS) -> dict:
     """The ``model_config`` the official weights fit; NameMapError when they are not DeepLab's."""
     from kerasseg.models import model_config
 
@@ -87,8 +88,9 @@ def infer_config(official: Official, *, output_stride: int, alignment: str = "al
     return model_config(arch="deeplabv3plus", backbone=backbones[0],
                         num_classes=int(official.tensors["logits/semantic"]["weights"].shape[-1]),
                         output_stride=output_stride, aspp="aspp1_depthwise" in scopes,
-                        decoder="decoder/feature_projection0" in scopes, align_corners=alignment == "align_corners",
-                        edgetpu_friendly=alignment == "legacy", **options)
+                        decoder="decoder/feature_projection0" in scopes,
+                        align_corners=alignment is Alignment.ALIGN_CORNERS,
+                        edgetpu_friendly=alignment is Alignment.LEGACY, **options)
 
 
 def import_model(path: str | os.PathLike, *, output_stride: int | None = None) -> Imported:
@@ -105,7 +107,8 @@ def import_model(path: str | os.PathLike, *, output_stride: int | None = None) -
         raise ValueError(f"output_stride: {path} computes at output stride {facts.output_stride}, got "
                          f"{output_stride}")
     stride = facts.output_stride if facts else output_stride or CHECKPOINT_OUTPUT_STRIDE
-    config = infer_config(official, output_stride=stride, alignment=facts.alignment if facts else "align_corners")
+    config = infer_config(official, output_stride=stride,
+                          alignment=facts.alignment if facts else Alignment.ALIGN_CORNERS)
     slots = slots_for(config)
     unused = sorted(official.scopes() - {slot.scope for slot in slots})
     if facts is not None and unused:  # every convolution of a released graph must find its layer

@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 
+from edge.artifact.spec import Alignment
 from edge.artifact.tflite_file import FlatbufferError, read_model_file
 from edge.artifact.tflite_graph import Graph, GraphTensor, read_graph
 from kerasseg.models.importing.names import NameMapError, Official
@@ -29,7 +30,7 @@ class GraphFacts:
 
     input_size: tuple[int, int]
     output_stride: int
-    alignment: str        # of its resizes: "align_corners", "legacy" or "half_pixel"
+    alignment: Alignment  # of its resizes: align_corners, legacy or half_pixel
     quantized: bool       # an integer model (its weights carry quantization error)
     kind: str             # "tflite, uint8 weights"...
 
@@ -113,13 +114,13 @@ def _facts(path: str, graph: Graph, kernels: list, producers: dict) -> GraphFact
     if paddings != {"SAME"}:
         raise NameMapError(f"{path}: convolutions with padding {sorted(paddings)}; the builders use SAME")
     resizes = [op.options for op in graph.operators if op.name == "RESIZE_BILINEAR"]
-    alignments = {"align_corners" if o["align_corners"] else "half_pixel" if o["half_pixel_centers"] else "legacy"
+    alignments = {Alignment.of_resize(align_corners=o["align_corners"], half_pixel_centers=o["half_pixel_centers"])
                   for o in resizes}
     if len(alignments) > 1:
-        raise NameMapError(f"{path}: resizes with different alignments {sorted(alignments)}")
+        raise NameMapError(f"{path}: resizes with different alignments {sorted(map(str, alignments))}")
     weights = graph.tensors[logits[0].inputs[1]].dtype
     if weights == "float32" and logits[0].inputs[1] in producers:
         weights = graph.tensors[producers[logits[0].inputs[1]].inputs[0]].dtype  # float16 behind a DEQUANTIZE
     return GraphFacts(input_size=(height, width), output_stride=strides[0],
-                      alignment=alignments.pop() if alignments else "half_pixel",
+                      alignment=alignments.pop() if alignments else Alignment.HALF_PIXEL,
                       quantized=weights in ("int8", "uint8"), kind=f"tflite, {weights} weights")

@@ -14,8 +14,10 @@
       val_overlays.png     val images with ground truth and prediction overlays
       confusion_matrix.png val confusion matrix of the best model
 
-``open_run`` creates or resumes one for training; ``load_run`` / ``latest_run`` read one back. Run directories
-written before ``derived`` and ``hardware`` existed (the same facts at the top level) are normalised on read.
+``open_run`` creates or resumes one (for training, or for an imported model: imported.py); ``load_run`` /
+``latest_run`` read one back. ``--resume`` compares the saved configuration with the wanted one
+(``config_differences``). Run directories written before ``derived`` and ``hardware`` existed (the same facts
+at the top level) are normalised on read.
 """
 from __future__ import annotations
 
@@ -26,14 +28,14 @@ import json
 import os
 import shutil
 import tempfile
-from typing import NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 import yaml
 
 from edge import files
 from edge.artifact import SPEC_FILENAME, Spec
-from kerasseg.training.config import CONFIG_FILENAME, config_differences
 
+CONFIG_FILENAME = "config.yaml"
 BEST_MODEL = "best.keras"
 LAST_MODEL = "last.keras"
 CHECKPOINTS = "checkpoints"
@@ -75,17 +77,18 @@ class Run:
     spec: Spec
     chief: bool = True
 
-    def _file(self, name: str) -> str:
+    def file(self, name: str) -> str:
+        """The path of ``name`` (one of ``RUN_FILES``) in this run."""
         return os.path.join(self.path, name)
 
     @property
     def model_path(self) -> str:
         """The best model by val mean IoU."""
-        return self._file(BEST_MODEL)
+        return self.file(BEST_MODEL)
 
     @property
     def last_model_path(self) -> str:
-        return self._file(LAST_MODEL)
+        return self.file(LAST_MODEL)
 
     @property
     def dataset(self) -> str:
@@ -122,25 +125,15 @@ class Run:
     def save_model(self, model, *, which: str) -> None:
         """Save ``model`` as ``best.keras`` or ``last.keras``."""
         if self.chief:
-            with files.atomic_path(self._file({"best": BEST_MODEL, "last": LAST_MODEL}[which])) as tmp:
+            with files.atomic_path(self.file({"best": BEST_MODEL, "last": LAST_MODEL}[which])) as tmp:
                 model.save(tmp)
-
-    def save_pictures(self, *, matrix, title: str, images, truths, predictions) -> None:
-        """The confusion matrix and the val overlays of the best model so far."""
-        if not self.chief:
-            return
-        from kerasseg.training import report
-
-        report.save_confusion_matrix(self._file(CONFUSION), matrix, labels=self.spec.labels, title=title)
-        report.save_overlays(self._file(OVERLAYS), images=images, truths=truths, predictions=predictions,
-                             labels=self.spec.labels, colors=self.spec.colors, ignore_label=self.spec.ignore_label)
 
     def write_metrics(self, *, history: list, elapsed_seconds: float, skipped_files: dict) -> None:
         """``metrics.json``: the history, the best and last epochs, the total time and the skipped bad files."""
         if not self.chief:
             return
         best = best_entry(history) if history else None
-        files.write_json(self._file(METRICS), {
+        files.write_json(self.file(METRICS), {
             "best_epoch": best and best["epoch"], "best": best and best["val"],
             "last": history[-1]["val"] if history else None, "steps": history[-1]["step"] if history else 0,
             "total_steps": self.config["derived"]["total_steps"], "elapsed_seconds": round(elapsed_seconds, 1),
@@ -148,7 +141,7 @@ class Run:
 
     def read_progress(self, *, before_step: int) -> Progress:
         """The history up to ``before_step``, the time spent so far and the bad files skipped so far."""
-        path = self._file(METRICS)
+        path = self.file(METRICS)
         if not os.path.exists(path):
             return Progress([], 0.0, {})
         with open(path, encoding="utf-8") as f:
@@ -159,7 +152,7 @@ class Run:
     def latest_checkpoint(self) -> str | None:
         from kerasseg.backend import tf
 
-        return tf.train.latest_checkpoint(self._file(CHECKPOINTS))
+        return tf.train.latest_checkpoint(self.file(CHECKPOINTS))
 
     @contextlib.contextmanager
     def checkpoints(self, checkpoint, *, max_to_keep: int = 3):
@@ -167,7 +160,7 @@ class Run:
         multi-worker run must save too: they write to a temporary folder, removed on exit."""
         from kerasseg.backend import tf
 
-        directory = self._file(CHECKPOINTS) if self.chief else tempfile.mkdtemp(prefix="kerasseg-worker-")
+        directory = self.file(CHECKPOINTS) if self.chief else tempfile.mkdtemp(prefix="kerasseg-worker-")
         try:
             yield tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
         finally:
@@ -180,20 +173,26 @@ class Run:
 
         if not self.chief:
             return {"train": tf.summary.create_noop_writer(), "val": tf.summary.create_noop_writer()}
-        return {name: tf.summary.create_file_writer(self._file(os.path.join(LOGS, name))) for name in ("train", "val")}
+        return {name: tf.summary.create_file_writer(self.file(os.path.join(LOGS, name))) for name in ("train", "val")}
 
     def discard(self) -> None:
         """Remove every file this run wrote, and the directory when nothing else is left in it."""
         if not self.chief:
             return
         for name in RUN_FILES:
-            path = self._file(name)
+            path = self.file(name)
             if os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
             elif os.path.exists(path):
                 os.remove(path)
         if os.path.isdir(self.path) and not os.listdir(self.path):
             os.rmdir(self.path)
+
+
+def config_document(*, train: dict, model: dict, derived: dict, hardware: dict, **more) -> dict:
+    """What ``config.yaml`` holds: the sections every run has (``SECTIONS``), then a run's own (an import's
+    ``source``)."""
+    return {**dict(zip(SECTIONS, (train, model, derived, hardware))), **more}
 
 
 def best_entry(history: list) -> dict:
@@ -220,8 +219,8 @@ def open_run(path: str | None, *, config: dict, spec: Spec, resume: bool, chief:
     run = Run(path=path, config=config, spec=spec, chief=chief)
     if chief:
         os.makedirs(path, exist_ok=True)
-        files.write_yaml(run._file(CONFIG_FILENAME), config)
-        spec.save(run._file(SPEC_FILENAME))
+        files.write_yaml(run.file(CONFIG_FILENAME), config)
+        spec.save(run.file(SPEC_FILENAME))
     return run
 
 
@@ -247,6 +246,20 @@ def _with_new_defaults(model_kwargs: dict) -> dict:
         return model_config(**model_kwargs)
     except (ValueError, TypeError):
         return model_kwargs  # compared as it is; the difference will be named
+
+
+def config_differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """Human-readable differences between two config dicts, for refusing a mismatched resume."""
+    out = []
+    for key in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(key), wanted.get(key)
+        if isinstance(a, tuple):
+            a = list(a)
+        if isinstance(b, tuple):
+            b = list(b)
+        if a != b:
+            out.append(f"{key}: checkpoint has {a!r}, now {b!r}")
+    return out
 
 
 def new_run_dir(*, arch: str, root: str = DEFAULT_ROOT) -> str:

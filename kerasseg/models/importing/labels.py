@@ -1,21 +1,11 @@
-"""An imported model as a run directory that ``evaluate.py``, ``predict.py``, ``convert.py`` and
-``train.py --init-from`` open as they open a trained run.
-
-::
-
-    DIR/
-      best.keras     the imported model
-      spec.json      labels and colours of the source's dataset (or --labels), input size, normalisation
-      config.yaml    train: no dataset, the input size; model: the build_model arguments;
-                     derived: the labels; source: the file, its kind and its SHA-256
+"""The classes of an imported model and its spec: the DeepLab model zoo's datasets (PASCAL VOC, Cityscapes),
+with DeepLab's input sizes, or the names of a ``--labels`` file.
 """
 from __future__ import annotations
 
-import os
-
 from edge.artifact import Spec, default_colors, read_label_file
+from edge.artifact.labels import CITYSCAPES_COLORS, CITYSCAPES_LABELS, VOC_LABELS
 
-IMPORT_SEED = 0
 DEFAULT_INPUT_SIZE = (513, 513)  # DeepLab's PASCAL VOC crop, for a checkpoint (which fixes no size)
 CITYSCAPES_INPUT_SIZE = (1025, 2049)  # DeepLab's Cityscapes evaluation crop
 
@@ -23,10 +13,8 @@ CITYSCAPES_INPUT_SIZE = (1025, 2049)  # DeepLab's Cityscapes evaluation crop
 def known_labels(num_classes: int) -> tuple[tuple[str, ...], tuple, tuple[int, int]] | None:
     """(labels, colours, input size) of the DeepLab model zoo's dataset with ``num_classes`` classes, or None."""
     if num_classes == 21:
-        from kerasseg.data.files import VOC_LABELS
         return VOC_LABELS, default_colors(21), DEFAULT_INPUT_SIZE
     if num_classes == 19:
-        from kerasseg.data.tfds_sources import CITYSCAPES_COLORS, CITYSCAPES_LABELS
         return CITYSCAPES_LABELS, CITYSCAPES_COLORS, CITYSCAPES_INPUT_SIZE
     return None
 
@@ -52,29 +40,3 @@ def imported_spec(imported, *, labels_file=None, input_size=None) -> Spec:
     pre = preprocessing_for(arch=imported.config["arch"], backbone=imported.config["backbone"])
     return Spec(labels=labels, colors=colors, input_size=size, mean=pre["mean"], std=pre["std"],
                 channel_order=pre["channel_order"], output_kind="logits")
-
-
-def run_config(imported, spec: Spec) -> dict:
-    """The ``config.yaml`` of an imported run (the sections a trained run has, and ``source``)."""
-    return {"train": {"dataset": None, "image_size": list(spec.input_size), "seed": IMPORT_SEED},
-            "model": dict(imported.config),
-            "derived": {"labels": list(spec.labels)},
-            "hardware": {},
-            "source": {**imported.source, "layers_filled": len(imported.filled),
-                       "tensors_left_out": list(imported.unused)}}
-
-
-def write_imported_run(imported, output: str | os.PathLike, spec: Spec):
-    """Write ``output`` as a run directory; refuses one that already holds a run. Returns the ``Run``."""
-    from kerasseg.training.run import open_run
-
-    output = os.fspath(output)
-    if os.path.isfile(output):
-        raise FileExistsError(f"--output {output}: is a file, expected a directory")
-    run = open_run(output, config=run_config(imported, spec), spec=spec, resume=False)
-    try:
-        run.save_model(imported.model, which="best")
-    except BaseException:
-        run.discard()
-        raise
-    return run

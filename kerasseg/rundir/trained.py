@@ -10,8 +10,7 @@ import dataclasses
 import os
 
 from edge.artifact import SPEC_FILENAME, Spec
-from kerasseg.training.config import CONFIG_FILENAME
-from kerasseg.training.run import DEFAULT_ROOT, Run, RunError, latest_run, load_run
+from kerasseg.rundir.run import CONFIG_FILENAME, DEFAULT_ROOT, Run, RunError, latest_run, load_run
 
 WHICH = ("best", "last")
 
@@ -97,29 +96,3 @@ def _load_keras(path: str):
     except Exception as err:  # keras raises many types for a damaged archive
         raise ValueError(f"model: cannot load {path} ({type(err).__name__}: {str(err).splitlines()[0][:200]})") \
             from None
-
-
-def open_data(trained: Trained, uri: str | None = None, *, masks: bool = True):
-    """Open the dataset ``uri`` (default: the one the model trained on) with the run's seed.
-
-    A folder of images without masks (``images:PATH``) takes the model's classes; with ``masks`` (evaluation)
-    it is refused. Raises ValueError when no dataset is known, or when its classes are not the spec's.
-    """
-    from kerasseg.data import open_dataset
-
-    uri = uri or trained.dataset
-    if not uri:
-        where = (f"its run {trained.run.path} names no dataset (an imported model)" if trained.run else
-                 f"it has no run directory ({CONFIG_FILENAME} beside it) naming its data")
-        raise ValueError(f"--dataset: required for model {trained.model_path}: {where}; images:FOLDER takes a "
-                         f"folder of your own images for convert.py's calibration and parity")
-    source = open_dataset(uri, seed=trained.seed)
-    if not source.labelled:
-        if masks:
-            raise ValueError(f"--dataset {uri}: images without masks; this needs a dataset with masks "
-                             f"(voc:, folder:, coco:, ...)")
-        source.labels, source.colors = trained.spec.labels, trained.spec.colors
-    if tuple(source.labels) != tuple(trained.spec.labels):
-        raise ValueError(f"--dataset {uri}: its classes {list(source.labels)} differ from the model's "
-                         f"{list(trained.spec.labels)}")
-    return source
