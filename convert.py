@@ -22,6 +22,8 @@ from kerasseg.export.heads import Head
 from kerasseg.export.modes import Mode
 from kerasseg.rundir import open_trained, target_or_newest
 
+PROG = "convert.py"
+
 MODE_HELP = {
     Mode.FLOAT32: "float32 weights and activations",
     Mode.FLOAT16: "float16 weights, float32 compute",
@@ -33,7 +35,7 @@ MODE_HELP = {
 
 
 def parse_args(argv=None):
-    parser = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = console.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--run", type=str, default=None, help="run directory (default: the newest under --runs)")
     where.add_argument("--model", type=str, default=None, help="a .keras file (spec.json beside it, or --spec)")
@@ -85,7 +87,7 @@ def main(argv=None) -> int:
                          overwrite=args.overwrite, parity_images=args.parity_images,
                          edgetpu_finetune_steps=args.edgetpu_finetune_steps)
     except (ValueError, RuntimeError, FileNotFoundError, FileExistsError) as err:
-        print(f"convert.py: error: {err}", file=sys.stderr)
+        console.error(PROG, err)
         return 2
     for r in results:
         print(f"{r.mode.value:14s} {r.head.value:12s} {r.parity.verdict(hint=False):40s} {r.path}")

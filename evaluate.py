@@ -15,9 +15,11 @@ import sys
 
 from edge import console
 
+PROG = "evaluate.py"
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = console.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", type=str, nargs="?", default=None, metavar="RUN_DIR_OR_MODEL",
                         help="a run directory or a .keras model (default: the newest run under runs/)")
     parser.add_argument("--spec", type=str, metavar="FILE",
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
         out = evaluate(trained.model, dataset, num_classes=spec.num_classes, labels=spec.labels, scales=args.scales,
                        flip=args.flip, crf=args.crf, ignore_label=spec.ignore_label, size_multiple=multiple)
     except (ValueError, FileNotFoundError, ImportError, DatasetError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(PROG, err)
         return 2
 
     model_path, dataset_uri = trained.model_path, args.dataset or trained.dataset

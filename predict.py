@@ -4,14 +4,15 @@
     python predict.py --input photos/ --output predictions/               # the newest run under runs/
     python predict.py --run runs/20260101-120000-deeplabv3plus --input photos/ --output predictions/
     python predict.py --model best.keras --spec spec.json --input photos/ --output predictions/
+    python predict.py --input photo.jpg --output predictions/           # one image
 
 For each image NAME.ext it writes NAME_mask.png (colours), NAME_overlay.png (mask over the image, the background
 class untinted, with a legend of the other classes present: on the image, its text scaled with the image, or on a
 panel to its right when the image is too small to hold it) and NAME_labels.png (class ids, 8-bit). The image is
 stretched to the spec's input size, as on the device, and the class map is resized back (nearest neighbour).
 
-Every image is decoded before anything is written: if any cannot be read, predict.py names each one, writes
-nothing and exits 2 (as for any bad input).
+Every image is decoded before the model loads and before anything is written: if any cannot be read, predict.py
+names each one, writes nothing and exits 2 (as for any bad input).
 """
 from __future__ import annotations
 
@@ -21,17 +22,19 @@ import sys
 
 from edge import console
 
+PROG = "predict.py"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = console.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--run", type=str, metavar="RUN_DIR",
                        help="a training run directory (default: the newest under runs/)")
     model.add_argument("--model", type=str, metavar="FILE", help="a .keras model (spec.json beside it, or --spec)")
     parser.add_argument("--spec", type=str, metavar="FILE", help="the spec of --model")
-    parser.add_argument("--input", type=str, required=True, metavar="FOLDER", help="folder of images")
+    parser.add_argument("--input", type=str, required=True, metavar="FOLDER_OR_IMAGE",
+                        help="a folder of images, or one image file")
     parser.add_argument("--output", type=str, required=True, metavar="DIR", help="where to write the results")
     parser.add_argument("--which", type=str, choices=("best", "last"), default="best",
                         help="for --run: best.keras or last.keras (default: best)")
@@ -45,19 +48,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def list_images(folder: str) -> list[str]:
-    """The image files in ``folder`` (by extension), sorted; each must decode, else ValueError naming them all."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"--input: no such folder: {folder}")
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
-    if not names:
-        raise ValueError(f"--input {folder}: no images with extensions {IMAGE_EXTENSIONS}")
-    paths = [os.path.join(folder, n) for n in names]
+def list_images(path: str) -> list[str]:
+    """The image files of ``path`` (a folder, by extension, sorted; or one image file); each must decode, else
+    ValueError naming them all. A missing path is a FileNotFoundError saying which kind was expected."""
+    image_file = path.lower().endswith(IMAGE_EXTENSIONS)
+    if os.path.isfile(path):
+        paths = [path]
+    elif os.path.isdir(path):
+        paths = [os.path.join(path, n) for n in sorted(os.listdir(path)) if n.lower().endswith(IMAGE_EXTENSIONS)]
+        if not paths:
+            raise ValueError(f"--input {path}: no images with extensions {IMAGE_EXTENSIONS} in this folder")
+    else:
+        raise FileNotFoundError(f"--input: no such {'image file' if image_file else 'folder'}: {path}")
     unreadable = [p for p in paths if read_image(p) is None]
+    if os.path.isfile(path) and unreadable:
+        raise ValueError(f"--input {path}: not an image OpenCV can read ({', '.join(IMAGE_EXTENSIONS)}); nothing "
+                         f"was written")
     if unreadable:
-        raise ValueError(f"--input {folder}: {len(unreadable)} of {len(paths)} images cannot be read: "
+        raise ValueError(f"--input {path}: {len(unreadable)} of {len(paths)} images cannot be read: "
                          f"{', '.join(unreadable)}; nothing was written (fix or remove them)")
     return paths
+
+
+def check_output(path: str) -> None:
+    """``--output`` must be a folder or not exist yet (it is made when the results are written)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--output {path}: a file, not a folder; nothing was written")
 
 
 def read_image(path: str):
@@ -105,11 +121,12 @@ def write_outputs(stem: str, image, class_map, spec, *, alpha: float) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     console.configure(args.log_level)
-    from kerasseg.rundir import open_trained, target_or_newest
-
     try:
+        paths = list_images(args.input)  # every input is checked before a model loads
+        check_output(args.output)
+        from kerasseg.rundir import open_trained, target_or_newest
+
         trained = open_trained(target_or_newest(args.model or args.run), spec_path=args.spec, which=args.which)
-        paths = list_images(args.input)
         os.makedirs(args.output, exist_ok=True)
         for path in paths:
             image = read_image(path)
@@ -119,7 +136,7 @@ def main(argv=None) -> int:
             stem = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0])
             write_outputs(stem, image, class_map, trained.spec, alpha=args.alpha)
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(PROG, err)
         return 2
     print(f"Wrote {3 * len(paths)} files for {len(paths)} images to {args.output}")
     return 0

@@ -15,10 +15,12 @@ import sys
 from edge import console
 from kerasseg.training.config import CLASS_WEIGHTS, OPTIMIZERS, STRATEGIES, TrainConfig, normalize_image_size
 
+PROG = "train.py"
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     # Every setting defaults to None ("not given") so that the YAML file and the arch defaults can fill it.
-    parser = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = console.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=str, metavar="FILE.yaml",
                         help="YAML file with any of the settings below (keys are the flag names with underscores)")
     model = parser.add_argument_group("model")
@@ -120,10 +122,10 @@ def main(argv=None) -> int:
         print(stop, file=sys.stderr)
         return 130 if stop.signal_name == "SIGINT" else 143
     except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(PROG, err)
         return 1
     except (ValueError, FileNotFoundError, FileExistsError, RunError, DatasetError, SpecError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(PROG, err)
         return 2
 
     print(format_results(result.best, title=f"Final val metrics (best epoch {result.best_epoch} of "

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from edge import console
 from edge.interpreter import RUNTIMES, EdgeTPUError, ModelError, RuntimeNotFound, load_interpreter
 
 
@@ -114,7 +115,7 @@ def format_table(results: list[Result]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m edge.benchmark", description=__doc__.splitlines()[0])
+    parser = console.ArgumentParser(prog="python -m edge.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="the .tflite model")
     parser.add_argument("--vs", action="append", default=[], help="another .tflite to compare side by side")
     parser.add_argument("--threads", type=int, nargs="+", default=[None], help="interpreter thread counts")
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(measure(model, threads=threads, edgetpu=edgetpu, runtime=args.runtime,
                                    runs=args.runs, warmup=args.warmup))
     except (ModelError, EdgeTPUError, RuntimeNotFound, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(build_parser().prog, err)
         if not results:
             return 1
     if results:

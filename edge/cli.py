@@ -26,6 +26,8 @@ from edge.interpreter import RUNTIMES
 
 log = logging.getLogger("edge")
 
+PROG = "python -m edge"
+
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_SOURCE_LOST = 0, 1, 2, 3
 UPSAMPLE_CHOICES = ("exact", "nearest")  # edge.upsample.Upsample's values (not imported before the arguments parse)
 
@@ -110,7 +112,7 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = console.ArgumentParser(prog="python -m edge", description=(
+    parser = console.ArgumentParser(prog=PROG, description=(
         "Live semantic segmentation with a TFLite model on a camera, video, images or a stream."))
     parser.add_argument("--model", required=True, help=(
         "the .tflite model, or a folder: the newest .tflite under it that passed its parity check (e.g. runs, "
@@ -319,14 +321,14 @@ def main(argv: list[str] | None = None) -> int:
         args.model = resolve_model(args.model, edgetpu=args.edgetpu)
         return run(args)
     except SmoothingError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        console.error(PROG, err)
         return EXIT_USAGE
     except EdgeTPUError as err:
-        print(f"error: {err}; or run with --fallback-cpu to use the CPU instead", file=sys.stderr, flush=True)
+        console.error(PROG, f"{err}; or run with --fallback-cpu to use the CPU instead")
         return EXIT_BAD_INPUT
     except (ModelError, FlatbufferError, SpecError, SourceError, RuntimeNotFound,
             DisplayError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        console.error(PROG, err)
         return EXIT_BAD_INPUT
 
 

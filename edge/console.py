@@ -10,11 +10,12 @@ that is not known chatter (:data:`CHATTER`), so a real warning or error still sh
 held-back lines are kept: ``--log-level DEBUG`` (or ``KERASSEG_LOG_LEVEL=DEBUG``) prints them and
 turns the filter off.
 
-Every entry point does the same three things (see ``train.py``)::
+Every entry point does the same four things (see ``train.py``)::
 
-    parser = console.ArgumentParser(...)   # a bad argument is one line on stderr, exit 2
+    parser = console.ArgumentParser(prog=PROG, ...)  # a bad argument is one line on stderr, exit 2
     console.add_log_level(parser)          # --log-level, defaulting to $KERASSEG_LOG_LEVEL
     console.configure(args.log_level)      # Python logging; DEBUG brings the native lines back
+    console.error(PROG, err)               # a bad input found later: the same one line, ``PROG: error: ...``
 
 and code that wakes a native library wraps it in ``with console.native_output():`` (kerasseg's
 backend does so around ``import tensorflow``). This module imports nothing beyond the standard library.
@@ -171,12 +172,21 @@ def add_log_level(parser: argparse.ArgumentParser) -> None:
                              f"TensorFlow's and TFLite's own start-up lines")
 
 
+def error(prog: str, message) -> None:
+    """Report a bad input as every entry point does: one line on stderr, ``PROG: error: MESSAGE``, where PROG is
+    what the user typed (``convert.py``, ``python -m edge``). The caller chooses the exit status."""
+    text = " ".join(str(message).split("\n"))
+    print(f"{prog}: error: {text}", file=sys.stderr, flush=True)
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse's parser, but a bad argument is one line on stderr (exit 2) instead of the usage and the error."""
+    """argparse's parser, but a bad argument is one line on stderr (exit 2) instead of the usage and the error,
+    in :func:`error`'s form."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+        error(self.prog, f"{message} (--help lists the options)")
+        self.exit(2)
 
 
-__all__ = ["CHATTER", "ENV", "LEVELS", "ArgumentParser", "add_log_level", "configure", "held_back", "is_chatter",
-           "level", "native_output", "tensorflow_environment", "verbose"]
+__all__ = ["CHATTER", "ENV", "LEVELS", "ArgumentParser", "add_log_level", "configure", "error", "held_back",
+           "is_chatter", "level", "native_output", "tensorflow_environment", "verbose"]

@@ -117,6 +117,18 @@ def readme_commands(path=README, *, inline=True) -> list[Command]:
     return commands + (inline_commands(path) if inline else [])
 
 
+def sections(path=README, *, inline=True) -> dict[str, list[Command]]:
+    """The commands under each level-2 heading (``## Quick start ...`` -> its title), in the order they are written
+    (the prose's inline commands at their lines)."""
+    headings = [(number, line[3:].strip()) for number, line in
+                enumerate(pathlib.Path(path).read_text(encoding="utf-8").splitlines(), 1) if line.startswith("## ")]
+    grouped: dict[str, list[Command]] = {}
+    for command in sorted(readme_commands(path, inline=inline), key=lambda c: c.line):
+        title = next((t for number, t in reversed(headings) if number < command.line), "")
+        grouped.setdefault(title, []).append(command)
+    return grouped
+
+
 # How each Python entry point is reached from a command's words: (words that name it, how to load it).
 ENTRY_POINTS = {
     ("python", "train.py"): "train.py",

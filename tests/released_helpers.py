@@ -104,31 +104,40 @@ class Imported:
 
 @pytest.fixture(scope="session")
 def imported_runs(tmp_path_factory) -> Imported:
-    """Both released files imported once, through ``python -m kerasseg import`` (in-process)."""
+    """Both released files imported through ``python -m kerasseg import`` (in-process), once per session
+    across workers (``made_once_in``: test_released.py and test_readme_commands.py may run in two)."""
+    from shared_helpers import made_once_in
+
+    root = made_once_in(tmp_path_factory, "imported", _import_released)
+    return Imported(runs={name: str(root / name) for name in RELEASED},
+                    outputs={name: (root / f"{name}.out").read_text() for name in RELEASED},
+                    photos=str(root / "photos"))
+
+
+def _import_released(root: pathlib.Path) -> None:
     import contextlib
     import io
 
     from kerasseg.__main__ import main
 
-    root = tmp_path_factory.mktemp("imported")
-    runs, outputs = {}, {}
     for name, path in RELEASED.items():
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             assert main(["import", str(path), "--output", str(root / name)]) == 0
-        runs[name], outputs[name] = str(root / name), out.getvalue()
-    return Imported(runs=runs, outputs=outputs, photos=photos_folder(root))
+        (root / f"{name}.out").write_text(out.getvalue())
+    photos_folder(root)
 
 
 @pytest.fixture(scope="session")
-def imported_int8_export(imported_runs) -> str:
-    """The int8 import re-exported by ``convert.py --int8`` (default head), calibrated on the two photos."""
+def imported_int8_export(imported_runs, tmp_path_factory) -> str:
+    """The int8 import re-exported by ``convert.py --int8`` (default head), calibrated on the two photos; once per
+    session across workers."""
+    from shared_helpers import made_once, shared_root
     from training_helpers import load_script
 
-    convert = load_script("convert.py")
     run = imported_runs.runs["int8"]
-    assert convert.main(["--run", run, "--int8", "--dataset", f"images:{imported_runs.photos}",
-                         "--calibration-steps", str(CALIBRATION_STEPS)]) == 0
+    made_once(shared_root(tmp_path_factory), "imported_int8_export", lambda: _convert_int8(load_script("convert.py"),
+                                                                                         run, imported_runs.photos))
     return os.path.join(run, "export", "deeplabv3plus_mobilenetv2_int8.tflite")
 
 
@@ -153,3 +162,8 @@ def cityscapes_run(tmp_path_factory) -> CityscapesRun:
     with contextlib.redirect_stdout(out):
         assert main(["import", str(CITYSCAPES), "--output", path]) == 0
     return CityscapesRun(path=path, output=out.getvalue(), seconds=time.perf_counter() - started)
+
+
+def _convert_int8(convert, run: str, photos: str) -> None:
+    assert convert.main(["--run", run, "--int8", "--dataset", f"images:{photos}",
+                         "--calibration-steps", str(CALIBRATION_STEPS)]) == 0

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from kerasseg.data import open_dataset
-from kerasseg.data.synthetic import HUE_HALF_WIDTH, SHAPE_HUES, SHAPE_LABELS, SyntheticSource
+from kerasseg.data.synthetic import HUE_HALF_WIDTH, SHAPE_COLORS, SHAPE_HUES, SHAPE_LABELS, SyntheticSource
 
 
 def small(seed=0, **kw):
@@ -63,6 +63,19 @@ def test_each_class_keeps_to_its_hue_band_and_the_background_spans_all_hues():
         assert min(others) > 2 * HUE_HALF_WIDTH
     counts = np.bincount(hue[masks == 0] // 10, minlength=18)
     assert (counts > 0.01 * counts.sum()).sum() >= 15  # background colour alone cannot tell shapes apart
+
+
+def test_mask_colours_differ_clearly_from_every_shape_hue():
+    """Overlays must not look like the pictures: each class's mask colour (the spec's palette) lies well outside
+    every shape's hue band, furthest from its own shape's, and is saturated and bright enough to show."""
+    assert open_dataset("synthetic").colors == SHAPE_COLORS and SHAPE_COLORS[0] == (0, 0, 0)
+    hsv = cv2.cvtColor(np.array([SHAPE_COLORS[1:]], np.uint8), cv2.COLOR_RGB2HSV)[0].astype(int)
+    for label, (hue, saturation, value) in enumerate(hsv, 1):
+        distance = [abs((hue - SHAPE_HUES[k] + 90) % 180 - 90) for k in range(1, len(SHAPE_LABELS))]
+        assert min(distance) >= 2 * HUE_HALF_WIDTH, (SHAPE_LABELS[label], distance)  # 40 degrees, half-degree units
+        assert distance[label - 1] >= max(max(distance) - 1, 60), (SHAPE_LABELS[label], distance)  # 120+ degrees
+        assert saturation > 180 and value > 200
+    assert len(set(SHAPE_COLORS)) == len(SHAPE_LABELS)
 
 
 def test_examples_dataset_matches_iter_examples():

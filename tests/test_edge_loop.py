@@ -185,7 +185,10 @@ def test_picamera2_source_with_a_stand_in_module(tiny_models, monkeypatch):
     source.close()
 
 
+@pytest.mark.slow
 def test_opencv_runs_single_threaded_during_the_loop_and_is_restored(tiny_models):
+    """Slow: 10 s, the default --reconnect-seconds the loop waits once the fake camera has dropped its last
+    frames; shares ``tiny_models``."""
     class ThreadCountingSegmenter(SlowSegmenter):
         def postprocess(self, raw, geometry, **options):
             seen.append(cv2.getNumThreads())

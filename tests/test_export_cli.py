@@ -105,7 +105,7 @@ def test_missing_and_corrupt_model(light_run, capsys):
     corrupt = os.path.join(light_run, "best.keras")
     with open(corrupt, "wb") as f:
         f.write(b"PK\x03\x04 this is not a keras archive")
-    _fails(["--model", corrupt, "--float32"], capsys, match="corrupt")
+    _fails(["--model", corrupt, "--float32"], capsys, match="is not a Keras model file (a .keras zip archive")
     _fails(["--run", light_run, "--float32"], capsys, match="best.keras")
     assert _export_files(light_run) == []
 
@@ -169,14 +169,3 @@ def test_a_failed_artifact_is_named_so_with_its_cause_and_fix(run_dir, capsys):
     assert "FAILED" in capsys.readouterr().err
     assert convert.main(argv + ["--overwrite"]) == 0
     assert set(_export_files(run)) == {name.replace(".FAILED", "") for name in failed}
-
-
-def test_failure_hint_names_the_cause_per_mode():
-    from kerasseg.export.parity import failure_hint
-    edgetpu = failure_hint(mode="edgetpu", head="native", realigned=True, finetune_steps=0)
-    assert "half-pixel" in edgetpu and "--edgetpu-finetune-steps" in edgetpu and "--edgetpu-friendly" in edgetpu
-    assert "200 steps" in failure_hint(mode="edgetpu", head="native", realigned=True, finetune_steps=200)
-    assert "--qat" in failure_hint(mode="edgetpu", head="native", realigned=False, finetune_steps=0)
-    assert "--qat" in failure_hint(mode="int8", head="full", realigned=False, finetune_steps=0)
-    assert "--qat-steps" in failure_hint(mode="qat", head="full", realigned=False, finetune_steps=0)
-    assert "'argmax'" in failure_hint(mode="float32", head="argmax", realigned=False, finetune_steps=0)

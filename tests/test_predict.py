@@ -77,6 +77,32 @@ def test_bad_flags_exit_2(tiny_run, photos, tmp_path, capsys):
     assert exit_info.value.code == 2 and "--alpha" in capsys.readouterr().err
     assert predict.main(["--run", tiny_run, "--input", str(tmp_path / "none"), "--output", str(tmp_path / "o")]) == 2
     assert "--input: no such folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert predict.main(["--run", tiny_run, "--input", str(tmp_path / "no.png"), "--output", str(tmp_path / "o")]) == 2
+    assert "predict.py: error: --input: no such image file" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert predict.main(["--run", tiny_run, "--input", str(photos), "--output", str(tmp_path / "file")]) == 2
+    assert "--output" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_one_image_file_as_input(tiny_run, photos, tmp_path, capsys):
+    assert predict.main(["--run", tiny_run, "--input", str(photos / "a.png"), "--output", str(tmp_path / "o")]) == 0
+    assert sorted(os.listdir(tmp_path / "o")) == ["a_labels.png", "a_mask.png", "a_overlay.png"]
+    assert predict.main(["--run", tiny_run, "--input", str(photos / "notes.txt"), "--output", str(tmp_path / "p")]) == 2
+    assert "not an image OpenCV can read" in capsys.readouterr().err and not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("content,what", [(b"my notes\n", "a text file"), (b"", "empty"),
+                                          (b"PK\x03\x04 not an archive", "a damaged zip archive"),
+                                          (b"\x1c\x00\x00\x00TFL3\x00\x00", "a TFLite model")])
+def test_a_file_that_is_not_a_keras_model_says_what_it_is(tiny_run, photos, tmp_path, capsys, content, what):
+    model = tmp_path / "notes.keras"
+    model.write_bytes(content)
+    argv = ["--model", str(model), "--spec", os.path.join(tiny_run, "spec.json"), "--input", str(photos),
+            "--output", str(tmp_path / "o")]
+    assert predict.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{model} is not a Keras model file" in err and f"it is {what}" in err and "h5py" not in err, err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
 def test_without_a_run_it_uses_the_newest_and_says_which(tiny_run, photos, tmp_path, capsys, monkeypatch):

@@ -128,9 +128,11 @@ def test_evaluate_and_predict_commands(tiny_run, tmp_path):
 def test_evaluate_and_predict_report_bad_input(tmp_path, capsys):
     assert load_script("evaluate.py").main([str(tmp_path / "missing")]) == 2
     assert "no such directory or model file" in capsys.readouterr().err
-    assert load_script("predict.py").main(["--run", str(tmp_path), "--input", str(tmp_path),
+    photo = tmp_path / "photo.png"  # predict.py checks its input before it opens the run
+    cv2.imwrite(str(photo), np.zeros((8, 8, 3), np.uint8))
+    assert load_script("predict.py").main(["--run", str(tmp_path), "--input", str(photo),
                                            "--output", str(tmp_path / "o")]) == 2
-    assert "missing config.yaml" in capsys.readouterr().err
+    assert "missing config.yaml" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 def _fake_run(path, *, model=True):

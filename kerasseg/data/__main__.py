@@ -16,9 +16,11 @@ from kerasseg.data.base import SPLITS, DatasetError
 from kerasseg.data.check import DatasetCheckError, check_dataset
 from kerasseg.data.sources import open_dataset, with_options
 
+PROG = "python -m kerasseg.data"
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = console.ArgumentParser(prog="python -m kerasseg.data", description=__doc__,
+    parser = console.ArgumentParser(prog=PROG, description=__doc__,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="read every example and print the class histogram, label values, "
@@ -109,7 +111,7 @@ def main(argv=None) -> int:
         try:
             return make_clip(args)
         except (DatasetError, ValueError, OSError) as err:
-            print(f"error: {err}", file=sys.stderr)
+            console.error(PROG, err)
             return 2
     try:
         uri = with_options(args.dataset, val_fraction=args.val_fraction, colormap=args.colormap)
@@ -117,10 +119,10 @@ def main(argv=None) -> int:
         report = check_dataset(source, splits=args.splits, max_examples=args.max_examples)
     except DatasetCheckError as err:
         print(err.report.format())
-        print(f"error: {err}", file=sys.stderr)
+        console.error(PROG, err)
         return 1
     except (DatasetError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(PROG, err)
         return 2
     print(report.format())
     if args.json:

@@ -27,6 +27,19 @@ SHAPE_LABELS = ("background", "circle", "square", "triangle", "cross")
 # and the band's half width; saturation and value vary freely within SHAPE_SATURATION and SHAPE_VALUE.
 SHAPE_HUES = (None, 10, 55, 100, 145)
 HUE_HALF_WIDTH = 10
+# The colours masks and overlays draw each class in (the spec's palette), RGB: background black, each shape in the
+# middle of the hue gap 135 degrees round the wheel from its own band (blue, pink, yellow, spring green), so that a
+# mask never looks like the shape it covers. The shapes' own bands are 45 degrees away from these at the nearest.
+MASK_HUE_OFFSET = -67.5  # OpenCV hue units (half degrees)
+
+
+def _mask_colors() -> tuple[tuple[int, int, int], ...]:
+    hues = [(hue + MASK_HUE_OFFSET) % 180 for hue in SHAPE_HUES[1:]]
+    hsv = np.array([[[round(hue), 220, 255] for hue in hues]], np.uint8)
+    return ((0, 0, 0),) + tuple(tuple(int(v) for v in rgb) for rgb in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0])
+
+
+SHAPE_COLORS = _mask_colors()
 SHAPE_SATURATION = (150, 255)
 SHAPE_VALUE = (120, 255)
 SHAPES_PER_IMAGE = (2, 3)
@@ -137,7 +150,7 @@ class SyntheticSource(DatasetSource):
         self.name = "synthetic"
         self.layout_name = "built-in synthetic shapes"
         self.labels = SHAPE_LABELS
-        self.colors = None
+        self.colors = SHAPE_COLORS
         self.seed = int(seed)
         self.size = (int(size[0]), int(size[1]))
         self._counts = {"train": int(num_train), "val": int(num_val)}

@@ -194,10 +194,8 @@ def export(trained: Trained, modes: Sequence[Mode | str], *, dataset: str | None
                                  seed=trained.seed).as_numpy_iterator()
         return tflite.calibration_images(batches, steps=calibration_steps)
 
-    def validation():
-        return build_pipeline(data, split="val", image_size=input_size, batch_size=PARITY_BATCH_SIZE,
-                              training=False).as_numpy_iterator()
-
+    checker = _ParityCheck(trained, static, data, input_size=input_size, max_drop=max_drop,
+                           max_images=parity_images, log=log)
     os.makedirs(out_dir, exist_ok=True)
     results = []
     for mode in modes:
@@ -208,16 +206,55 @@ def export(trained: Trained, modes: Sequence[Mode | str], *, dataset: str | None
             log(f"[{mode.value}/{head.value}] converting at {input_size[0]}x{input_size[1]}")
             content, spec = _convert(trained, model, static, mode, head, input_size=input_size,
                                      calibration=calibration, finetune_steps=finetune_steps)
-            report = parity_report(trained.model, content, validation(), mode=mode.value, head=head,
-                                   max_drop=max_drop, max_images=parity_images, labelled=data.labelled)
+            report = checker.check(content, mode, head)
             report.finetune_steps = finetune_steps
-            report.failure_hint = "" if report.passed else parity_lib.failure_hint(  # only a failure has one
-                mode=mode, head=head.value, finetune_steps=finetune_steps, realigned=realigned and mode is Mode.EDGETPU)
+            if not report.passed:  # only a failure has a diagnosis and a hint
+                checker.explain(report, spec, results, realigned=realigned and mode is Mode.EDGETPU)
             paths = parity_lib.outcome_paths(target_paths(out_dir, trained.model.name, mode, head),
                                              passed=report.passed)
             results.append(_write_artifact(content, spec, report, paths, mode=mode, head=head, overwrite=overwrite,
                                            log=log))
     return results
+
+
+@dataclasses.dataclass
+class _ParityCheck:
+    """The parity report of each artifact on the validation images at ``input_size``, and on failure, where it
+    lost its points (``parity.diagnose``)."""
+
+    trained: Trained
+    static: object  # the float Keras model at input_size
+    data: object  # the dataset source
+    input_size: tuple
+    max_drop: float
+    max_images: int | None
+    log: Callable[[str], None]
+
+    def validation(self):
+        return build_pipeline(self.data, split="val", image_size=self.input_size, batch_size=PARITY_BATCH_SIZE,
+                              training=False).as_numpy_iterator()
+
+    def check(self, content: bytes, mode: Mode, head: Head) -> ParityReport:
+        return parity_report(parity_lib.with_head_output(self.static, head), content, self.validation(),
+                             mode=mode.value, head=head, max_drop=self.max_drop, max_images=self.max_images,
+                             labelled=self.data.labelled)
+
+    def explain(self, report: ParityReport, spec, results: list, *, realigned: bool) -> None:
+        """Set the failed ``report``'s diagnosis and hint, measuring the float32 export with the same head for a
+        quantized mode: this export's own if it made one, else one converted now (not written)."""
+        mode, head = Mode.parse(report.mode), Head.parse(report.head)
+        reference = None
+        if mode is not Mode.FLOAT32:
+            reference = next((r.parity for r in results if r.mode is Mode.FLOAT32 and r.head is head), None)
+        if mode is not Mode.FLOAT32 and reference is None:
+            self.log(f"[float32/{head.value}] converting (not written), to find where the failed artifact lost "
+                     f"its points")
+            content, _ = _convert(self.trained, self.static, self.static, Mode.FLOAT32, head,
+                                  input_size=self.input_size, calibration=None, finetune_steps=0)
+            reference = self.check(content, Mode.FLOAT32, head)
+        report.diagnosis = parity_lib.diagnose(report, spec, float32=reference)
+        report.failure_hint = parity_lib.failure_hint(report, finetune_steps=report.finetune_steps,
+                                                      realigned=realigned)
 
 
 def _write_artifact(content: bytes, spec, report: ParityReport, paths: dict, *, mode: Mode, head: Head,

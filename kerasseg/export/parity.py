@@ -12,6 +12,16 @@ Keras class map as the truth, and the share of pixels on which the two agree.
 Sign convention, everywhere (files, tables, messages): a *drop* is Keras minus
 device, in points (percent); positive means the artifact lost accuracy,
 negative that it gained. ``--max-drop`` bounds it.
+
+Where the points go. A head that ends before the full resolution (``native``,
+``argmax``) is also measured in Keras: its output, computed by the Keras model
+and placed on the image in numpy exactly as the device places the artifact's,
+is the "Keras with the head's placement" column. When an artifact fails,
+:func:`diagnose` splits its drop into stages, each measured on the same images:
+the head's placement (Keras full vs Keras placed), the converter and runtime
+(Keras placed vs the float32 export with the same head) and the quantization
+(that float32 export vs the artifact); the stage that lost the most is the
+cause, and :func:`failure_hint` names it with the fix that matches.
 """
 from __future__ import annotations
 
@@ -65,6 +75,10 @@ class ParityReport:
     truth: str = "masks"  # "keras": images without masks, so the Keras class map is the truth
     finetune_steps: int = 0  # steps of Edge-TPU-friendly fine-tuning before conversion (0: none)
     failure_hint: str = ""  # the likely cause and the fix; set (and written) only when the report fails
+    # Keras with the head's placement (the same measures as keras_*; equal to them for a full head)
+    keras_head_miou: float = float("nan")
+    keras_head_pixel_accuracy: float = float("nan")
+    diagnosis: dict | None = None  # on failure: the stages of the drop, from diagnose()
 
     @property
     def miou_drop(self) -> float:
@@ -86,8 +100,19 @@ class ParityReport:
         return "pixel-accuracy drop against Keras (no masks)" if self.truth == "keras" else "mIoU drop"
 
     @property
+    def measure_name(self) -> str:
+        return "pixel accuracy against Keras" if self.truth == "keras" else "mIoU"
+
+    @property
     def passed(self) -> bool:
         return bool(self.drop <= self.max_drop)
+
+    def measure(self, who: str) -> float:
+        """The judged measure (see ``drop``) of ``who``: "keras", "keras_head" (Keras with the head's placement)
+        or "device", in points."""
+        if self.truth == "keras":
+            return 100.0 * getattr(self, f"{who}_pixel_accuracy")
+        return 100.0 * getattr(self, f"{who}_miou")
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -95,8 +120,9 @@ class ParityReport:
         data["drop_points"], data["drop_measure"] = self.drop, self.drop_name
         data["drop_convention"] = "keras minus device, in points; positive = the artifact lost accuracy"
         data["passed"] = self.passed
-        if not self.failure_hint:
-            del data["failure_hint"]  # export gives only a failure one: a hint beside a pass reads as a problem
+        for key in ("failure_hint", "diagnosis"):
+            if not data[key]:
+                del data[key]  # export gives only a failure these: a hint beside a pass reads as a problem
         return data
 
     def save(self, path: str | os.PathLike) -> str:
@@ -132,6 +158,10 @@ class ParityReport:
             lines.append(f"{'  IoU ' + name:22.22s} {pct(before):>8s} {pct(after):>8s} {drop(before, after)}")
         lines.append(f"device vs keras: mIoU {pct(self.miou_vs_keras).strip()}%, "
                      f"pixels agreeing {100 * self.pixel_agreement:.3f}%")
+        if self.head not in ("full", "full-argmax") and not np.isnan(self.keras_head_miou):
+            lines.append(f"keras with the {self.head} head's placement: {self.measure_name} "
+                         f"{self.measure('keras_head'):.2f}% (the placement alone: "
+                         f"{self.measure('keras') - self.measure('keras_head'):+.2f})")
         lines.append(self.verdict())
         return "\n".join(line for line in lines if line)
 
@@ -166,6 +196,53 @@ def _limited(batches: Iterable, max_images: int | None):
         yield images, masks
 
 
+def with_head_output(model, head):
+    """``model`` with a second output, its ``head``'s (native scores or class ids), for :func:`parity_report`'s
+    "Keras with the head's placement"; ``model`` itself for a head that ends at the input size."""
+    from kerasseg.backend import keras
+    from kerasseg.export.heads import Head, cut
+
+    head = Head.parse(head)
+    if head in (Head.FULL, Head.FULL_ARGMAX):
+        return model
+    ending, _ = cut(model, head)
+    return keras.Model(model.inputs, [model.outputs[0], ending.outputs[0]], name=f"{model.name}_parity")
+
+
+def placed(segmenter, output: np.ndarray, image_shape) -> np.ndarray:
+    """A head's output computed by Keras (native scores (h, w, k) or class ids (h, w)), placed on an image of
+    ``image_shape`` as ``segmenter`` places its artifact's output (``Segmenter.postprocess``), in numpy."""
+    from edge.segmenter import letterbox_geometry
+    from edge.upsample import Upsample, decide, exact, nearest
+
+    grid = segmenter.grid(letterbox_geometry(tuple(image_shape), segmenter.input_size, segmenter.spec.resize_mode))
+    if output.ndim == 2:  # class ids: nearest neighbour, as the device does
+        return nearest(grid, output)
+    ids = decide(output)
+    return nearest(grid, ids) if segmenter.upsample is Upsample.NEAREST else exact(grid, output, ids)
+
+
+class _Tally:
+    """A class map's confusion against the masks and against the Keras class map, and their agreement."""
+
+    def __init__(self, spec):
+        self.labels = list(spec.labels)
+        self.masks = ConfusionMatrix(spec.num_classes, ignore_label=spec.ignore_label)
+        self.keras = ConfusionMatrix(spec.num_classes, ignore_label=spec.ignore_label)
+        self.agree = self.total = self.images = 0
+
+    def update(self, mask, keras_pred, pred) -> None:
+        self.images += 1
+        self.masks.update(mask, pred)
+        self.keras.update(keras_pred, pred)
+        self.agree += int(np.sum(pred == keras_pred))
+        self.total += pred.size
+
+    def results(self, labelled: bool) -> dict:
+        """mean_iou, pixel_accuracy and per_class_iou against the masks (without masks: against Keras)."""
+        return (self.masks if labelled else self.keras).results(self.labels)
+
+
 def parity_report(keras_model, content: bytes, batches: Iterable, *, mode: str, head: str = "full",
                   max_drop: float = 2.0, max_images: int | None = None, labelled: bool = True,
                   threads: int | None = None) -> ParityReport:
@@ -173,45 +250,40 @@ def parity_report(keras_model, content: bytes, batches: Iterable, *, mode: str, 
 
     ``content`` is the artifact, with its spec embedded (labels, ignore label,
     output stride and alignment come from there, as on the device). Without masks (``labelled=False``: the
-    masks are all the ignore label), the Keras class map is the truth.
+    masks are all the ignore label), the Keras class map is the truth. ``keras_model`` outputs the full
+    scores, or (``with_head_output``) those and the head's output, placed as the device places it.
     """
     with device_segmenter(content, threads=threads, require_spec=True) as segmenter:
         spec = segmenter.spec
-        labels, n = list(spec.labels), spec.num_classes
-        keras_counts = ConfusionMatrix(n, ignore_label=spec.ignore_label)
-        device_counts = ConfusionMatrix(n, ignore_label=spec.ignore_label)
-        versus_keras = ConfusionMatrix(n, ignore_label=spec.ignore_label)
-        agree = total = images_seen = 0
+        keras, keras_head, device = _Tally(spec), _Tally(spec), _Tally(spec)
         for images, masks in _limited(batches, max_images):
-            keras_pred = np.argmax(np.asarray(keras_model(images.astype(np.float32), training=False)), axis=-1)
-            for image, mask, k_pred in zip(images, masks, keras_pred):
-                d_pred = segmenter.segment(np.ascontiguousarray(image[..., ::-1]))  # the device takes BGR
+            outputs = keras_model(images.astype(np.float32), training=False)
+            full, ends = (outputs, None) if not isinstance(outputs, (list, tuple)) else outputs
+            keras_pred = np.argmax(np.asarray(full), axis=-1)
+            for index, (image, mask, k_pred) in enumerate(zip(images, masks, keras_pred)):
                 mask = mask.reshape(k_pred.shape)
-                keras_counts.update(mask, k_pred)
-                device_counts.update(mask, d_pred)
-                versus_keras.update(k_pred, d_pred)
-                agree += int(np.sum(d_pred == k_pred))
-                total += d_pred.size
-                images_seen += 1
+                keras.update(mask, k_pred, k_pred)
+                k_head = k_pred if ends is None else placed(segmenter, np.asarray(ends[index]), image.shape[:2])
+                keras_head.update(mask, k_pred, k_head)
+                device.update(mask, k_pred, segmenter.segment(np.ascontiguousarray(image[..., ::-1])))  # BGR in
         runner = (f"edge.segmenter.Segmenter, output {segmenter.kind} {list(spec.output_size)} "
                   f"(stride {spec.output_stride}, {spec.output_alignment}), {segmenter.loaded.describe()}")
-    if images_seen == 0:
+    if device.images == 0:
         raise ValueError("validation data: the pipeline yielded no image for the parity report")
-    truth = "masks" if labelled else "keras"
-    if not labelled:
-        keras_counts.matrix, device_counts = np.diag(versus_keras.matrix.sum(axis=1)), versus_keras
-    elif not keras_counts.matrix.any():
-        raise ValueError(f"validation data: every pixel of the {images_seen} parity images is the ignore label "
+    if labelled and not keras.masks.matrix.any():
+        raise ValueError(f"validation data: every pixel of the parity images is the ignore label "
                          f"{spec.ignore_label}: no mask to measure against")
-    before, after = keras_counts.results(labels), device_counts.results(labels)
+    before, after, middle = (tally.results(labelled) for tally in (keras, device, keras_head))
     return ParityReport(
-        mode=mode, head=str(getattr(head, "value", head)), labels=labels, num_images=images_seen,
+        mode=mode, head=str(getattr(head, "value", head)), labels=keras.labels, num_images=device.images,
         keras_miou=_nan(before["mean_iou"]), device_miou=_nan(after["mean_iou"]),
         keras_pixel_accuracy=_nan(before["pixel_accuracy"]), device_pixel_accuracy=_nan(after["pixel_accuracy"]),
-        keras_iou=[_nan(before["per_class_iou"][name]) for name in labels],
-        device_iou=[_nan(after["per_class_iou"][name]) for name in labels],
-        miou_vs_keras=_nan(versus_keras.results(labels)["mean_iou"]),
-        pixel_agreement=agree / total, max_drop=float(max_drop), runner=runner, truth=truth)
+        keras_iou=[_nan(before["per_class_iou"][name]) for name in keras.labels],
+        device_iou=[_nan(after["per_class_iou"][name]) for name in keras.labels],
+        miou_vs_keras=_nan(device.keras.results(keras.labels)["mean_iou"]),
+        pixel_agreement=device.agree / device.total, max_drop=float(max_drop), runner=runner,
+        truth="masks" if labelled else "keras", keras_head_miou=_nan(middle["mean_iou"]),
+        keras_head_pixel_accuracy=_nan(middle["pixel_accuracy"]))
 
 
 def _nan(value) -> float:
@@ -236,22 +308,89 @@ def outcome_paths(paths: dict[str, str], *, passed: bool) -> dict[str, str]:
     return chosen
 
 
-def failure_hint(*, mode, head: str, realigned: bool, finetune_steps: int) -> str:
-    """The likely cause of a parity failure in ``mode`` and what to do about it, in one or two sentences."""
+NOISE_POINTS = 0.1  # a stage losing less than this explains nothing (a float conversion keeps within about it)
+# The stages of a drop, in the order an image goes through them, with what each compares.
+STAGES = {
+    "head": "Keras at full resolution vs Keras with the head's placement (its output placed as the device does)",
+    "converter": "Keras with the head's placement vs the float32 export with the same head on the device",
+    "quantization": "the float32 export with the same head vs this artifact, both on the device",
+}
+
+
+def diagnose(report: ParityReport, spec, *, float32: ParityReport | None = None) -> dict:
+    """Where ``report``'s drop went, measured on the same images: the judged measure (mIoU, or pixel accuracy
+    against Keras without masks) after each stage of :data:`STAGES`, each stage's loss in points, and the stage
+    that lost the most (``cause``). ``float32`` is the parity of the float32 export with the same head (None
+    when ``report`` is that export; for another mode, the converter and the quantization then count as one)."""
     from kerasseg.export.modes import Mode
-    mode = Mode.parse(mode)
-    accept = "or accept the drop with a larger --max-drop"
+
+    keras, placed_ = report.measure("keras"), report.measure("keras_head")
+    points = {"keras": keras, "keras_head": keras if np.isnan(placed_) else placed_}
+    stages = {"head": ("keras", "keras_head")}
+    if Mode.parse(report.mode) is Mode.FLOAT32:
+        points["device"] = report.measure("device")
+        stages["converter"] = ("keras_head", "device")
+    elif float32 is not None:
+        points["float32"], points["device"] = float32.measure("device"), report.measure("device")
+        stages["converter"], stages["quantization"] = ("keras_head", "float32"), ("float32", "device")
+    else:
+        points["device"] = report.measure("device")
+        stages["quantization"] = ("keras_head", "device")
+    losses = {name: points[before] - points[after] for name, (before, after) in stages.items()}
+    return {"measure": report.measure_name, "points": points, "losses_points": losses,
+            "cause": _cause(losses), "stages": {name: STAGES[name] for name in stages},
+            "head": report.head, "input_size": list(spec.input_size), "output_size": list(spec.output_size),
+            "output_stride": spec.output_stride}
+
+
+def _cause(losses: dict) -> str:
+    """The stage that lost the most points; when none lost more than ``NOISE_POINTS``, the stage nearest the
+    artifact (its own conversion), as nothing earlier explains the failure."""
+    lost = {name: loss for name, loss in losses.items() if loss > NOISE_POINTS}
+    return max(lost, key=lost.get) if lost else list(losses)[-1]
+
+
+def failure_hint(report: ParityReport, *, realigned: bool, finetune_steps: int) -> str:
+    """The cause of ``report``'s failure, from its ``diagnosis``, with its numbers and the fix that matches."""
+    from kerasseg.export.modes import Mode
+
+    found, mode, accept = report.diagnosis, Mode.parse(report.mode), "or accept the drop with a larger --max-drop"
+    points, losses, measure = found["points"], found["losses_points"], found["measure"]
+    if found["cause"] == "head":
+        return _head_hint(found, accept)
+    if found["cause"] == "converter":
+        return (f"Cause: the converter or the runtime: the float32 export scores "
+                f"{points.get('float32', points['device']):.2f} {measure} where Keras, placed as the device places "
+                f"it, scores {points['keras_head']:.2f} ({losses['converter']:+.2f}; a float conversion keeps within "
+                f"about 0.1). Fix: none in your settings: please report a bug with this parity.json and the model; "
+                f"meanwhile try another --head, {accept}")
+    numbers = (f"this artifact scores {points['device']:.2f} {measure}, {losses['quantization']:.2f} points below "
+               + (f"the float32 export of the same graph ({points['float32']:.2f}; Keras {points['keras_head']:.2f})"
+                  if "float32" in points else f"Keras ({points['keras_head']:.2f})"))
     if mode is Mode.EDGETPU and realigned:
         tuned = (f"{finetune_steps} steps of fine-tuning after the switch did not recover it" if finetune_steps
                  else "no fine-tuning followed (--edgetpu-finetune-steps 0)")
-        return (f"Cause: the Edge TPU rebuild moves the model's resizes from half-pixel centres (as trained) to the "
-                f"legacy alignment the Edge TPU maps, and {tuned}. Fix: raise --edgetpu-finetune-steps, or train "
-                f"with --edgetpu-friendly, {accept}")
-    if mode in (Mode.INT8, Mode.EDGETPU):
-        return (f"Cause: post-training int8 quantization. Fix: quantization-aware training (--qat, more "
-                f"--qat-steps), or more --calibration-steps, {accept}")
-    if mode is Mode.QAT:
-        return f"Cause: quantization-aware fine-tuning did not recover int8's loss. Fix: raise --qat-steps, {accept}"
-    return (f"Cause: a float conversion agrees with Keras within about 0.1 points, so the device's "
-            f"post-processing for head {head!r} (edge/segmenter.py) or the converter is suspect. Fix: compare "
-            f"with --head full to tell them apart, {accept}")
+        return (f"Cause: the Edge TPU rebuild and its int8 quantization: {numbers}; the rebuild moves the model's "
+                f"resizes from half-pixel centres (as trained) to the legacy alignment the Edge TPU maps, and "
+                f"{tuned}. Fix: raise --edgetpu-finetune-steps, or train with --edgetpu-friendly, {accept}")
+    causes = {Mode.INT8: "post-training int8 quantization", Mode.EDGETPU: "int8 quantization for the Edge TPU",
+              Mode.QAT: "int8 quantization, which quantization-aware fine-tuning did not recover",
+              Mode.FLOAT16: "float16 weights", Mode.DYNAMIC_RANGE: "dynamic-range quantization (int8 weights)"}
+    fixes = {Mode.QAT: "raise --qat-steps", Mode.FLOAT16: "--float32",
+             Mode.DYNAMIC_RANGE: "--int8 (calibrated activations) or --qat"}
+    fix = fixes.get(mode, "quantization-aware training (--qat, more --qat-steps), or more --calibration-steps")
+    return f"Cause: {causes[mode]}: {numbers}. Fix: {fix}, {accept}"
+
+
+def _head_hint(found: dict, accept: str) -> str:
+    """The hint when the head's placement lost the points (an ``argmax`` head's ids, placed by nearest neighbour)."""
+    points, losses, measure, head = found["points"], found["losses_points"], found["measure"], found["head"]
+    (h, w), (height, width), stride = found["output_size"], found["input_size"], found["output_stride"]
+    what = "class ids" if head == "argmax" else "scores"
+    float32 = points.get("float32", points["device"])
+    finer = ", or a model with a smaller output stride" if stride > 4 else ""
+    return (f"Cause: the {head} head's placement: its {h}x{w} {what} (stride {stride}) placed on the {height}x{width} "
+            f"input as the device places them cost Keras itself {losses['head']:.2f} points ({measure} "
+            f"{points['keras']:.2f} -> {points['keras_head']:.2f}), and the float32 export with the same head drops "
+            f"{points['keras'] - float32:+.2f}. Fix: --head native (its scores are upsampled exactly), or a larger "
+            f"--input-size{finer}, {accept}")

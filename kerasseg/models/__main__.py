@@ -13,10 +13,12 @@ from kerasseg.models import (BACKBONE_OPTIONS, MODELS, OPTIONS, add_option_flags
                              list_models, model_config)
 from kerasseg.models.registry import ALPHAS
 
+PROG = "python -m kerasseg.models"
+
 
 def parse_args(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = console.ArgumentParser(prog="python -m kerasseg.models", description=__doc__.splitlines()[0],
+    parser = console.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
                                     epilog="python -m kerasseg import --help: import a released DeepLab model "
                                            "(.tflite or model-zoo checkpoint) as a run directory")
     if argv[:1] == ["import"]:  # the command of an earlier release; it writes a run, a floor above the models
@@ -70,7 +72,7 @@ def main(argv=None):
     try:
         print_counts(args)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(PROG, err)
         return 2
     return 0
 

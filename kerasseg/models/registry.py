@@ -322,6 +322,50 @@ def custom_objects() -> dict:
     return {**CUSTOM_OBJECTS, **BLOCK_OBJECTS}
 
 
+ZIP_MAGIC, HDF5_MAGIC, TFLITE_MAGIC = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n", b"TFL3"
+
+
+class ModelFileError(ValueError):
+    """A file given as a Keras model that is not one."""
+
+
+def model_file_problem(path) -> str | None:
+    """Why ``path`` is not a Keras model file, in words (None when it looks like one: a ``.keras`` zip archive
+    holding ``config.json``, an HDF5 ``.h5`` file or a SavedModel folder). Reads a few bytes, loads nothing."""
+    import zipfile
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return None if os.path.isfile(os.path.join(path, "saved_model.pb")) else "a folder without saved_model.pb"
+    if not os.path.isfile(path):
+        return "no such file"
+    with open(path, "rb") as file:
+        head = file.read(8)
+    if head.startswith(HDF5_MAGIC):
+        return None
+    if head.startswith(ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+        except zipfile.BadZipFile:
+            return "a damaged zip archive"
+        return None if "config.json" in names else "a zip archive without the config.json of a Keras model"
+    if head[4:8] == TFLITE_MAGIC:
+        return "a TFLite model (python -m edge runs it; convert.py and predict.py take the .keras it came from)"
+    if not head:
+        return "empty"
+    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
+        return "a text file"
+    return f"a file starting with the bytes {head!r}"
+
+
 def load_model(path):
-    """Load a ``.keras`` (or SavedModel/h5) kerasseg model without its optimizer state."""
+    """Load a ``.keras`` (or SavedModel/h5) kerasseg model without its optimizer state.
+
+    Raises ModelFileError (a ValueError) saying what the file is when it is not a Keras model file.
+    """
+    problem = model_file_problem(path)
+    if problem is not None:
+        raise ModelFileError(f"{os.fspath(path)} is not a Keras model file (a .keras zip archive, an .h5 file or a "
+                         f"SavedModel folder): it is {problem}")
     return keras.models.load_model(path, custom_objects=custom_objects(), compile=False)

@@ -34,9 +34,11 @@ to, or a checkpoint prefix. DIR gets best.keras, spec.json and config.yaml; eval
 convert.py and train.py --init-from take it as a trained run. Exit 2 on bad input, with nothing written.
 """
 
+PROG = "python -m kerasseg import"
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = console.ArgumentParser(prog="python -m kerasseg import", description=COMMAND,
+    parser = console.ArgumentParser(prog=PROG, description=COMMAND,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", metavar="SOURCE", help=".tflite, model-zoo .tar.gz, its folder or a checkpoint "
                                                          "prefix")
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         spec = imported_spec(imported, labels_file=args.labels, input_size=args.input_size)
         run = write_imported_run(imported, args.output, spec)
     except (ValueError, FileNotFoundError, FileExistsError, SpecError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(PROG, err)
         return 2
     config = imported.config
     print(f"Imported {imported.source['kind']} {args.source} in {time.perf_counter() - started:.1f} s: "

@@ -87,9 +87,12 @@ def target_or_newest(target: str | os.PathLike | None, *, runs: str | os.PathLik
 
 def _load_keras(path: str):
     from kerasseg.models import load_model
+    from kerasseg.models.registry import ModelFileError
 
     try:
         return load_model(path)
+    except ModelFileError as err:
+        raise ValueError(f"model: {err}") from None
     except Exception as err:  # keras raises many types for a damaged archive
         raise ValueError(f"model: cannot load {path} ({type(err).__name__}: {str(err).splitlines()[0][:200]})") \
             from None

@@ -11,6 +11,7 @@ batch norms.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Any, Mapping
 
@@ -24,6 +25,8 @@ from kerasseg.training.config import TrainConfig, given_settings, resolve_config
 FIXED_BY_WEIGHTS = ("arch",) + tuple(name for name, option in OPTIONS.items() if option.fixed_by_weights)
 FROM_SOURCE = FIXED_BY_WEIGHTS + tuple(name for name, option in OPTIONS.items() if not option.fixed_by_weights)
 CLASSIFIER = "classifier"
+MAX_NAMED = 5  # layers not loaded that the summary names; DEBUG names them all, and the loaded ones
+_log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +114,13 @@ def copy_weights(model, source: InitSource, labels, *, log=print) -> tuple[list,
         else:
             layer.set_weights(weights)
             loaded.append(layer.name)
+    shown = skipped[:MAX_NAMED] + ([f"and {len(skipped) - MAX_NAMED} more"] if len(skipped) > MAX_NAMED else [])
     log(f"--init-from {source.path} ({source.kind}): loaded {len(loaded)} of {len(loaded) + len(skipped)} layers "
-        f"with weights; not loaded ({len(skipped)}): " + ("; ".join(skipped) or "none"))
-    log(f"  loaded ({len(loaded)}): {', '.join(loaded)}")
+        f"with weights; not loaded ({len(skipped)}): " + ("; ".join(shown) or "none")
+        + (" (--log-level DEBUG lists every layer)" if len(loaded) + len(skipped) > MAX_NAMED else ""))
+    _log.debug("--init-from: loaded (%d): %s", len(loaded), ", ".join(loaded))
+    if len(skipped) > MAX_NAMED:
+        _log.debug("--init-from: not loaded (%d): %s", len(skipped), "; ".join(skipped))
     return loaded, skipped
 
 
