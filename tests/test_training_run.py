@@ -42,7 +42,7 @@ def test_run_directory_holds_every_file(tiny_run):
     assert config["model"] == {"arch": "deeplabv3plus", "num_classes": 5, "backbone": "mobilenetv2",
                                "output_stride": 16, "aspp": False, "decoder": False, "dropout": 0.1,
                                "edgetpu_friendly": False, "align_corners": False, "alpha": 0.35,
-                               "channel_rounding": "keras"}
+                               "channel_rounding": "keras", "head_filters": 256}
     assert config["train"]["learning_rate"] == 0.01 and config["derived"]["total_steps"] == 36
     assert config["derived"]["labels"] == ["background", "circle", "square", "triangle", "cross"]
     assert config["hardware"] == {"strategy": "default", "replicas": 1, "precision_policy": "float32"}
