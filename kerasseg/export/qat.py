@@ -365,6 +365,7 @@ def fine_tune(model, batches, *, steps: int, learning_rate: float = QAT_LEARNING
     warm_up_ranges(model, batches)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_label)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+    model.optimizer.build(model.trainable_variables)  # slots made now: fit's first step would trace twice to make them
     history = model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
     losses = history.history.get("loss")
     if not losses:

@@ -72,6 +72,8 @@ def build(setup) -> Parts:
                               warmup_steps=min(config.warmup_steps, setup.total_steps - 1))
         optimizer = build_optimizer(name=config.optimizer, learning_rate=schedule, momentum=config.momentum,
                                     weight_decay=config.weight_decay, mixed_float16=setup.policy == "mixed_float16")
+        # Its slots made now, not by the first train step: a tf.function that creates variables is traced twice.
+        getattr(optimizer, "inner_optimizer", optimizer).build(model.trainable_variables)
         train_miou = ConfusionMatrixMetric(setup.spec.num_classes, ignore_label=setup.spec.ignore_label,
                                            name="train_mean_iou")
         best_miou = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_mean_iou")
