@@ -150,18 +150,27 @@ class CityscapesRun:
 
 @pytest.fixture(scope="session")
 def cityscapes_run(tmp_path_factory) -> CityscapesRun:
-    """Google's MobileNet-EdgeTPU Cityscapes file imported once, through ``python -m kerasseg import``."""
+    """Google's MobileNet-EdgeTPU Cityscapes file imported through ``python -m kerasseg import``, once per session
+    across workers (test_mobilenet_edgetpu.py and test_readme_commands.py may run in two)."""
+    from shared_helpers import made_once_in
+
+    root = made_once_in(tmp_path_factory, "cityscapes", _import_cityscapes)
+    return CityscapesRun(path=str(root / "run"), output=(root / "run.out").read_text(),
+                         seconds=float((root / "run.seconds").read_text()))
+
+
+def _import_cityscapes(root: pathlib.Path) -> None:
     import contextlib
     import io
     import time
 
     from kerasseg.__main__ import main
 
-    path, out = str(tmp_path_factory.mktemp("cityscapes") / "run"), io.StringIO()
-    started = time.perf_counter()
+    out, started = io.StringIO(), time.perf_counter()
     with contextlib.redirect_stdout(out):
-        assert main(["import", str(CITYSCAPES), "--output", path]) == 0
-    return CityscapesRun(path=path, output=out.getvalue(), seconds=time.perf_counter() - started)
+        assert main(["import", str(CITYSCAPES), "--output", str(root / "run")]) == 0
+    (root / "run.seconds").write_text(str(time.perf_counter() - started))
+    (root / "run.out").write_text(out.getvalue())
 
 
 def _convert_int8(convert, run: str, photos: str) -> None:
