@@ -21,8 +21,7 @@ only when a selected test asks for it (``pytest tests/test_x.py::test_y`` pays f
 The suite runs in WORKERS processes (pytest-xdist, set by ``pytest_cmdline_main`` below; ``-n 0`` or
 ``-p no:xdist`` runs it in one), each with its own session fixtures. Each test file runs whole in one worker, so
 its module fixtures are made once; the files that use the shared runs above (SHARED_FIXTURES) run together in one
-worker, first, so that each shared run is made once and neither worker waits for the other; the files with slow
-tests follow, and the quick files come last, so that the two workers end close together
+worker, first, so that each shared run is made once and neither worker waits for the other
 (``pytest_collection_modifyitems`` and ``pytest_xdist_make_scheduler`` below). Should they land in two workers
 anyway (another ``--dist``), the first worker that needs a shared run makes it under a file lock in the folder the
 workers share (shared_helpers.made_once), and the other waits and reuses it.
@@ -70,14 +69,12 @@ def pytest_configure_node(node):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """The files that use SHARED_FIXTURES join one xdist group and run first, then the other files with slow tests,
-    then the rest, so that the last files each worker takes are quick ones (see the module doc)."""
+    """The files that use SHARED_FIXTURES join one xdist group and run first (see the module doc)."""
     shared = {item.path for item in items if SHARED_FIXTURES & set(getattr(item, "fixturenames", ()))}
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
     for item in items:
         if item.path in shared and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(SHARED_GROUP))
-    items.sort(key=lambda item: (item.path not in shared, item.path not in slow))  # stable within each part
+    items.sort(key=lambda item: item.path not in shared)  # stable: the order within each part stays
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist

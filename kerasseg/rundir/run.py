@@ -128,6 +128,12 @@ class Run:
             with files.atomic_path(self.file({"best": BEST_MODEL, "last": LAST_MODEL}[which])) as tmp:
                 model.save(tmp)
 
+    def last_is_best(self) -> None:
+        """``last.keras`` as a copy of ``best.keras``, for an epoch whose model is both (no second serialisation)."""
+        if self.chief:
+            with files.atomic_path(self.file(LAST_MODEL)) as tmp:
+                shutil.copyfile(self.file(BEST_MODEL), tmp)
+
     def write_metrics(self, *, history: list, elapsed_seconds: float, skipped_files: dict) -> None:
         """``metrics.json``: the history, the best and last epochs, the total time and the skipped bad files."""
         if not self.chief:

@@ -158,10 +158,13 @@ class _Session:
         self.history.append(entry)
         _write_epoch_summaries(self.writers, entry, self.step)
         improved = val["mean_iou"] is not None and val["mean_iou"] > float(self.parts.best_miou.numpy())
+        snapshot = self._snapshot()
         if improved:
             self.parts.best_miou.assign(val["mean_iou"])
-            self._save_best(self._snapshot(), matrix, title=f"val, epoch {epoch + 1}, mean IoU {val['mean_iou']:.3f}")
-        self.run.save_model(self._snapshot(), which="last")
+            self._save_best(snapshot, matrix, title=f"val, epoch {epoch + 1}, mean IoU {val['mean_iou']:.3f}")
+            self.run.last_is_best()
+        else:
+            self.run.save_model(snapshot, which="last")
         self.record()
         self.manager.save(checkpoint_number=self.step)
         self.log(f"epoch {epoch + 1}/{self.setup.config.epochs}: loss {entry['train_loss']:.4f}  val mean IoU "
