@@ -7,7 +7,6 @@ Exit 2 on bad input.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from edge import console
