@@ -153,7 +153,8 @@ def test_preview_shows_the_stats_beside_the_stream_in_headless_chromium(tiny_mod
         command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
                    "--hide-scrollbars", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-                   f"--screenshot={shot}", "--window-size=1200,700", "--timeout=4000", server.url]
+                   f"--screenshot={shot}", "--window-size=1200,700", "--timeout=10000", server.url]
+        # 10 s before the screenshot: with both cores busy, 4 s once caught the page before its first stats poll.
         done = subprocess.run(command, capture_output=True, text=True, timeout=90)
         assert shot.exists(), done.stderr[-2000:]
         assert loop.stats.frames > 3
